@@ -1,0 +1,22 @@
+# The README's two commands. Each bootstraps first (idempotent, seconds when done).
+PY := .venv/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: run test bootstrap lint clean
+
+bootstrap:
+	@scripts/bootstrap
+
+run: bootstrap
+	@$(PY) -m scenarios.cli run --all --quick
+
+test:
+	@scripts/bootstrap --test
+	@PATH="$(CURDIR)/.tools/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: bootstrap
+	@.venv/bin/ruff check reference scenarios tests locustfiles
+	@.venv/bin/mypy reference scenarios
+
+clean:
+	rm -rf .stormproof reports .pytest_cache .mypy_cache .ruff_cache

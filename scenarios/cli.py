@@ -1,0 +1,81 @@
+"""The `stormproof` command line.
+
+Exit codes: 0 ok, 1 an expectation or check failed, 2 bad usage or bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from scenarios.stack.errors import StackError
+
+DEFAULT_STATE_DIR = Path(".stormproof")
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _stack(args: argparse.Namespace) -> int:
+    from scenarios.stack import control
+
+    state_dir: Path = args.state_dir
+    if args.action == "up":
+        print(control.stack_up(state_dir, args.provider))
+        return 0
+    if args.action == "down":
+        print(control.stack_down(state_dir))
+        return 0
+    code, report = control.stack_status(state_dir)
+    print(report)
+    return code
+
+
+def _journal(args: argparse.Namespace) -> int:
+    from reference.audit.journal_cli import main_verify
+
+    return main_verify([str(args.directory), "--hmac-key-env", args.hmac_key_env])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stormproof", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    stack = commands.add_parser("stack", help="a background stack: Redis, PostgreSQL, Toxiproxy")
+    stack.add_argument("action", choices=["up", "down", "status"])
+    stack.add_argument("--provider", default=None, help="local | external | docker")
+    stack.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    stack.set_defaults(handler=_stack)
+
+    journal = commands.add_parser("journal", help="inspect an audit journal")
+    journal_actions = journal.add_subparsers(dest="action", required=True)
+    verify = journal_actions.add_parser("verify", help="report corrupt records and chain breaks")
+    verify.add_argument("directory", type=Path)
+    verify.add_argument("--hmac-key-env", default="AUDITORIA_HMAC_KEY")
+    verify.set_defaults(handler=_journal)
+
+    for register in _EXTRA_COMMANDS:
+        register(commands)
+    return parser
+
+
+# Later modules register their sub-commands here (run, list, bench, load).
+_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = []
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except StackError as exc:
+        print(f"stormproof: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("stormproof: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

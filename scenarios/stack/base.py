@@ -1,0 +1,150 @@
+"""What every stack provider gives: URLs, a Toxiproxy client, and (local only) processes."""
+
+from __future__ import annotations
+
+import atexit
+import signal
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Protocol
+
+from scenarios.stack.errors import StackError
+from scenarios.toxiproxy import Proxy, Toxiproxy
+
+REDIS_PROXY = "redis"
+POSTGRES_PROXY = "postgres"
+_ENV_KEYS = {
+    "toxiproxy_url": "STORMPROOF_TOXIPROXY_URL",
+    "redis_url": "REDIS_URL",
+    "database_url": "DATABASE_URL",
+    "redis_direct_url": "REDIS_DIRECT_URL",
+    "database_direct_url": "DATABASE_DIRECT_URL",
+}
+
+
+@dataclass(frozen=True)
+class StackUrls:
+    """Where things are: the target uses the proxied URLs, truth checks the direct ones."""
+
+    toxiproxy_url: str
+    redis_url: str
+    database_url: str
+    redis_direct_url: str
+    database_direct_url: str
+
+    def as_env(self) -> dict[str, str]:
+        return {var: getattr(self, attr) for attr, var in _ENV_KEYS.items()}
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], source: str = "environment") -> StackUrls:
+        missing = [var for var in _ENV_KEYS.values() if not env.get(var)]
+        if missing:
+            raise StackError(f"{source}: missing {', '.join(missing)}")
+        for var in _ENV_KEYS.values():
+            value = env[var]
+            if "://" not in value:
+                raise StackError(f"{source}: {var} is not a URL: {value!r}")
+        return cls(**{attr: env[var] for attr, var in _ENV_KEYS.items()})
+
+
+class Service(Protocol):
+    """A dependency process the harness may crash, pause and restart."""
+
+    name: str
+
+    @property
+    def pid(self) -> int | None: ...
+
+    @property
+    def running(self) -> bool: ...
+
+    def kill(self) -> None: ...
+
+    def start(self, timeout_s: float = 30.0) -> None: ...
+
+    def restart(self, timeout_s: float = 30.0) -> None: ...
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+
+@dataclass
+class Stack:
+    """A running stack. `services` is empty when the provider cannot touch processes."""
+
+    provider: str
+    urls: StackUrls
+    toxiproxy: Toxiproxy
+    services: Mapping[str, Service] = field(default_factory=dict)
+    _closers: list[object] = field(default_factory=list, repr=False)
+
+    def proxy(self, name: str) -> Proxy:
+        return self.toxiproxy.proxy(name)
+
+    @property
+    def redis_proxy(self) -> Proxy:
+        return self.proxy(REDIS_PROXY)
+
+    @property
+    def postgres_proxy(self) -> Proxy:
+        return self.proxy(POSTGRES_PROXY)
+
+    def heal(self) -> None:
+        """Undo every fault: resume and restart services, enable proxies, drop toxics."""
+        for service in self.services.values():
+            service.resume()
+            if not service.running:
+                service.start()
+        self.toxiproxy.reset()
+
+    def close(self) -> None:
+        """Stop everything this stack started (idempotent)."""
+        closers, self._closers = self._closers, []
+        self.toxiproxy.close()
+        for closer in reversed(closers):
+            close = getattr(closer, "close", None)
+            if callable(close):
+                close()
+        _live.discard(self)
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __hash__(self) -> int:
+        return id(self)
+
+
+_live: weakref.WeakSet[Stack] = weakref.WeakSet()
+
+
+def track(stack: Stack) -> Stack:
+    """Register a stack so that process exit (and SIGTERM) closes it."""
+    _live.add(stack)
+    return stack
+
+
+def close_all() -> None:
+    for stack in list(_live):
+        try:
+            stack.close()
+        except Exception:
+            pass
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def install_sigterm_cleanup() -> None:
+    """Turn SIGTERM into KeyboardInterrupt so `finally` blocks and atexit tear stacks down."""
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+atexit.register(close_all)

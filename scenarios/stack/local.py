@@ -1,0 +1,236 @@
+"""The embedded stack: redis-server, PostgreSQL and toxiproxy-server as our own children."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+import psycopg
+import redis
+
+from scenarios.stack.base import POSTGRES_PROXY, REDIS_PROXY, Stack, StackUrls, track
+from scenarios.stack.errors import StackError
+from scenarios.stack.process import ManagedProcess
+from scenarios.toxiproxy import ProxySpec, Toxiproxy, ToxiproxyError
+
+DB_USER = "stormproof"
+DB_NAME = "stormproof"
+_HINT = "run scripts/bootstrap, or use docker compose with STORMPROOF_STACK=external"
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def find_binary(name: str, env_var: str, extra_dirs: list[Path]) -> str:
+    """The path of a server binary: $env_var, then PATH, then `extra_dirs`."""
+    explicit = os.environ.get(env_var)
+    if explicit:
+        if not os.access(explicit, os.X_OK):
+            raise StackError(f"{env_var}={explicit} is not an executable")
+        return explicit
+    found = shutil.which(name)
+    if found:
+        return found
+    for directory in extra_dirs:
+        candidate = directory / name
+        if os.access(candidate, os.X_OK):
+            return str(candidate)
+    raise StackError(f"{name} not found ({_HINT})")
+
+
+def _postgres_bin_dirs() -> list[Path]:
+    dirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda d: int(d.split("/")[-2]))
+    return [Path(d) for d in reversed(dirs)]
+
+
+def _tools_dirs() -> list[Path]:
+    repo = Path(__file__).resolve().parents[2]
+    return [Path.cwd() / ".tools" / "bin", repo / ".tools" / "bin"]
+
+
+def _redis_ready(url: str) -> bool:
+    client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    try:
+        return bool(client.ping())
+    finally:
+        client.close()
+
+
+def _postgres_ready(url: str) -> bool:
+    with psycopg.connect(url, connect_timeout=1) as conn:
+        conn.execute("SELECT 1")
+    return True
+
+
+def _toxiproxy_ready(url: str) -> bool:
+    with Toxiproxy(url, timeout_s=0.5) as client:
+        client.version()
+    return True
+
+
+class LocalStack:
+    """Builds and owns the processes and the temp dir of one local stack."""
+
+    def __init__(self, base_dir: Path | None = None, startup_timeout_s: float = 60.0) -> None:
+        self._base_parent = base_dir
+        self._timeout = startup_timeout_s
+        self._processes: list[ManagedProcess] = []
+        self.root: Path | None = None
+
+    def start(self) -> Stack:
+        redis_bin = find_binary("redis-server", "STORMPROOF_REDIS_SERVER", [])
+        pg_dirs = _postgres_bin_dirs()
+        initdb = find_binary("initdb", "STORMPROOF_INITDB", pg_dirs)
+        postgres = find_binary("postgres", "STORMPROOF_POSTGRES", [Path(initdb).parent])
+        toxiproxy_bin = find_binary("toxiproxy-server", "STORMPROOF_TOXIPROXY_SERVER", _tools_dirs())
+        if self._base_parent:
+            self._base_parent.mkdir(parents=True, exist_ok=True)
+        self.root = Path(tempfile.mkdtemp(prefix="stormproof-stack-", dir=self._base_parent))
+        try:
+            return self._start(redis_bin, initdb, postgres, toxiproxy_bin)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, redis_bin: str, initdb: str, postgres: str, toxiproxy_bin: str) -> Stack:
+        assert self.root is not None
+        root = self.root
+        redis_port, pg_port, tp_port = free_port(), free_port(), free_port()
+        redis_direct = f"redis://127.0.0.1:{redis_port}/0"
+        pg_direct = f"postgresql://{DB_USER}@127.0.0.1:{pg_port}/{DB_NAME}"
+        tp_url = f"http://127.0.0.1:{tp_port}"
+
+        redis_dir = root / "redis"
+        redis_dir.mkdir()
+        self._spawn(
+            ManagedProcess(
+                "redis-server",
+                [
+                    redis_bin, "--port", str(redis_port), "--bind", "127.0.0.1",
+                    "--dir", str(redis_dir), "--appendonly", "yes",
+                    "--appendfsync", "always", "--save", "", "--daemonize", "no",
+                    "--protected-mode", "no", "--maxclients", "2000",
+                ],
+                log_path=root / "redis.log",
+                ready=lambda: _redis_ready(redis_direct),
+            )
+        )
+
+        pg_user = "postgres" if os.geteuid() == 0 else None
+        pgdata = self._init_postgres(initdb, pg_user)
+        self._spawn(
+            ManagedProcess(
+                "postgres",
+                [
+                    postgres, "-D", str(pgdata), "-p", str(pg_port),
+                    "-c", "listen_addresses=127.0.0.1",
+                    "-c", f"unix_socket_directories={pgdata}",
+                    "-c", "max_connections=300",
+                    "-c", "shared_buffers=64MB",
+                ],
+                log_path=root / "postgres.log",
+                ready=lambda: _postgres_ready(
+                    f"postgresql://{DB_USER}@127.0.0.1:{pg_port}/postgres"
+                ),
+                user=pg_user,
+                stop_signal=signal.SIGINT,  # fast shutdown
+                death_signal=signal.SIGQUIT,  # immediate shutdown if we die
+            )
+        )
+        with psycopg.connect(
+            f"postgresql://{DB_USER}@127.0.0.1:{pg_port}/postgres", autocommit=True,
+            connect_timeout=5,
+        ) as conn:
+            conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+
+        self._spawn(
+            ManagedProcess(
+                "toxiproxy-server",
+                [toxiproxy_bin, "-host", "127.0.0.1", "-port", str(tp_port)],
+                log_path=root / "toxiproxy.log",
+                ready=lambda: _toxiproxy_ready(tp_url),
+                env={**os.environ, "LOG_LEVEL": "warn"},
+            )
+        )
+        client = Toxiproxy(tp_url)
+        redis_listen, pg_listen = free_port(), free_port()
+        try:
+            client.populate(
+                [
+                    ProxySpec(REDIS_PROXY, f"127.0.0.1:{redis_listen}", f"127.0.0.1:{redis_port}"),
+                    ProxySpec(POSTGRES_PROXY, f"127.0.0.1:{pg_listen}", f"127.0.0.1:{pg_port}"),
+                ]
+            )
+        except ToxiproxyError as exc:
+            client.close()
+            raise StackError(str(exc)) from exc
+        urls = StackUrls(
+            toxiproxy_url=tp_url,
+            redis_url=f"redis://127.0.0.1:{redis_listen}/0",
+            database_url=f"postgresql://{DB_USER}@127.0.0.1:{pg_listen}/{DB_NAME}",
+            redis_direct_url=redis_direct,
+            database_direct_url=pg_direct,
+        )
+        names = {"redis": self._processes[0], "postgres": self._processes[1],
+                 "toxiproxy": self._processes[2]}
+        return track(
+            Stack(provider="local", urls=urls, toxiproxy=client, services=names, _closers=[self])
+        )
+
+    def _init_postgres(self, initdb: str, user: str | None) -> Path:
+        assert self.root is not None
+        pgdata = self.root / "pgdata"
+        pgdata.mkdir(mode=0o700)
+        if user:
+            os.chmod(self.root, 0o711)  # let the postgres user reach its data dir
+            shutil.chown(pgdata, user, user)
+        argv = [initdb, "-D", str(pgdata), "-U", DB_USER, "--auth=trust", "-E", "UTF8",
+                "--locale=C", "--no-sync", "--no-instructions"]
+        try:
+            done = subprocess.run(
+                argv, user=user, group=user, extra_groups=[] if user else None,
+                capture_output=True, text=True, timeout=self._timeout, cwd=self.root,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise StackError(f"initdb did not finish in {self._timeout:.0f}s") from exc
+        if done.returncode != 0:
+            tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+            raise StackError(f"initdb failed (code {done.returncode}): {tail}")
+        return pgdata
+
+    def _spawn(self, process: ManagedProcess) -> None:
+        self._processes.append(process)
+        process.start(self._timeout)
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self._processes if p.pid is not None and p.running]
+
+    def close(self) -> None:
+        """Stop every process (newest first) and remove the temp dir."""
+        processes, self._processes = self._processes, []
+        errors = []
+        for process in reversed(processes):
+            try:
+                process.stop()
+            except StackError as exc:
+                errors.append(str(exc))
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root = None
+        if errors:
+            raise StackError("; ".join(errors))
+
+
+def start_local_stack(base_dir: Path | None = None) -> Stack:
+    return LocalStack(base_dir).start()

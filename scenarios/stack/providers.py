@@ -1,0 +1,44 @@
+"""Choose and open a stack provider by name: local, external or docker."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from scenarios.stack.base import Stack
+from scenarios.stack.errors import StackError
+
+PROVIDERS = ("local", "external", "docker")
+PROVIDER_ENV = "STORMPROOF_STACK"
+
+
+def resolve_provider(name: str | None, env: Mapping[str, str]) -> str:
+    """The provider to use: the name given, $STORMPROOF_STACK, or docker/local by availability."""
+    chosen = name or env.get(PROVIDER_ENV) or "auto"
+    if chosen == "auto":
+        from scenarios.stack.docker import docker_unavailable_reason
+
+        return "docker" if docker_unavailable_reason() is None else "local"
+    if chosen not in PROVIDERS:
+        raise StackError(f"unknown stack provider {chosen!r} (choose one of {', '.join(PROVIDERS)})")
+    return chosen
+
+
+def open_stack(
+    name: str | None = None, env: Mapping[str, str] | None = None, base_dir: Path | None = None
+) -> Stack:
+    """Start (or attach to) a stack; raises StackError with one line when it cannot."""
+    env = os.environ if env is None else env
+    provider = resolve_provider(name, env)
+    if provider == "external":
+        from scenarios.stack.external import open_external_stack
+
+        return open_external_stack(env)
+    if provider == "docker":
+        from scenarios.stack.docker import open_docker_stack
+
+        return open_docker_stack()
+    from scenarios.stack.local import start_local_stack
+
+    return start_local_stack(base_dir)
