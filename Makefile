@@ -8,7 +8,7 @@ bootstrap:
 	@scripts/bootstrap
 
 run: bootstrap
-	@$(PY) -m scenarios.cli run --all --quick
+	@PATH="$(CURDIR)/.tools/bin:$$PATH" $(PY) -m scenarios.cli stack smoke
 
 test:
 	@scripts/bootstrap --test

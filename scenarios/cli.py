@@ -23,6 +23,16 @@ def _stack(args: argparse.Namespace) -> int:
     if args.action == "up":
         print(control.stack_up(state_dir, args.provider))
         return 0
+    if args.action == "smoke":
+        from scenarios.stack import open_stack
+        from scenarios.stack.smoke import smoke_test
+
+        with open_stack(args.provider) as stack:
+            print(f"stack up ({stack.provider}): {stack.urls.toxiproxy_url}")
+            for line in smoke_test(stack):
+                print(f"  ok  {line}")
+        print("stack down")
+        return 0
     if args.action == "down":
         print(control.stack_down(state_dir))
         return 0
@@ -42,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     stack = commands.add_parser("stack", help="a background stack: Redis, PostgreSQL, Toxiproxy")
-    stack.add_argument("action", choices=["up", "down", "status"])
+    stack.add_argument("action", choices=["up", "down", "status", "smoke"])
     stack.add_argument("--provider", default=None, help="local | external | docker")
     stack.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     stack.set_defaults(handler=_stack)

@@ -72,7 +72,10 @@ def stack_up(state_dir: Path, provider: str | None) -> str:
         argv += ["--provider", provider]
     with open(log_path, "w") as log:
         daemon = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     deadline = time.monotonic() + UP_TIMEOUT_S
@@ -123,8 +126,10 @@ def stack_status(state_dir: Path) -> tuple[int, str]:
             for proxy in client.proxies().values():
                 toxics = ", ".join(t.type for t in proxy.toxics()) or "no toxics"
                 state_word = "enabled" if proxy.enabled else "DISABLED"
-                lines.append(f"  proxy {proxy.name}: {proxy.listen} -> {proxy.upstream}, "
-                             f"{state_word}, {toxics}")
+                lines.append(
+                    f"  proxy {proxy.name}: {proxy.listen} -> {proxy.upstream}, "
+                    f"{state_word}, {toxics}"
+                )
         check_reachable(urls)
     except (StackError, ToxiproxyError) as exc:
         lines.append(f"  not answering: {exc}")

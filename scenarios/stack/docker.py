@@ -60,20 +60,26 @@ def open_docker_stack() -> Stack:
         redis_c = owner.add(
             DockerContainer(REDIS_IMAGE)
             .with_command("redis-server --appendonly yes --appendfsync always")
-            .with_network(network).with_network_aliases("redis").with_exposed_ports(6379)
+            .with_network(network)
+            .with_network_aliases("redis")
+            .with_exposed_ports(6379)
         )
         redis_c.start()
         wait_for_logs(redis_c, "Ready to accept connections", timeout=60)
         pg_c = owner.add(
             DockerContainer(POSTGRES_IMAGE)
-            .with_env("POSTGRES_USER", "stormproof").with_env("POSTGRES_DB", "stormproof")
+            .with_env("POSTGRES_USER", "stormproof")
+            .with_env("POSTGRES_DB", "stormproof")
             .with_env("POSTGRES_HOST_AUTH_METHOD", "trust")
-            .with_network(network).with_network_aliases("postgres").with_exposed_ports(5432)
+            .with_network(network)
+            .with_network_aliases("postgres")
+            .with_exposed_ports(5432)
         )
         pg_c.start()
         wait_for_logs(pg_c, "database system is ready to accept connections", timeout=60)
         tp_c = owner.add(
-            DockerContainer(TOXIPROXY_IMAGE).with_network(network)
+            DockerContainer(TOXIPROXY_IMAGE)
+            .with_network(network)
             .with_exposed_ports(8474, *_PROXY_PORTS.values())
         )
         tp_c.start()
@@ -83,7 +89,9 @@ def open_docker_stack() -> Stack:
         client.populate(
             [
                 ProxySpec(REDIS_PROXY, f"0.0.0.0:{_PROXY_PORTS[REDIS_PROXY]}", "redis:6379"),
-                ProxySpec(POSTGRES_PROXY, f"0.0.0.0:{_PROXY_PORTS[POSTGRES_PROXY]}", "postgres:5432"),
+                ProxySpec(
+                    POSTGRES_PROXY, f"0.0.0.0:{_PROXY_PORTS[POSTGRES_PROXY]}", "postgres:5432"
+                ),
             ]
         )
         urls = StackUrls(

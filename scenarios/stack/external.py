@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import psycopg
 import redis
@@ -37,15 +38,27 @@ def check_reachable(urls: StackUrls) -> None:
             raise StackError(f"{var} unreachable: {str(exc).splitlines()[0]}") from exc
 
 
+ENV_FILE_VAR = "STORMPROOF_STACK_ENV_FILE"
+
+
 def open_external_stack(env: Mapping[str, str]) -> Stack:
-    urls = StackUrls.from_env(env)
+    """Attach to running services; URLs from $STORMPROOF_STACK_ENV_FILE or the environment."""
+    env_file = env.get(ENV_FILE_VAR)
+    if env_file:
+        from scenarios.stack.envfile import read_stack_urls
+
+        urls = read_stack_urls(Path(env_file))
+    else:
+        urls = StackUrls.from_env(env)
     client = Toxiproxy(urls.toxiproxy_url, timeout_s=CHECK_TIMEOUT_S)
     try:
         client.version()
         names = set(client.proxies())
     except ToxiproxyError as exc:
         client.close()
-        raise StackError(f"STORMPROOF_TOXIPROXY_URL {urls.toxiproxy_url} unreachable: {exc.answer}") from exc
+        raise StackError(
+            f"STORMPROOF_TOXIPROXY_URL {urls.toxiproxy_url} unreachable: {exc.answer}"
+        ) from exc
     missing = {REDIS_PROXY, POSTGRES_PROXY} - names
     if missing:
         client.close()

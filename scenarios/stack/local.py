@@ -86,13 +86,16 @@ class LocalStack:
         self._timeout = startup_timeout_s
         self._processes: list[ManagedProcess] = []
         self.root: Path | None = None
+        self._pg_root: Path | None = None
 
     def start(self) -> Stack:
         redis_bin = find_binary("redis-server", "STORMPROOF_REDIS_SERVER", [])
         pg_dirs = _postgres_bin_dirs()
         initdb = find_binary("initdb", "STORMPROOF_INITDB", pg_dirs)
         postgres = find_binary("postgres", "STORMPROOF_POSTGRES", [Path(initdb).parent])
-        toxiproxy_bin = find_binary("toxiproxy-server", "STORMPROOF_TOXIPROXY_SERVER", _tools_dirs())
+        toxiproxy_bin = find_binary(
+            "toxiproxy-server", "STORMPROOF_TOXIPROXY_SERVER", _tools_dirs()
+        )
         if self._base_parent:
             self._base_parent.mkdir(parents=True, exist_ok=True)
         self.root = Path(tempfile.mkdtemp(prefix="stormproof-stack-", dir=self._base_parent))
@@ -116,10 +119,25 @@ class LocalStack:
             ManagedProcess(
                 "redis-server",
                 [
-                    redis_bin, "--port", str(redis_port), "--bind", "127.0.0.1",
-                    "--dir", str(redis_dir), "--appendonly", "yes",
-                    "--appendfsync", "always", "--save", "", "--daemonize", "no",
-                    "--protected-mode", "no", "--maxclients", "2000",
+                    redis_bin,
+                    "--port",
+                    str(redis_port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--dir",
+                    str(redis_dir),
+                    "--appendonly",
+                    "yes",
+                    "--appendfsync",
+                    "always",
+                    "--save",
+                    "",
+                    "--daemonize",
+                    "no",
+                    "--protected-mode",
+                    "no",
+                    "--maxclients",
+                    "2000",
                 ],
                 log_path=root / "redis.log",
                 ready=lambda: _redis_ready(redis_direct),
@@ -132,11 +150,19 @@ class LocalStack:
             ManagedProcess(
                 "postgres",
                 [
-                    postgres, "-D", str(pgdata), "-p", str(pg_port),
-                    "-c", "listen_addresses=127.0.0.1",
-                    "-c", f"unix_socket_directories={pgdata}",
-                    "-c", "max_connections=300",
-                    "-c", "shared_buffers=64MB",
+                    postgres,
+                    "-D",
+                    str(pgdata),
+                    "-p",
+                    str(pg_port),
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                    "-c",
+                    f"unix_socket_directories={pgdata}",
+                    "-c",
+                    "max_connections=300",
+                    "-c",
+                    "shared_buffers=64MB",
                 ],
                 log_path=root / "postgres.log",
                 ready=lambda: _postgres_ready(
@@ -148,7 +174,8 @@ class LocalStack:
             )
         )
         with psycopg.connect(
-            f"postgresql://{DB_USER}@127.0.0.1:{pg_port}/postgres", autocommit=True,
+            f"postgresql://{DB_USER}@127.0.0.1:{pg_port}/postgres",
+            autocommit=True,
             connect_timeout=5,
         ) as conn:
             conn.execute(f'CREATE DATABASE "{DB_NAME}"')
@@ -181,25 +208,53 @@ class LocalStack:
             redis_direct_url=redis_direct,
             database_direct_url=pg_direct,
         )
-        names = {"redis": self._processes[0], "postgres": self._processes[1],
-                 "toxiproxy": self._processes[2]}
+        names = {
+            "redis": self._processes[0],
+            "postgres": self._processes[1],
+            "toxiproxy": self._processes[2],
+        }
         return track(
             Stack(provider="local", urls=urls, toxiproxy=client, services=names, _closers=[self])
         )
 
     def _init_postgres(self, initdb: str, user: str | None) -> Path:
         assert self.root is not None
-        pgdata = self.root / "pgdata"
-        pgdata.mkdir(mode=0o700)
         if user:
-            os.chmod(self.root, 0o711)  # let the postgres user reach its data dir
+            # The postgres user must traverse every parent: use the system temp dir
+            # (the caller's base dir may sit under a private 0700 directory).
+            _sweep_stale_pg_roots()
+            self._pg_root = Path(tempfile.mkdtemp(prefix=_PG_ROOT_PREFIX))
+            os.chmod(self._pg_root, 0o711)
+            (self._pg_root / "owner.pid").write_text(str(os.getpid()))
+            pgdata = self._pg_root / "pgdata"
+            pgdata.mkdir(mode=0o700)
             shutil.chown(pgdata, user, user)
-        argv = [initdb, "-D", str(pgdata), "-U", DB_USER, "--auth=trust", "-E", "UTF8",
-                "--locale=C", "--no-sync", "--no-instructions"]
+        else:
+            pgdata = self.root / "pgdata"
+            pgdata.mkdir(mode=0o700)
+        argv = [
+            initdb,
+            "-D",
+            str(pgdata),
+            "-U",
+            DB_USER,
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+            "--no-instructions",
+        ]
         try:
             done = subprocess.run(
-                argv, user=user, group=user, extra_groups=[] if user else None,
-                capture_output=True, text=True, timeout=self._timeout, cwd=self.root,
+                argv,
+                user=user,
+                group=user,
+                extra_groups=[] if user else None,
+                capture_output=True,
+                text=True,
+                timeout=self._timeout,
+                cwd=pgdata.parent,
             )
         except subprocess.TimeoutExpired as exc:
             raise StackError(f"initdb did not finish in {self._timeout:.0f}s") from exc
@@ -225,11 +280,27 @@ class LocalStack:
                 process.stop()
             except StackError as exc:
                 errors.append(str(exc))
-        if self.root is not None:
-            shutil.rmtree(self.root, ignore_errors=True)
-            self.root = None
+        for directory in (self.root, self._pg_root):
+            if directory is not None:
+                shutil.rmtree(directory, ignore_errors=True)
+        self.root = self._pg_root = None
         if errors:
             raise StackError("; ".join(errors))
+
+
+_PG_ROOT_PREFIX = "stormproof-pg-"
+
+
+def _sweep_stale_pg_roots() -> None:
+    """Remove data dirs left by owners that died without cleaning up (SIGKILL)."""
+    for owner_file in Path(tempfile.gettempdir()).glob(f"{_PG_ROOT_PREFIX}*/owner.pid"):
+        try:
+            pid = int(owner_file.read_text())
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(owner_file.parent, ignore_errors=True)
+        except (OSError, ValueError):
+            continue
 
 
 def start_local_stack(base_dir: Path | None = None) -> Stack:

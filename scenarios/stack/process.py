@@ -95,14 +95,14 @@ class ManagedProcess:
         while True:
             if self._proc is None or self._proc.poll() is not None:
                 code = None if self._proc is None else self._proc.returncode
-                raise StackError(f"{self.name} exited during start-up (code {code}): {self.log_tail()}")
+                raise StackError(
+                    f"{self.name} exited during start-up (code {code}): {self.log_tail()}"
+                )
             if _quietly(self._ready):
                 return
             if time.monotonic() > deadline:
                 self.kill()
-                raise StackError(
-                    f"{self.name} not ready after {timeout_s:.0f}s: {self.log_tail()}"
-                )
+                raise StackError(f"{self.name} not ready after {timeout_s:.0f}s: {self.log_tail()}")
             time.sleep(0.05)
 
     def signal(self, sig: int) -> None:

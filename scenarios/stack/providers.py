@@ -21,7 +21,9 @@ def resolve_provider(name: str | None, env: Mapping[str, str]) -> str:
 
         return "docker" if docker_unavailable_reason() is None else "local"
     if chosen not in PROVIDERS:
-        raise StackError(f"unknown stack provider {chosen!r} (choose one of {', '.join(PROVIDERS)})")
+        raise StackError(
+            f"unknown stack provider {chosen!r} (choose one of {', '.join(PROVIDERS)})"
+        )
     return chosen
 
 

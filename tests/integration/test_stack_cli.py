@@ -1,0 +1,184 @@
+"""`stormproof stack up|status|down` from a shell, clean teardown, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+
+from scenarios.stack.envfile import read_stack_urls
+from scenarios.stack.local import free_port
+from scenarios.toxiproxy import Toxiproxy
+
+pytestmark = pytest.mark.integration
+CLI = [sys.executable, "-m", "scenarios.cli"]
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split(") ", 1)[1][:1] != "Z"
+
+
+def test_up_status_down(tmp_path: Path) -> None:
+    """up writes a correct stack.env, a second up refuses, status answers, down leaves nothing."""
+    state = tmp_path / "state"
+    up = run_cli("stack", "up", "--provider", "local", "--state-dir", str(state))
+    assert up.returncode == 0, up.stderr
+    pids: list[int] = []
+    try:
+        again = run_cli("stack", "up", "--provider", "local", "--state-dir", str(state))
+        assert again.returncode == 0
+        assert "already running" in again.stdout
+        info = json.loads((state / "stack.json").read_text())
+        pids = [info["pid"], *info["services"].values()]
+        assert all(alive(pid) for pid in pids)
+
+        urls = read_stack_urls(state / "stack.env")
+        with Toxiproxy(urls.toxiproxy_url) as tp:
+            proxies = tp.proxies()
+            assert urls.redis_url.endswith(f":{proxies['redis'].listen_port}/0")
+            assert f":{proxies['postgres'].listen_port}/" in urls.database_url
+            with proxies["redis"].down(), proxies["postgres"].down():
+                assert redis.Redis.from_url(urls.redis_direct_url, socket_timeout=2).ping()
+                with psycopg.connect(urls.database_direct_url, connect_timeout=3) as conn:
+                    assert conn.execute("SELECT 1").fetchone() == (1,)
+                with pytest.raises(redis.ConnectionError):
+                    redis.Redis.from_url(urls.redis_url, socket_timeout=1).ping()
+        status = run_cli("stack", "status", "--state-dir", str(state))
+        assert status.returncode == 0, status.stdout
+        assert "proxy redis" in status.stdout and "enabled" in status.stdout
+    finally:
+        down = run_cli("stack", "down", "--state-dir", str(state))
+    assert down.returncode == 0
+    assert down.stdout.strip() == "stack down"
+    assert pids and not [pid for pid in pids if alive(pid)]
+    assert not (state / "stack.env").exists()
+    assert list((state / "run").iterdir()) == []
+    gone = run_cli("stack", "status", "--state-dir", str(state))
+    assert gone.returncode == 1 and "no stack running" in gone.stdout
+
+
+CHILD = """
+import sys, time
+from scenarios.stack import open_stack
+from scenarios.stack.base import install_sigterm_cleanup
+install_sigterm_cleanup()
+stack = open_stack("local", base_dir=__import__("pathlib").Path(sys.argv[1]))
+print(" ".join(str(s.pid) for s in stack.services.values()), flush=True)
+time.sleep(120)
+"""
+
+
+def test_sigterm_mid_run_leaves_nothing_behind(tmp_path: Path) -> None:
+    """A process holding a stack, killed with SIGTERM, stops every service and removes its dir."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    pids = [int(p) for p in child.stdout.readline().split()]
+    assert len(pids) == 3 and all(alive(pid) for pid in pids)
+    child.send_signal(signal.SIGTERM)
+    child.wait(30)
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [pid for pid in pids if alive(pid)] == []
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sigkill_of_the_owner_still_stops_services(tmp_path: Path) -> None:
+    """Even SIGKILL of the owner stops its services (parent-death signal)."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    pids = [int(p) for p in child.stdout.readline().split()]
+    child.kill()
+    child.wait(30)
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [pid for pid in pids if alive(pid)] == []
+
+
+def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_unknown_provider_is_one_clear_line(tmp_path: Path) -> None:
+    """An unknown provider name: one line naming it and the choices, exit 2, nothing started."""
+    result = run_cli("stack", "up", "--provider", "nimbus", "--state-dir", str(tmp_path))
+    line = _one_line_error(result)
+    assert "nimbus" in line and "local" in line
+    assert result.returncode == 2
+    assert not (tmp_path / "stack.json").exists()
+
+
+def test_unreachable_external_url_is_one_clear_line(tmp_path: Path) -> None:
+    """An external stack whose Toxiproxy is not there: one line naming the URL."""
+    port = free_port()
+    env = {
+        "STORMPROOF_TOXIPROXY_URL": f"http://127.0.0.1:{port}",
+        "REDIS_URL": "redis://127.0.0.1:1/0",
+        "REDIS_DIRECT_URL": "redis://127.0.0.1:1/0",
+        "DATABASE_URL": "postgresql://x@127.0.0.1:1/x",
+        "DATABASE_DIRECT_URL": "postgresql://x@127.0.0.1:1/x",
+    }
+    result = run_cli("stack", "up", "--provider", "external", "--state-dir", str(tmp_path), env=env)
+    line = _one_line_error(result)
+    assert f"127.0.0.1:{port}" in line and "unreachable" in line
+
+
+def test_malformed_stack_env_is_one_clear_line(tmp_path: Path) -> None:
+    """A malformed env file: one line naming the file, the line and what is expected."""
+    bad = tmp_path / "bad.env"
+    bad.write_text("REDIS_URL=redis://x\nthis is not a pair\n")
+    env = {"STORMPROOF_STACK_ENV_FILE": str(bad)}
+    result = run_cli(
+        "stack", "up", "--provider", "external", "--state-dir", str(tmp_path / "s"), env=env
+    )
+    line = _one_line_error(result)
+    assert f"{bad}:2" in line and "KEY=VALUE" in line
+
+
+def test_missing_variables_in_stack_env_are_named(tmp_path: Path) -> None:
+    """A stack.env lacking variables names the missing ones."""
+    bad = tmp_path / "partial.env"
+    bad.write_text("REDIS_URL=redis://127.0.0.1:1/0\n")
+    env = {"STORMPROOF_STACK_ENV_FILE": str(bad)}
+    result = run_cli(
+        "stack", "up", "--provider", "external", "--state-dir", str(tmp_path / "s"), env=env
+    )
+    line = _one_line_error(result)
+    assert "DATABASE_DIRECT_URL" in line and "missing" in line
