@@ -1,0 +1,238 @@
+"""Faults: reversible network faults (Toxiproxy) and process faults (signals).
+
+A `FaultSpec` is data (kind, target, params); `FaultInjector.apply(spec)` makes it happen
+and remembers how to undo it; `revert_all()` undoes whatever is still active, whatever
+happened (call it in `finally`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from scenarios.stack.base import Stack
+from scenarios.toxiproxy import Proxy, ToxiproxyError
+
+NETWORK_TARGETS = ("redis", "postgres")
+PROCESS_TARGETS = ("redis", "postgres", "target")
+
+# kind -> (toxic type, default attributes, streams); "down" and "flapping" are handled apart.
+_TOXICS: dict[str, tuple[str, dict[str, Any], tuple[str, ...]]] = {
+    "blackhole": ("timeout", {"timeout": 0}, ("upstream", "downstream")),
+    "latency": ("latency", {"latency": 500, "jitter": 0}, ("downstream",)),
+    "bandwidth": ("bandwidth", {"rate": 1}, ("downstream",)),
+    "reset_peer": ("reset_peer", {"timeout": 0}, ("upstream",)),
+    "slicer": ("slicer", {"average_size": 16, "size_variation": 8, "delay": 1000}, ("downstream",)),
+    "limit_data": ("limit_data", {"bytes": 512}, ("downstream",)),
+    "slow_close": ("slow_close", {"delay": 2000}, ("downstream",)),
+}
+NETWORK_KINDS = ("down", "flapping", *_TOXICS)
+PROCESS_KINDS = ("sigkill", "sigstop")
+KINDS = (*NETWORK_KINDS, *PROCESS_KINDS)
+_PARAMS: dict[str, set[str]] = {
+    **{kind: set(attrs) for kind, (_, attrs, _) in _TOXICS.items()},
+    "down": set(),
+    "flapping": {"period_s"},
+    "sigkill": {"restart"},
+    "sigstop": set(),
+}
+
+
+class FaultError(ValueError):
+    """A fault spec that cannot be applied (unknown kind, target or parameter)."""
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """What to break: e.g. FaultSpec("latency", "redis", {"latency": 500, "jitter": 50})."""
+
+    kind: str
+    target: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.target}-{self.kind}"
+
+    def validate(self) -> FaultSpec:
+        if self.kind not in KINDS:
+            raise FaultError(f"unknown fault {self.kind!r} (choose one of {', '.join(KINDS)})")
+        targets = NETWORK_TARGETS if self.kind in NETWORK_KINDS else PROCESS_TARGETS
+        if self.target not in targets:
+            raise FaultError(
+                f"fault {self.kind!r} cannot target {self.target!r} (choose {', '.join(targets)})"
+            )
+        unknown = set(self.params) - _PARAMS[self.kind]
+        if unknown:
+            raise FaultError(f"fault {self.kind!r}: unknown parameter(s) {sorted(unknown)}")
+        for key, value in self.params.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                if key != "restart":
+                    raise FaultError(f"fault {self.kind!r}: {key} must be a number")
+            elif value < 0:
+                raise FaultError(f"fault {self.kind!r}: {key} must not be negative")
+        if self.kind == "flapping" and float(self.params.get("period_s", 2.0)) <= 0:
+            raise FaultError("fault 'flapping': period_s must be positive")
+        return self
+
+    @classmethod
+    def parse(cls, name: str, params: Mapping[str, Any] | None = None) -> FaultSpec:
+        """'redis-blackhole' -> FaultSpec("blackhole", "redis")."""
+        target, sep, kind = name.partition("-")
+        if not sep:
+            raise FaultError(f"fault {name!r}: expected TARGET-KIND, e.g. redis-blackhole")
+        return cls(kind.replace("-", "_"), target, dict(params or {})).validate()
+
+
+class ProcessHandle(Protocol):
+    """What a process fault needs (ManagedProcess implements it)."""
+
+    def kill(self) -> None: ...
+
+    def start(self, timeout_s: float = 30.0) -> None: ...
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+
+Revert = Callable[[], None]
+
+
+class FaultInjector:
+    """Applies faults to a stack (and target processes) and reverts them reliably."""
+
+    def __init__(
+        self, stack: Stack, targets: Callable[[], list[ProcessHandle]] | None = None
+    ) -> None:
+        self._stack = stack
+        self._targets = targets or (lambda: [])
+        self._active: list[tuple[FaultSpec, Revert]] = []
+        self._lock = threading.Lock()
+
+    @property
+    def active(self) -> list[FaultSpec]:
+        with self._lock:
+            return [spec for spec, _ in self._active]
+
+    def apply(self, spec: FaultSpec) -> FaultSpec:
+        spec.validate()
+        revert = self._apply(spec)
+        with self._lock:
+            self._active.append((spec, revert))
+        return spec
+
+    def revert(self, spec: FaultSpec) -> None:
+        with self._lock:
+            index = next((i for i, (s, _) in enumerate(self._active) if s is spec), None)
+            if index is None:
+                return
+            _, undo = self._active.pop(index)
+        undo()
+
+    def revert_all(self) -> list[str]:
+        """Undo every active fault (newest first); returns the errors met, never raises."""
+        errors: list[str] = []
+        while True:
+            with self._lock:
+                if not self._active:
+                    break
+                spec, undo = self._active.pop()
+            try:
+                undo()
+            except Exception as exc:
+                errors.append(f"{spec.name}: {exc}")
+        return errors
+
+    def _apply(self, spec: FaultSpec) -> Revert:
+        if spec.kind in PROCESS_KINDS:
+            return self._apply_process(spec)
+        proxy = self._stack.proxy(spec.target)
+        if spec.kind == "down":
+            proxy.disable()
+            return lambda: _ignore(proxy.enable())
+        if spec.kind == "flapping":
+            return _Flapper(proxy, float(spec.params.get("period_s", 2.0))).start()
+        toxic_type, defaults, streams = _TOXICS[spec.kind]
+        attributes = {**defaults, **spec.params}
+        names = []
+        for stream in streams:
+            toxic = proxy.add_toxic(toxic_type, attributes, stream=stream)  # type: ignore[arg-type]
+            names.append(toxic.name)
+
+        def remove() -> None:
+            for name in names:
+                try:
+                    proxy.remove_toxic(name)
+                except ToxiproxyError as exc:
+                    if exc.status != 404:
+                        raise
+
+        return remove
+
+    def _apply_process(self, spec: FaultSpec) -> Revert:
+        handles = self._process_handles(spec.target)
+        if spec.kind == "sigstop":
+            for handle in handles:
+                handle.pause()
+
+            def resume() -> None:
+                for handle in handles:
+                    handle.resume()
+
+            return resume
+        for handle in handles:
+            handle.kill()
+
+        def restart() -> None:
+            if spec.params.get("restart", True) is not False:
+                for handle in handles:
+                    handle.start()
+
+        return restart
+
+    def _process_handles(self, target: str) -> list[ProcessHandle]:
+        if target == "target":
+            handles = self._targets()
+            if not handles:
+                raise FaultError("no target process to signal")
+            return handles
+        service = self._stack.services.get(target)
+        if service is None:
+            raise FaultError(f"the {self._stack.provider} stack cannot signal {target!r}")
+        return [service]
+
+
+class _Flapper:
+    """Disables and enables a proxy every half period until reverted."""
+
+    def __init__(self, proxy: Proxy, period_s: float) -> None:
+        self._proxy = proxy
+        self._half = period_s / 2
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"flap-{proxy.name}", daemon=True)
+
+    def start(self) -> Revert:
+        self._proxy.disable()
+        self._thread.start()
+        return self.stop
+
+    def _run(self) -> None:
+        enabled = False
+        while not self._stop.wait(self._half):
+            enabled = not enabled
+            try:
+                self._proxy.update(enabled=enabled)
+            except ToxiproxyError:
+                pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._proxy.enable()
+
+
+def _ignore(_: object) -> None:
+    return None

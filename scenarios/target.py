@@ -1,0 +1,159 @@
+"""The target launcher: start the service under test with the contract's environment.
+
+Any command that honours the target contract (docs/contract in DESIGN) can be driven;
+the default is the reference service. Each instance gets its own port, INSTANCE_ID and
+journal directory; its output goes to `<run_dir>/target-<id>.log`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shlex
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from scenarios.stack.base import StackUrls
+from scenarios.stack.local import free_port
+from scenarios.stack.process import ManagedProcess
+
+DEFAULT_COMMAND = (sys.executable, "-m", "reference.service")
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """How to run the target: command, number of instances, extra environment."""
+
+    command: tuple[str, ...] = DEFAULT_COMMAND
+    instances: int = 1
+    env: Mapping[str, str] = field(default_factory=dict)
+    startup_timeout_s: float = 30.0
+
+    @classmethod
+    def from_command_line(cls, command: str | None, **kwargs: object) -> TargetSpec:
+        argv = tuple(shlex.split(command)) if command else DEFAULT_COMMAND
+        return cls(command=argv, **kwargs)  # type: ignore[arg-type]
+
+
+def _answers(url: str) -> bool:
+    """The target is up when /health answers at all (200 or 503)."""
+    response = httpx.get(f"{url}/health", timeout=1.0)
+    return response.status_code in (200, 503)
+
+
+class TargetInstance:
+    """One target process (implements the harness's ProcessHandle)."""
+
+    def __init__(self, index: int, process: ManagedProcess, url: str, backup_path: Path) -> None:
+        self.index = index
+        self.instance_id = f"i{index}"
+        self.process = process
+        self.url = url
+        self.backup_path = backup_path
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
+
+    @property
+    def running(self) -> bool:
+        return self.process.running
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        self.process.start(timeout_s)
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    def pause(self) -> None:
+        self.process.pause()
+
+    def resume(self) -> None:
+        self.process.resume()
+
+    def stop(self) -> None:
+        self.process.stop(timeout_s=15.0)
+
+
+class TargetGroup:
+    """Starts, restarts and stops the target instances of one run."""
+
+    def __init__(
+        self,
+        spec: TargetSpec,
+        urls: StackUrls,
+        run_dir: Path,
+        admin_token: str | None = None,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.admin_token = admin_token or secrets.token_urlsafe(16)
+        self.instances: list[TargetInstance] = []
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for index in range(1, spec.instances + 1):
+            port = free_port()
+            backup = run_dir / f"instance-{index}" / "audit-backup"
+            env = {
+                **os.environ,
+                "REDIS_URL": urls.redis_url,
+                "DATABASE_URL": urls.database_url,
+                "AUDITORIA_BACKUP_PATH": str(backup),
+                "HOST": "127.0.0.1",
+                "PORT": str(port),
+                "INSTANCE_ID": f"i{index}",
+                "ADMIN_TOKEN": self.admin_token,
+                "LOG_FORMAT": "json",
+                **spec.env,
+                **(extra_env or {}),
+            }
+            url = f"http://127.0.0.1:{port}"
+            process = ManagedProcess(
+                f"target-i{index}",
+                spec.command,
+                log_path=run_dir / f"target-i{index}.log",
+                ready=lambda url=url: _answers(url),  # type: ignore[misc]
+                env=env,
+            )
+            self.instances.append(TargetInstance(index, process, url, backup))
+
+    @property
+    def urls(self) -> list[str]:
+        return [instance.url for instance in self.instances]
+
+    def start(self) -> None:
+        for instance in self.instances:
+            instance.start(self.spec.startup_timeout_s)
+
+    def ensure_running(self) -> None:
+        """Restart every instance that died (after a SIGKILL fault)."""
+        for instance in self.instances:
+            instance.resume()
+            if not instance.running:
+                instance.start(self.spec.startup_timeout_s)
+
+    def stop(self) -> None:
+        for instance in self.instances:
+            instance.stop()
+
+    def log_excerpt(self, lines: int = 60) -> str:
+        """The last lines of each instance's log."""
+        parts = []
+        for instance in self.instances:
+            try:
+                text = instance.process.log_path.read_text(errors="replace").splitlines()
+            except OSError:
+                text = []
+            parts.append(f"== {instance.instance_id} ==")
+            parts.extend(text[-lines:])
+        return "\n".join(parts)
+
+    def __enter__(self) -> TargetGroup:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
