@@ -47,6 +47,14 @@ def _journal(args: argparse.Namespace) -> int:
     return main_verify([str(args.directory), "--hmac-key-env", args.hmac_key_env])
 
 
+def _bench(args: argparse.Namespace) -> int:
+    import importlib
+
+    module = importlib.import_module(f"scenarios.bench.{args.subject}")
+    code: int = module.main(json_output=args.json)
+    return code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stormproof", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -63,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("directory", type=Path)
     verify.add_argument("--hmac-key-env", default="AUDITORIA_HMAC_KEY")
     verify.set_defaults(handler=_journal)
+
+    bench = commands.add_parser("bench", help="benchmarks: figures as ratios to a raw baseline")
+    bench.add_argument("subject", choices=["cache", "audit"])
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.set_defaults(handler=_bench)
 
     for register in _EXTRA_COMMANDS:
         register(commands)

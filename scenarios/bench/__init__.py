@@ -1,0 +1,1 @@
+"""Benchmarks: each module has main(json_output: bool) -> int."""
