@@ -1,0 +1,38 @@
+"""Checkers: verdicts on a recorded history and the truth read after healing."""
+
+from scenarios.checkers.audit import AuditChecker
+from scenarios.checkers.base import Checker, CheckResult, Truth, run_checkers
+from scenarios.checkers.breaker import BreakerTimelineChecker
+from scenarios.checkers.cache import CacheAvailabilityChecker, StalenessChecker
+from scenarios.checkers.health import HealthChecker
+from scenarios.checkers.latency import (
+    LatencyChecker,
+    Percentiles,
+    PhaseStats,
+    PhaseThresholds,
+    percentiles,
+    phase_stats,
+)
+from scenarios.checkers.phases import PHASES, Phase, phase_of, phase_spans
+
+__all__ = [
+    "PHASES",
+    "AuditChecker",
+    "BreakerTimelineChecker",
+    "CacheAvailabilityChecker",
+    "CheckResult",
+    "Checker",
+    "HealthChecker",
+    "LatencyChecker",
+    "Percentiles",
+    "Phase",
+    "PhaseStats",
+    "PhaseThresholds",
+    "StalenessChecker",
+    "Truth",
+    "percentiles",
+    "phase_of",
+    "phase_spans",
+    "phase_stats",
+    "run_checkers",
+]
