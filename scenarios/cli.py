@@ -83,7 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Later modules register their sub-commands here (run, list, bench, load).
-_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = []
+def _register_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from scenarios.run_cli import register
+
+    register(commands)
+
+
+_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
+    _register_run
+]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,7 @@ happened (call it in `finally`).
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from scenarios.stack.base import Stack
 from scenarios.toxiproxy import Proxy, ToxiproxyError
 
 NETWORK_TARGETS = ("redis", "postgres")
+# A per-instance proxy is named like "redis.i2" (scenarios with per-instance proxies).
+_INSTANCE_PROXY = re.compile(r"^(redis|postgres)\.i[1-9]$")
 PROCESS_TARGETS = ("redis", "postgres", "target")
 
 # kind -> (toxic type, default attributes, streams); "down" and "flapping" are handled apart.
@@ -60,7 +63,8 @@ class FaultSpec:
         if self.kind not in KINDS:
             raise FaultError(f"unknown fault {self.kind!r} (choose one of {', '.join(KINDS)})")
         targets = NETWORK_TARGETS if self.kind in NETWORK_KINDS else PROCESS_TARGETS
-        if self.target not in targets:
+        per_instance = self.kind in NETWORK_KINDS and _INSTANCE_PROXY.match(self.target)
+        if self.target not in targets and not per_instance:
             raise FaultError(
                 f"fault {self.kind!r} cannot target {self.target!r} (choose {', '.join(targets)})"
             )

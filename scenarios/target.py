@@ -11,7 +11,7 @@ import os
 import secrets
 import shlex
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,6 +89,7 @@ class TargetGroup:
         run_dir: Path,
         admin_token: str | None = None,
         extra_env: Mapping[str, str] | None = None,
+        instance_env: Callable[[int], Mapping[str, str]] | None = None,
     ) -> None:
         self.spec = spec
         self.admin_token = admin_token or secrets.token_urlsafe(16)
@@ -109,6 +110,7 @@ class TargetGroup:
                 "LOG_FORMAT": "json",
                 **spec.env,
                 **(extra_env or {}),
+                **(instance_env(index) if instance_env else {}),
             }
             url = f"http://127.0.0.1:{port}"
             process = ManagedProcess(

@@ -81,8 +81,15 @@ def _toxiproxy_ready(url: str) -> bool:
 class LocalStack:
     """Builds and owns the processes and the temp dir of one local stack."""
 
-    def __init__(self, base_dir: Path | None = None, startup_timeout_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        base_dir: Path | None = None,
+        startup_timeout_s: float = 60.0,
+        *,
+        redis_aof: bool = True,
+    ) -> None:
         self._base_parent = base_dir
+        self._redis_aof = redis_aof
         self._timeout = startup_timeout_s
         self._processes: list[ManagedProcess] = []
         self.root: Path | None = None
@@ -127,7 +134,7 @@ class LocalStack:
                     "--dir",
                     str(redis_dir),
                     "--appendonly",
-                    "yes",
+                    "yes" if self._redis_aof else "no",
                     "--appendfsync",
                     "always",
                     "--save",
@@ -303,5 +310,6 @@ def _sweep_stale_pg_roots() -> None:
             continue
 
 
-def start_local_stack(base_dir: Path | None = None) -> Stack:
-    return LocalStack(base_dir).start()
+def start_local_stack(base_dir: Path | None = None, *, redis_aof: bool = True) -> Stack:
+    """A local stack; `redis_aof=False` is a deliberately unsafe Redis (harness self-test)."""
+    return LocalStack(base_dir, redis_aof=redis_aof).start()

@@ -28,11 +28,17 @@ def resolve_provider(name: str | None, env: Mapping[str, str]) -> str:
 
 
 def open_stack(
-    name: str | None = None, env: Mapping[str, str] | None = None, base_dir: Path | None = None
+    name: str | None = None,
+    env: Mapping[str, str] | None = None,
+    base_dir: Path | None = None,
+    *,
+    redis_aof: bool = True,
 ) -> Stack:
     """Start (or attach to) a stack; raises StackError with one line when it cannot."""
     env = os.environ if env is None else env
     provider = resolve_provider(name, env)
+    if not redis_aof and provider != "local":
+        raise StackError(f"the {provider} provider cannot run Redis without AOF")
     if provider == "external":
         from scenarios.stack.external import open_external_stack
 
@@ -43,4 +49,4 @@ def open_stack(
         return open_docker_stack()
     from scenarios.stack.local import start_local_stack
 
-    return start_local_stack(base_dir)
+    return start_local_stack(base_dir, redis_aof=redis_aof)

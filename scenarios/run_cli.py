@@ -1,0 +1,141 @@
+"""`stormproof run` and `stormproof list`: the catalogue from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from scenarios.catalogue import load_catalogue, select
+from scenarios.faults import FaultError
+from scenarios.scenario import (
+    Scenario,
+    ScenarioError,
+    ScheduledFault,
+    load_scenarios,
+    parse_schedule,
+)
+from scenarios.stack.errors import StackError
+from scenarios.target import TargetSpec
+from scenarios.workload import WorkloadSpec
+
+SCHEDULE_TAIL_S = 5.0
+
+
+def schedule_scenario(faults: tuple[ScheduledFault, ...], base: Scenario | None) -> Scenario:
+    """A scenario running `faults`: the named one's, or the property runs' default."""
+    end = max((f.at_s + f.duration_s for f in faults), default=0.0)
+    if base is not None:
+        from dataclasses import replace
+
+        return replace(base, faults=faults, duration_s=max(base.duration_s, end + SCHEDULE_TAIL_S))
+    catalogue = {s.name: s for s in load_catalogue()}
+    env = catalogue["redis-down"].target_env
+    return Scenario(
+        name="schedule",
+        description="A fault schedule given on the command line (or found by a property run).",
+        duration_s=end + SCHEDULE_TAIL_S,
+        workload=WorkloadSpec(
+            rate_per_s=150, concurrency=12,
+            mix={"cache_get": 4, "cache_put": 1, "audit": 4},
+        ),
+        faults=faults,
+        expect={"audit": {}, "cache_availability": {"max_failed_reads": 0, "fs": ["cache_get"]}},
+        target_env=env,
+    )
+
+
+def resolve(args: argparse.Namespace) -> list[Scenario]:
+    """The scenarios to run, fully validated (nothing has started yet)."""
+    catalogue = load_scenarios(args.scenario_file) if args.scenario_file else load_catalogue()
+    if args.all and args.scenarios:
+        raise ScenarioError("give scenario names or --all, not both")
+    chosen = catalogue if args.all else select(catalogue, args.scenarios) if args.scenarios else []
+    if args.schedule is not None:
+        faults = parse_schedule(args.schedule, "--schedule")
+        if len(chosen) > 1:
+            raise ScenarioError("--schedule applies to one scenario at most")
+        chosen = [schedule_scenario(faults, chosen[0] if chosen else None)]
+    if not chosen:
+        raise ScenarioError("nothing to run: name scenarios, or --all (see `stormproof list`)")
+    return chosen
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    catalogue = load_scenarios(args.scenario_file) if args.scenario_file else load_catalogue()
+    width = max(len(s.name) for s in catalogue)
+    for scenario in catalogue:
+        print(f"{scenario.name:<{width}}  {scenario.duration_s:>4.0f}s  {scenario.description}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from scenarios.runner import RunOptions, run_catalogue
+
+    try:
+        scenarios = resolve(args)
+        target = TargetSpec.from_command_line(args.target_cmd)
+    except (ScenarioError, FaultError, ValueError) as exc:
+        print(f"stormproof: {exc}", file=sys.stderr)
+        return 2
+    options = RunOptions(
+        report_dir=args.report, target=target, quick=args.quick, seed=args.seed,
+        provider=args.provider,
+    )
+    console = Console(stderr=True)
+    started = time.monotonic()
+    with Progress(
+        TextColumn("[bold]{task.fields[name]:<28}"), BarColumn(), TextColumn("{task.description}"),
+        TimeElapsedColumn(), console=console, transient=False,
+    ) as progress:
+        overall = progress.add_task("", total=len(scenarios), name="catalogue")
+
+        def on_scenario(number: int, scenario: Scenario):  # type: ignore[no-untyped-def]
+            task = progress.add_task("", total=1.0, name=scenario.name)
+
+            def report(what: str, done: float) -> None:
+                progress.update(task, completed=done, description=what)
+                if done >= 1.0:
+                    progress.update(overall, advance=1)
+
+            return report
+
+        try:
+            summary, run_dir = run_catalogue(scenarios, options, on_scenario)
+        except StackError as exc:
+            print(f"stormproof: {exc}", file=sys.stderr)
+            return 2
+    wall = time.monotonic() - started
+    for result in summary.scenarios:
+        verdict = "PASS" if result.passed else "FAIL"
+        failed = ", ".join(c.checker for c in result.failed_checks) or (result.error or "")
+        print(f"{verdict}  {result.name:<28} {result.wall_s:5.1f}s  {failed}")
+        for check in result.failed_checks:
+            print(f"        {check.checker}: {check.summary}")
+        if result.error:
+            print(f"        error: {result.error}")
+    print(f"{sum(r.passed for r in summary.scenarios)} passed, "
+          f"{sum(not r.passed for r in summary.scenarios)} failed in {wall:.1f}s wall time")
+    print(f"report: {run_dir / 'report.html'}")
+    return 0 if summary.passed else 1
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = commands.add_parser("run", help="run scenarios against the target and write a report")
+    run.add_argument("scenarios", nargs="*", metavar="SCENARIO")
+    run.add_argument("--all", action="store_true", help="the whole catalogue")
+    run.add_argument("--quick", action="store_true", help="short times (each scenario < 30 s)")
+    run.add_argument("--report", type=Path, default=Path("reports"), help="where runs go")
+    run.add_argument("--target-cmd", default=None, help="command of the target (default: reference)")
+    run.add_argument("--schedule", default=None, help="JSON list of {at_s, fault, duration_s}")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--scenario-file", type=Path, default=None, help="TOML/JSON scenarios")
+    run.add_argument("--provider", default=None, help="stack provider: local | external | docker")
+    run.set_defaults(handler=cmd_run)
+    listing = commands.add_parser("list", help="list the scenario catalogue")
+    listing.add_argument("--scenario-file", type=Path, default=None)
+    listing.set_defaults(handler=cmd_list)

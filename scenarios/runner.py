@@ -1,0 +1,301 @@
+"""The runner: stack -> target -> workload + fault schedule -> heal -> truth -> checkers.
+
+Every fault is reverted and every process stopped in `finally`, whatever happened
+(exceptions, Ctrl-C). Each scenario gets a clean slate: proxies healed, the audit and
+beneficios tables dropped and Redis flushed (over the direct URLs) before its target starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import psycopg
+import redis
+
+from scenarios.checkers import CheckResult, Truth, run_checkers
+from scenarios.faults import FaultInjector
+from scenarios.history import History, HistoryRecorder
+from scenarios.report import (
+    RunSummary,
+    ScenarioResult,
+    series_from_history,
+    write_html_report,
+    write_junit_xml,
+    write_results_json,
+)
+from scenarios.scenario import Scenario, ScheduledFault
+from scenarios.stack import Stack, open_stack
+from scenarios.stack.local import free_port
+from scenarios.target import TargetGroup, TargetSpec
+from scenarios.toxiproxy import ProxySpec
+from scenarios.workload import Workload
+
+TRUTH_QUERY = "SELECT event_id::text, count(*) FROM audit_log GROUP BY 1"
+RESET_TABLES = ("audit_log", "audit_dead_letter", "beneficios")
+Progress = Callable[[str, float], None]
+"""Called with (what is happening, fraction of the scenario done)."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    report_dir: Path = Path("reports")
+    target: TargetSpec = field(default_factory=TargetSpec)
+    quick: bool = True
+    seed: int = 0
+    provider: str | None = None
+    truth_query: str = TRUTH_QUERY
+
+
+def run_catalogue(
+    scenarios: Sequence[Scenario],
+    options: RunOptions,
+    progress: Callable[[int, Scenario], Progress] | None = None,
+) -> tuple[RunSummary, Path]:
+    """Run scenarios in order on shared stacks; write results, JUnit XML and HTML report."""
+    started = time.monotonic()
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    run_dir = options.report_dir / datetime.now(UTC).strftime("run-%Y%m%dT%H%M%S")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    results: list[ScenarioResult] = []
+    histories: dict[str, History] = {}
+    stacks: dict[bool, Stack] = {}
+    try:
+        for number, scenario in enumerate(scenarios):
+            aof = bool(scenario.stack.get("redis_aof", True))
+            if aof not in stacks:
+                stacks[aof] = open_stack(
+                    options.provider, base_dir=run_dir / "stack", redis_aof=aof
+                )
+            report = progress(number, scenario) if progress else None
+            result, history = asyncio.run(
+                run_scenario(scenario, stacks[aof], options, run_dir / scenario.name, report)
+            )
+            results.append(result)
+            if history is not None:
+                histories[scenario.name] = history
+    finally:
+        for stack in stacks.values():
+            stack.close()
+        summary = RunSummary.of(results, time.monotonic() - started, started_at)
+        write_results_json(run_dir, summary)
+        write_junit_xml(run_dir / "junit.xml", summary)
+        write_html_report(run_dir / "report.html", summary, histories)
+    return summary, run_dir
+
+
+async def run_scenario(
+    scenario: Scenario,
+    stack: Stack,
+    options: RunOptions,
+    scenario_dir: Path,
+    progress: Progress | None = None,
+) -> tuple[ScenarioResult, History | None]:
+    """Run one scenario on `stack`; never leaves a fault applied or a target running."""
+    if not options.quick:
+        scenario = scenario.scaled(3.0)
+    say = progress or (lambda what, done: None)
+    wall_started = time.monotonic()
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    scenario_dir.mkdir(parents=True, exist_ok=True)
+    history_path = scenario_dir / "history.jsonl"
+    history_path.unlink(missing_ok=True)
+    spec = TargetSpec(
+        command=options.target.command,
+        instances=scenario.instances,
+        env={**options.target.env, **scenario.target_env},
+        startup_timeout_s=options.target.startup_timeout_s,
+    )
+    stack.heal()
+    await asyncio.to_thread(_reset_state, stack)
+    extra_proxies = (
+        _instance_proxies(stack, scenario.instances)
+        if scenario.stack.get("redis_proxy_per_instance") else {}
+    )
+    targets = TargetGroup(
+        spec, stack.urls, scenario_dir,
+        instance_env=lambda n: {"REDIS_URL": extra_proxies[n]} if extra_proxies else {},
+    )
+    injector = FaultInjector(stack, targets=lambda: list(targets.instances))
+    error: str | None = None
+    history: History | None = None
+    checks: tuple[CheckResult, ...] = ()
+    try:
+        say("starting target", 0.0)
+        await asyncio.to_thread(targets.start)
+        await _wait_healthy(targets.urls, 15.0)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        with HistoryRecorder(history_path, lambda: loop.time() - t0, flush_every=64) as recorder:
+            workload = Workload(
+                scenario.workload, targets.urls, recorder, seed=options.seed,
+                instance_ids=[i.instance_id for i in targets.instances],
+            )
+            driver = asyncio.create_task(workload.run())
+            try:
+                await _play_schedule(scenario, injector, recorder, t0, say)
+            finally:
+                workload.stop()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(driver, scenario.workload.request_timeout_s + 5)
+                await asyncio.to_thread(_heal, stack, injector, targets)
+            say("recovering", 0.9)
+            pending = await _settle(targets, scenario.settle_s)
+            history = recorder.history()
+        truth = Truth(
+            audit_rows=await asyncio.to_thread(_read_truth, stack, options.truth_query),
+            audit_pending=pending,
+        )
+        checks = run_checkers(scenario.checkers(), history, truth)
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    finally:
+        errors = injector.revert_all()
+        await asyncio.to_thread(targets.stop)
+        for n in extra_proxies:
+            with contextlib.suppress(Exception):
+                stack.toxiproxy.delete_proxy(f"redis.i{n}")
+        if errors and error is None:
+            error = "fault revert failed: " + "; ".join(errors)
+    passed = error is None and all(c.passed for c in checks)
+    say("done", 1.0)
+    result = ScenarioResult(
+        name=scenario.name,
+        description=scenario.description,
+        passed=passed,
+        checks=tuple(checks),
+        wall_s=time.monotonic() - wall_started,
+        fault_windows=history.fault_windows() if history else (),
+        started_at=started_at,
+        run_dir=str(scenario_dir),
+        history_path=str(history_path),
+        log_excerpt=targets.log_excerpt(40),
+        series=series_from_history(history) if history else None,
+        error=error,
+    )
+    return result, history
+
+
+async def _play_schedule(
+    scenario: Scenario,
+    injector: FaultInjector,
+    recorder: HistoryRecorder,
+    t0: float,
+    say: Progress,
+) -> None:
+    """Apply and revert each fault on time; returns at the end of the scenario's duration."""
+    loop = asyncio.get_running_loop()
+
+    async def at(moment: float) -> None:
+        await asyncio.sleep(max(0.0, t0 + moment - loop.time()))
+
+    async def one(scheduled: ScheduledFault) -> None:
+        spec = scheduled.fault
+        await at(scheduled.at_s)
+        await asyncio.to_thread(injector.apply, spec)
+        recorder.fault("start", spec.name, spec.target, spec.kind, dict(spec.params))
+        try:
+            await at(scheduled.at_s + scheduled.duration_s)
+        finally:
+            await asyncio.to_thread(injector.revert, spec)
+            recorder.fault("end", spec.name, spec.target, spec.kind)
+
+    tasks = [asyncio.create_task(one(f)) for f in scenario.faults]
+    try:
+        while loop.time() - t0 < scenario.duration_s:
+            say("running", min(0.9, (loop.time() - t0) / scenario.duration_s * 0.9))
+            await asyncio.sleep(min(0.5, max(0.0, t0 + scenario.duration_s - loop.time())))
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _heal(stack: Stack, injector: FaultInjector, targets: TargetGroup) -> None:
+    injector.revert_all()
+    stack.heal()
+    targets.ensure_running()
+
+
+async def _wait_healthy(urls: Sequence[str], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        for url in urls:
+            while True:
+                with contextlib.suppress(httpx.HTTPError, ValueError):
+                    response = await client.get(f"{url}/health")
+                    if response.json().get("status") == "HEALTHY":
+                        break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{url} not HEALTHY within {timeout_s:.0f}s")
+                await asyncio.sleep(0.1)
+
+
+async def _settle(targets: TargetGroup, timeout_s: float) -> int | None:
+    """After healing: wait for HEALTHY, run recovery until the audit backlog is empty.
+
+    Returns the backlog left (journal + queue) when time ran out, 0 when drained,
+    None when the target never answered the backlog endpoint.
+    """
+    deadline = time.monotonic() + timeout_s
+    headers = {"Authorization": f"Bearer {targets.admin_token}"}
+    pending: int | None = None
+    async with httpx.AsyncClient(timeout=5.0, headers=headers) as client:
+        with contextlib.suppress(TimeoutError):
+            await _wait_healthy(targets.urls, max(1.0, timeout_s / 2))
+        while True:
+            total = 0
+            answered = True
+            for url in targets.urls:
+                try:
+                    await client.post(f"{url}/admin/recovery")
+                    backlog = (await client.get(f"{url}/admin/audit/backlog")).json()
+                    total += int(backlog["journal_pending"]) + int(backlog["queue_pending"])
+                except (httpx.HTTPError, ValueError, KeyError, TypeError):
+                    answered = False
+            if answered:
+                pending = total
+            if pending == 0 or time.monotonic() > deadline:
+                return pending
+            await asyncio.sleep(0.25)
+
+
+def _instance_proxies(stack: Stack, instances: int) -> dict[int, str]:
+    """One extra Redis proxy per instance ("redis.i1", ...): cut one instance off alone."""
+    upstream = stack.redis_proxy.upstream
+    urls = {}
+    for n in range(1, instances + 1):
+        name = f"redis.i{n}"
+        with contextlib.suppress(Exception):
+            stack.toxiproxy.delete_proxy(name)
+        proxy = stack.toxiproxy.create_proxy(ProxySpec(name, f"127.0.0.1:{free_port()}", upstream))
+        urls[n] = f"redis://127.0.0.1:{proxy.listen_port}/0"
+    return urls
+
+
+def _reset_state(stack: Stack) -> None:
+    with psycopg.connect(stack.urls.database_direct_url, autocommit=True, connect_timeout=5) as c:
+        for table in RESET_TABLES:
+            c.execute(f"DROP TABLE IF EXISTS {table}")
+    client = redis.Redis.from_url(stack.urls.redis_direct_url, socket_timeout=5)
+    try:
+        client.flushall()
+    finally:
+        client.close()
+
+
+def _read_truth(stack: Stack, query: str) -> dict[str, int]:
+    with psycopg.connect(stack.urls.database_direct_url, connect_timeout=5) as conn:
+        try:
+            rows = conn.execute(query).fetchall()
+        except psycopg.errors.UndefinedTable:
+            return {}
+    return {str(row[0]): int(row[1]) for row in rows}
+

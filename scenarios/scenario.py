@@ -1,0 +1,225 @@
+"""Scenarios as data: workload, fault schedule, expectations; parsed and validated up front.
+
+A scenario file is TOML (or JSON) holding `[[scenario]]` tables:
+
+    [[scenario]]
+    name = "redis-blackhole"
+    description = "Redis swallows every packet for 6 s"
+    duration_s = 14
+    target_env = { CIRCUIT_BREAKER_RESET_TIMEOUT = "2000" }
+    workload = { rate_per_s = 200, concurrency = 16 }
+    faults = [ { at_s = 3, fault = "redis-blackhole", duration_s = 6 } ]
+    [scenario.expect]
+    audit = {}
+    cache_availability = { max_failed_reads = 0 }
+    latency = { fault = { p99_s = 0.6 } }
+    breaker = { open_within_s = 2, close_within_s = 5 }
+    health = { grace_s = 2 }
+
+Everything is checked before anything starts; errors are one line naming the scenario.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from scenarios.checkers import (
+    AuditChecker,
+    BreakerTimelineChecker,
+    CacheAvailabilityChecker,
+    Checker,
+    HealthChecker,
+    LatencyChecker,
+    PhaseThresholds,
+    StalenessChecker,
+)
+from scenarios.faults import FaultError, FaultSpec
+from scenarios.workload import WorkloadError, WorkloadSpec
+
+EXPECTATIONS = ("audit", "cache_availability", "staleness", "latency", "breaker", "health")
+PHASES = ("baseline", "fault", "between", "recovery")
+STACK_OPTIONS = ("redis_aof", "redis_proxy_per_instance")
+FULL_SCALE = 3.0
+
+
+class ScenarioError(ValueError):
+    """A scenario (file, schedule or option) that is invalid: nothing was started."""
+
+
+@dataclass(frozen=True)
+class ScheduledFault:
+    """Apply `fault` at `at_s` seconds into the run, revert it `duration_s` later."""
+
+    at_s: float
+    duration_s: float
+    fault: FaultSpec
+
+    def to_json(self) -> dict[str, Any]:
+        return {"at_s": self.at_s, "duration_s": self.duration_s, "fault": self.fault.name,
+                "params": dict(self.fault.params)}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    duration_s: float
+    workload: WorkloadSpec
+    faults: tuple[ScheduledFault, ...] = ()
+    expect: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    target_env: Mapping[str, str] = field(default_factory=dict)
+    instances: int = 1
+    stack: Mapping[str, Any] = field(default_factory=dict)
+    settle_s: float = 15.0
+    """Longest wait after healing for the target to recover and drain its backlog."""
+
+    def scaled(self, factor: float) -> Scenario:
+        """The same scenario with every time multiplied (the full mode of the catalogue)."""
+        if factor == 1:
+            return self
+        faults = tuple(
+            replace(f, at_s=f.at_s * factor, duration_s=f.duration_s * factor) for f in self.faults
+        )
+        return replace(self, duration_s=self.duration_s * factor, faults=faults)
+
+    def checkers(self) -> list[Checker]:
+        return [_checker(kind, options) for kind, options in self.expect.items()]
+
+
+def _checker(kind: str, options: Mapping[str, Any]) -> Checker:
+    if kind == "audit":
+        return AuditChecker(**options)
+    if kind == "cache_availability":
+        return CacheAvailabilityChecker(**options)
+    if kind == "staleness":
+        return StalenessChecker(**options)
+    if kind == "breaker":
+        return BreakerTimelineChecker(**options)
+    if kind == "health":
+        during = options.get("during")
+        kwargs = {k: v for k, v in options.items() if k not in ("during", "after")}
+        if during is not None:
+            kwargs["expect_during"] = {t: frozenset(s) for t, s in during.items()}
+        if "after" in options:
+            kwargs["expect_after"] = frozenset(options["after"])
+        return HealthChecker(**kwargs)
+    if kind == "latency":
+        thresholds = {phase: PhaseThresholds(**limits) for phase, limits in options.items()
+                      if phase in PHASES}
+        if "fs" in options:
+            return LatencyChecker(thresholds=thresholds, fs=tuple(options["fs"]))
+        return LatencyChecker(thresholds=thresholds)
+    raise ScenarioError(f"unknown expectation {kind!r} (choose {', '.join(EXPECTATIONS)})")
+
+
+def parse_schedule(raw: Sequence[Mapping[str, Any]] | str, where: str = "schedule") -> tuple[ScheduledFault, ...]:
+    """Faults from a list of {at_s, fault, duration_s, params?} (or its JSON text)."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ScenarioError(f"{where}: not valid JSON ({exc.msg} at char {exc.pos})") from exc
+    if not isinstance(raw, list):
+        raise ScenarioError(f"{where}: expected a list of faults")
+    faults = []
+    for number, item in enumerate(raw, 1):
+        if not isinstance(item, Mapping):
+            raise ScenarioError(f"{where} #{number}: expected a table/object")
+        unknown = set(item) - {"at_s", "duration_s", "fault", "params"}
+        if unknown:
+            raise ScenarioError(f"{where} #{number}: unknown field(s) {sorted(unknown)}")
+        try:
+            at_s, duration_s = float(item["at_s"]), float(item["duration_s"])
+            spec = FaultSpec.parse(str(item["fault"]), item.get("params"))
+        except KeyError as exc:
+            raise ScenarioError(f"{where} #{number}: missing {exc.args[0]}") from exc
+        except (TypeError, ValueError) as exc:
+            raise ScenarioError(f"{where} #{number}: {exc}") from exc
+        if at_s < 0:
+            raise ScenarioError(f"{where} #{number}: at_s must not be negative ({at_s})")
+        if duration_s <= 0:
+            raise ScenarioError(f"{where} #{number}: duration_s must be positive ({duration_s})")
+        faults.append(ScheduledFault(at_s, duration_s, spec))
+    return tuple(sorted(faults, key=lambda f: f.at_s))
+
+
+def parse_scenario(raw: Mapping[str, Any]) -> Scenario:
+    name = str(raw.get("name") or "")
+    if not name:
+        raise ScenarioError("scenario without a name")
+    where = f"scenario {name!r}"
+    known = {"name", "description", "duration_s", "workload", "faults", "expect",
+             "target_env", "instances", "stack", "settle_s"}
+    unknown = set(raw) - known
+    if unknown:
+        raise ScenarioError(f"{where}: unknown field(s) {sorted(unknown)}")
+    try:
+        workload = WorkloadSpec.from_dict(raw.get("workload", {}))
+    except WorkloadError as exc:
+        raise ScenarioError(f"{where}: {exc}") from exc
+    faults = parse_schedule(raw.get("faults", []), f"{where} fault")
+    duration = float(raw.get("duration_s", 10))
+    if duration <= 0:
+        raise ScenarioError(f"{where}: duration_s must be positive")
+    for scheduled in faults:
+        if scheduled.at_s + scheduled.duration_s > duration:
+            raise ScenarioError(
+                f"{where}: fault {scheduled.fault.name} ends after the run ({duration} s)"
+            )
+    instances = int(raw.get("instances", 1))
+    if not 1 <= instances <= 8:
+        raise ScenarioError(f"{where}: instances must be between 1 and 8")
+    stack = dict(raw.get("stack", {}))
+    if set(stack) - set(STACK_OPTIONS):
+        raise ScenarioError(f"{where}: unknown stack option(s) {sorted(set(stack) - set(STACK_OPTIONS))}")
+    env = {str(k): str(v) for k, v in dict(raw.get("target_env", {})).items()}
+    scenario = Scenario(
+        name=name, description=str(raw.get("description", "")), duration_s=duration,
+        workload=workload, faults=faults, expect=dict(raw.get("expect", {})),
+        target_env=env, instances=instances, stack=stack,
+        settle_s=float(raw.get("settle_s", 15.0)),
+    )
+    try:
+        scenario.checkers()
+    except (TypeError, ValueError) as exc:
+        raise ScenarioError(f"{where}: bad expectation: {exc}") from exc
+    return scenario
+
+
+def load_scenarios(path: Path) -> list[Scenario]:
+    """Parse a TOML or JSON scenario file; raises ScenarioError naming the file."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ScenarioError(f"{path}: {exc.strerror}") from exc
+    try:
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise ScenarioError(f"{path}: not valid {path.suffix.lstrip('.') or 'TOML'}: {exc}") from exc
+    items = data.get("scenario") if isinstance(data, dict) else data
+    if not isinstance(items, list) or not items:
+        raise ScenarioError(f"{path}: no [[scenario]] entries")
+    try:
+        scenarios = [parse_scenario(item) for item in items]
+    except ScenarioError as exc:
+        raise ScenarioError(f"{path}: {exc}") from exc
+    names = [s.name for s in scenarios]
+    if len(set(names)) != len(names):
+        raise ScenarioError(f"{path}: duplicate scenario names")
+    return scenarios
+
+
+__all__ = [
+    "FaultError",
+    "Scenario",
+    "ScenarioError",
+    "ScheduledFault",
+    "load_scenarios",
+    "parse_scenario",
+    "parse_schedule",
+]
