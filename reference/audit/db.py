@@ -1,0 +1,137 @@
+"""The audit's database access: an async engine on psycopg 3 and bounded operations.
+
+`run_bounded` is the one way the audit talks to PostgreSQL: connect, run, commit, all under
+one deadline. When the operation fails, times out or is cancelled, the connection is
+invalidated (closed, never returned to the pool), so a half-used connection, perhaps still
+waiting on a query sent into a black hole, can never serve the next caller. No rollback is
+attempted on that path: against a black hole it would wait forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from reference.config import Settings
+
+__all__ = ["DbOp", "make_engine", "run_bounded"]
+
+T = TypeVar("T")
+DbOp = Callable[[AsyncConnection], Awaitable[T]]
+"""An operation on a connection inside a transaction (committed by `run_bounded`)."""
+
+_log = logging.getLogger(__name__)
+_CLEANUP_TIMEOUT_S = 1.0
+_ABANDONED: set[asyncio.Task[Any]] = set()
+"""Operations given up on, still cleaning up: asyncio keeps only weak references to tasks,
+so a fire-and-forget task needs a strong one somewhere (the documented idiom)."""
+
+
+def make_engine(
+    settings: Settings, *, pool_size: int = 10, max_overflow: int = 10, pre_ping: bool = True
+) -> AsyncEngine:
+    """An async engine on psycopg 3 for `settings.database_url`, with a connect timeout.
+
+    `pool_timeout` is bounded by the operation timeout: a caller never waits longer for a
+    pooled connection than it would for the operation itself (`run_bounded` bounds both).
+    `pre_ping` (one round trip per checkout) replaces connections that died while idle
+    (an outage, a restart) instead of failing the first operation on each after healing,
+    which would also re-open a just-closed breaker.
+    """
+    connect_timeout = max(1, round(settings.db_connect_timeout_s))
+    return create_async_engine(
+        settings.sqlalchemy_url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=settings.db_op_timeout_s,
+        pool_pre_ping=pre_ping,
+        connect_args={"connect_timeout": connect_timeout},
+    )
+
+
+async def run_bounded(engine: AsyncEngine, op: DbOp[T], timeout_s: float) -> T:
+    """Run `op(conn)` in a transaction and commit it; give up after `timeout_s`.
+
+    Raises `TimeoutError` when the deadline passes (the outcome of a commit in flight is
+    then unknown), or whatever `op` or the driver raised. On any failure, timeout or
+    cancellation the connection is invalidated rather than returned to the pool.
+
+    The operation runs in its own task, so that the caller gets its answer at the
+    deadline: psycopg answers a cancelled query by sending the server a cancel request
+    and waiting up to ~10 s for it (forever, were the server a black hole, without its
+    own bound). That clean-up then finishes in the background, and the connection is
+    discarded at its end.
+    """
+    task = asyncio.create_task(_in_transaction(engine, op))
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    except BaseException:  # the caller was cancelled
+        _abandon(task)
+        raise
+    if not done:
+        _abandon(task)
+        raise TimeoutError(f"database operation exceeded {timeout_s:g}s")
+    return task.result()
+
+
+async def _in_transaction(engine: AsyncEngine, op: DbOp[T]) -> T:
+    conn: AsyncConnection | None = None
+    try:
+        conn = await engine.connect()
+        await conn.begin()
+        result = await op(conn)
+        await conn.commit()
+    except BaseException:
+        if conn is not None:
+            await _discard(conn)
+        raise
+    await _close(conn)
+    return result
+
+
+def _abandon(task: asyncio.Task[T]) -> None:
+    """Cancel `task` without waiting for it; keep it referenced until it is done."""
+    task.cancel()
+    _ABANDONED.add(task)
+    task.add_done_callback(_forget)
+
+
+def _forget(task: asyncio.Task[Any]) -> None:
+    _ABANDONED.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        _log.debug("audit db: abandoned operation ended with %r", task.exception())
+
+
+async def _discard(conn: AsyncConnection) -> None:
+    """Invalidate and release `conn` without talking to the server (bounded).
+
+    Shielded, so a second cancellation of the caller cannot leave the connection half
+    discarded; errors are logged, never raised (they must not mask the original one).
+    """
+    try:
+        async with asyncio.timeout(_CLEANUP_TIMEOUT_S):
+            await asyncio.shield(_invalidate_and_close(conn))
+    except Exception as exc:
+        _log.warning("audit db: discarding a connection failed: %r", exc)
+
+
+async def _invalidate_and_close(conn: AsyncConnection) -> None:
+    with contextlib.suppress(Exception):
+        await conn.invalidate()
+    with contextlib.suppress(Exception):
+        await conn.close()
+
+
+async def _close(conn: AsyncConnection) -> None:
+    """Return a healthy connection to the pool; a failure here only discards it."""
+    try:
+        async with asyncio.timeout(_CLEANUP_TIMEOUT_S):
+            await conn.close()
+    except Exception as exc:
+        _log.warning("audit db: returning a connection failed: %r", exc)
+        await _discard(conn)

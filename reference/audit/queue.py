@@ -1,0 +1,514 @@
+"""The audit queue: a Redis Stream producer and the consumer-group worker that drains it.
+
+Producer: `AuditQueue.publish` XADDs the event's canonical JSON (field `e`). The stream is
+never trimmed: an entry leaves it only when a worker has committed it and acknowledged it.
+
+Worker (`QueueWorker`), one pass (`drain_once`) = `read_batch` -> `store_batch` ->
+`ack_batch`:
+
+- `read_batch`: its own pending entries first (after a restart or a poison entry: a
+  history read, which counts as a delivery), then entries idle longer than
+  `claim_idle_s` on any consumer (XAUTOCLAIM: a dead consumer's), then new ones
+  (XREADGROUP >, blocking at most `block_s`). Entries delivered more than
+  `max_deliveries` times, and malformed ones, become dead letters.
+- `store_batch`: dead letters into `audit_dead_letter`, events into `audit_log` in one
+  statement. A data error (a poison entry) falls back to row by row; a row that still
+  fails stays pending, so it is redelivered and eventually dead-lettered. Anything else
+  (Redis, the network, a timeout) fails the pass.
+- `ack_batch`: XACK then XDEL, in one MULTI, of exactly the committed entries.
+
+A failed pass keeps its batch in memory and retries it on the next pass (after a backoff
+in `run`), refreshing the claim on its entries (XCLAIM JUSTID, which does not count as a
+delivery) so that an outage, however long, never pushes healthy entries to the dead
+letter: delivery counts grow only when a worker dies holding them, or on poison.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import uuid
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import psycopg
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+from redis.typing import StreamIdT
+from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
+
+from reference.audit.event import AuditEvent, InvalidAuditEvent
+from reference.audit.store import AuditStore, DeadLetter
+from reference.clock import SYSTEM_CLOCK, Clock
+from reference.config import Settings
+
+__all__ = [
+    "EVENT_FIELD",
+    "AuditQueue",
+    "Batch",
+    "QueueWorker",
+    "StreamEntry",
+    "WorkerConfig",
+    "classify",
+    "entries_from_reply",
+]
+
+T = TypeVar("T")
+EVENT_FIELD = b"e"
+"""The stream entry field holding the event's canonical JSON."""
+
+_log = logging.getLogger(__name__)
+_POISON = (DataError, IntegrityError, ProgrammingError, psycopg.DataError, psycopg.IntegrityError)
+
+
+class AuditQueue:
+    """The producer: one XADD per event, no trimming."""
+
+    def __init__(self, redis: aioredis.Redis, stream: str) -> None:
+        self.redis = redis
+        self.stream = stream
+
+    async def publish(self, event: AuditEvent) -> str:
+        """XADD the event; returns the entry id. Bound it from outside (it may hang)."""
+        entry_id = await self.redis.xadd(self.stream, {EVENT_FIELD: event.to_json_bytes()})
+        return _text(entry_id)
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """How a worker reads, retries and gives up. `block_s` must be below the client's
+    socket timeout (a blocked XREADGROUP would otherwise time out)."""
+
+    stream: str
+    group: str = "audit-workers"
+    consumer: str = field(default_factory=lambda: _default_consumer())
+    batch_size: int = 500
+    block_s: float = 1.0
+    claim_idle_s: float = 30.0
+    max_deliveries: int = 5
+    redis_timeout_s: float = 2.0
+    db_timeout_s: float = 5.0
+    backoff_initial_s: float = 0.05
+    backoff_max_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.max_deliveries < 1:
+            raise ValueError("batch_size and max_deliveries must be >= 1")
+        if self.block_s < 0 or self.claim_idle_s <= 0 or self.redis_timeout_s <= 0:
+            raise ValueError("block_s must be >= 0; claim_idle_s, redis_timeout_s > 0")
+        if not 0 < self.backoff_initial_s <= self.backoff_max_s:
+            raise ValueError("need 0 < backoff_initial_s <= backoff_max_s")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> WorkerConfig:
+        """Stream, delivery limit and timeouts from `settings`; anything else overridden."""
+        values: dict[str, Any] = {
+            "stream": settings.audit_queue_stream,
+            "max_deliveries": settings.audit_max_deliveries,
+            "redis_timeout_s": settings.redis_op_timeout_s,
+            "db_timeout_s": settings.db_op_timeout_s,
+        }
+        values.update(overrides)
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class StreamEntry:
+    """One stream entry as delivered to this consumer (`fields` None: deleted meanwhile)."""
+
+    entry_id: str
+    fields: dict[bytes, bytes] | None
+    deliveries: int = 1
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What one read produced: events to store, dead letters, and entries to just ack."""
+
+    events: tuple[tuple[str, AuditEvent], ...] = ()
+    dead: tuple[DeadLetter, ...] = ()
+    gone: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.events) + len(self.dead) + len(self.gone)
+
+    @property
+    def ids(self) -> list[str]:
+        """Every entry id in the batch."""
+        return [i for i, _ in self.events] + [d.entry_id for d in self.dead] + list(self.gone)
+
+
+class QueueWorker:
+    """Drains the audit stream into the store; see the module docstring."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        store: AuditStore,
+        config: WorkerConfig,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        socket_timeout = redis.connection_pool.connection_kwargs.get("socket_timeout")
+        if socket_timeout is not None and config.block_s >= float(socket_timeout):
+            raise ValueError(
+                f"block_s ({config.block_s}) must be below the Redis client's socket "
+                f"timeout ({socket_timeout}): use a client made for the worker"
+            )
+        self.redis = redis
+        self.store = store
+        self.config = config
+        self._clock = clock
+        self._group_ready = False
+        self._check_own = True  # a restarted consumer may have pending entries
+        self._claim_cursor = "0-0"
+        self._next_claim_at = clock.monotonic()
+        self._held: Batch | None = None
+        self._pass_lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+
+    # -- one pass -------------------------------------------------------------------------
+
+    async def drain_once(self) -> int:
+        """One read -> store -> ack pass; returns how many entries it settled.
+
+        Raises on a Redis or database failure; the batch is kept and retried next time.
+        """
+        async with self._pass_lock:
+            batch = self._held
+            if batch is not None:
+                await self._refresh_claim(batch)
+            else:
+                batch = await self.read_batch()
+            if not batch:
+                return 0
+            self._held = batch
+            done = await self.store_batch(batch)
+            await self.ack_batch(done)
+            self._held = None
+            return len(done)
+
+    async def read_batch(self) -> Batch:
+        """Own pending entries, then stuck ones (XAUTOCLAIM), then new ones.
+
+        A read that fails may still have delivered entries to this consumer (a lost
+        reply): the next read starts with this consumer's pending entries.
+        """
+        await self._ensure_group()
+        room = self.config.batch_size
+        entries: list[StreamEntry] = []
+        try:
+            if self._check_own:
+                own = await self._read_own_pending(room)
+                self._check_own = len(own) >= room
+                entries += own
+                room -= len(own)
+            if room and self._clock.monotonic() >= self._next_claim_at:
+                entries += await self._autoclaim(room)
+                room = self.config.batch_size - len(entries)
+            if room:
+                block_ms = round(self.config.block_s * 1000)
+                block = None if entries or block_ms <= 0 else block_ms  # BLOCK 0 = forever
+                entries += await self._read_new(room, block)
+        except BaseException:
+            self._check_own = True
+            raise
+        return classify(entries, self.config.stream, self.config.max_deliveries)
+
+    async def store_batch(self, batch: Batch) -> list[str]:
+        """Commit the batch; returns the entry ids now safe to acknowledge."""
+        timeout = self.config.db_timeout_s
+        if batch.dead:
+            await self.store.insert_dead_letters(batch.dead, timeout_s=timeout)
+        done = [d.entry_id for d in batch.dead] + list(batch.gone)
+        if not batch.events:
+            return done
+        try:
+            await self.store.insert_many([e for _, e in batch.events], "queue", timeout_s=timeout)
+        except _POISON as exc:
+            if _connection_lost(exc):
+                raise
+            _log.warning("audit worker: batch rejected (%s); retrying row by row", _brief(exc))
+            return done + await self._store_row_by_row(batch.events)
+        return done + [entry_id for entry_id, _ in batch.events]
+
+    async def ack_batch(self, entry_ids: Sequence[str]) -> None:
+        """XACK then XDEL exactly `entry_ids` (committed), atomically."""
+        if not entry_ids:
+            return
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xack(self.config.stream, self.config.group, *entry_ids)
+        pipe.xdel(self.config.stream, *entry_ids)
+        await self._bounded(pipe.execute())
+
+    # -- loop -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Drain until `stop()` or cancellation; failures back off (bounded), never exit."""
+        self._stopping.clear()
+        delay = self.config.backoff_initial_s
+        while not self._stopping.is_set():
+            try:
+                await self.drain_once()
+            except Exception as exc:
+                _log.warning(
+                    "audit worker: pass failed (%s); retrying in %.2fs", _brief(exc), delay
+                )
+                await self._pause(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, self.config.backoff_max_s)
+            else:
+                delay = self.config.backoff_initial_s
+
+    def stop(self) -> None:
+        """Ask `run` to return after the current pass."""
+        self._stopping.set()
+
+    async def drain(self, timeout_s: float) -> int:
+        """Passes until the stream has nothing left for this group, or `timeout_s` passed.
+
+        Claims idle entries of any consumer at once. Failures back off and retry within
+        the deadline; returns how many entries were settled. Raises TimeoutError only if
+        the deadline passes with a backlog still there.
+        """
+        settled = 0
+        delay = self.config.backoff_initial_s
+        self._next_claim_at = self._clock.monotonic()
+        self._check_own = True
+        async with asyncio.timeout(timeout_s):
+            while True:
+                try:
+                    settled += await self.drain_once()
+                    if self._held is None and await self.backlog() == 0:
+                        return settled
+                    delay = self.config.backoff_initial_s
+                except Exception as exc:
+                    _log.info("audit worker drain: %s; retrying in %.2fs", _brief(exc), delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self.config.backoff_max_s)
+
+    async def backlog(self) -> int:
+        """Entries not yet committed: delivered but unacknowledged, plus never delivered."""
+        stream, group = self.config.stream, self.config.group
+        if not await self._bounded(self.redis.exists(stream)):
+            return 0
+        groups = await self._bounded(self.redis.xinfo_groups(stream))
+        for info in groups:
+            if _text(info.get("name", b"")) == group:
+                lag = info.get("lag")
+                if lag is None:  # unknown (tombstones after the group's position)
+                    return int(await self._bounded(self.redis.xlen(stream)))
+                return int(info.get("pending", 0)) + int(lag)
+        return int(await self._bounded(self.redis.xlen(stream)))
+
+    # -- reading --------------------------------------------------------------------------
+
+    async def _ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            await self._bounded(
+                self.redis.xgroup_create(
+                    self.config.stream, self.config.group, id="0", mkstream=True
+                )
+            )
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    async def _read_own_pending(self, count: int) -> list[StreamEntry]:
+        """This consumer's pending entries (a history read: each counts as a delivery)."""
+        reply = await self._group_call(
+            self.redis.xreadgroup(
+                self.config.group, self.config.consumer, {self.config.stream: "0"}, count=count
+            )
+        )
+        return await self._with_deliveries(entries_from_reply(reply))
+
+    async def _autoclaim(self, count: int) -> list[StreamEntry]:
+        """Entries idle past `claim_idle_s` on any consumer, claimed for this one."""
+        reply = await self._group_call(
+            self.redis.xautoclaim(
+                self.config.stream,
+                self.config.group,
+                self.config.consumer,
+                min_idle_time=max(1, round(self.config.claim_idle_s * 1000)),
+                start_id=self._claim_cursor,
+                count=count,
+            )
+        )
+        cursor, claimed = _text(reply[0]), reply[1]
+        self._claim_cursor = cursor
+        if cursor == "0-0":  # a full scan done: the next one after half the idle time
+            self._next_claim_at = self._clock.monotonic() + self.config.claim_idle_s / 2
+        entries = [StreamEntry(_text(i), f) for i, f in claimed if f is not None]
+        return await self._with_deliveries(entries)
+
+    async def _read_new(self, count: int, block_ms: int | None) -> list[StreamEntry]:
+        reply = await self._group_call(
+            self.redis.xreadgroup(
+                self.config.group,
+                self.config.consumer,
+                {self.config.stream: ">"},
+                count=count,
+                block=block_ms,
+            ),
+            extra_s=(block_ms or 0) / 1000,
+        )
+        return entries_from_reply(reply)
+
+    async def _with_deliveries(self, entries: list[StreamEntry]) -> list[StreamEntry]:
+        """`entries` with their delivery counts from XPENDING (one round trip)."""
+        if not entries:
+            return entries
+        pipe = self.redis.pipeline(transaction=False)
+        for entry in entries:
+            pipe.xpending_range(
+                self.config.stream, self.config.group, entry.entry_id, entry.entry_id, 1
+            )
+        replies = await self._bounded(pipe.execute())
+        out = []
+        for entry, reply in zip(entries, replies, strict=True):
+            count = int(reply[0]["times_delivered"]) if reply else 1
+            out.append(StreamEntry(entry.entry_id, entry.fields, count))
+        return out
+
+    async def _refresh_claim(self, batch: Batch) -> None:
+        """Reset the idle time of a held batch so live workers do not steal it (best effort).
+
+        JUSTID claims do not increment the delivery count."""
+        ids: list[StreamIdT] = list(batch.ids)
+        if not ids:
+            return
+        with contextlib.suppress(Exception):
+            await self._bounded(
+                self.redis.xclaim(
+                    self.config.stream,
+                    self.config.group,
+                    self.config.consumer,
+                    0,
+                    ids,
+                    justid=True,
+                )
+            )
+
+    # -- storing --------------------------------------------------------------------------
+
+    async def _store_row_by_row(self, events: Sequence[tuple[str, AuditEvent]]) -> list[str]:
+        done: list[str] = []
+        for entry_id, event in events:
+            try:
+                await self.store.insert_one(event, "queue", timeout_s=self.config.db_timeout_s)
+            except _POISON as exc:
+                if _connection_lost(exc):
+                    raise
+                _log.warning(
+                    "audit worker: entry %s rejected (%s); left pending", entry_id, _brief(exc)
+                )
+                self._check_own = True
+                continue
+            done.append(entry_id)
+        return done
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    async def _group_call(self, call: Awaitable[T], extra_s: float = 0.0) -> T:
+        """A group command; a missing group (Redis lost its data) is re-created next time."""
+        try:
+            return await self._bounded(call, extra_s)
+        except ResponseError as exc:
+            if "NOGROUP" in str(exc):
+                self._group_ready = False
+            raise
+
+    async def _bounded(self, call: Awaitable[T], extra_s: float = 0.0) -> T:
+        async with asyncio.timeout(self.config.redis_timeout_s + extra_s):
+            return await call
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+
+
+def _default_consumer() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _field(fields: dict[Any, Any]) -> bytes | None:
+    value = fields.get(EVENT_FIELD, fields.get(EVENT_FIELD.decode()))
+    if value is None:
+        return None
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
+def classify(entries: Sequence[StreamEntry], stream: str, max_deliveries: int) -> Batch:
+    """Sort delivered entries: valid events; dead letters (malformed, or delivered more than
+    `max_deliveries` times); entries deleted meanwhile (only to be acked). Duplicates are
+    dropped."""
+    events: list[tuple[str, AuditEvent]] = []
+    dead: list[DeadLetter] = []
+    gone: list[str] = []
+    seen: set[str] = set()
+    for entry in entries:
+        if entry.entry_id in seen:
+            continue
+        seen.add(entry.entry_id)
+        if entry.fields is None:
+            gone.append(entry.entry_id)
+            continue
+        raw = _field(entry.fields)
+        event: AuditEvent | None = None
+        reason: str | None = None
+        if raw is None:
+            reason = "malformed: no event field"
+        else:
+            try:
+                event = AuditEvent.from_json_bytes(raw)
+            except InvalidAuditEvent as exc:
+                reason = f"malformed: {exc}"
+        if event is not None and entry.deliveries > max_deliveries:
+            reason = f"delivered {entry.deliveries} times (max {max_deliveries})"
+        if reason is None and event is not None:
+            events.append((entry.entry_id, event))
+            continue
+        dead.append(
+            DeadLetter(
+                stream=stream,
+                entry_id=entry.entry_id,
+                raw=raw if raw is not None else repr(entry.fields).encode(),
+                reason=reason or "unknown",
+                deliveries=entry.deliveries,
+                event_id=event.event_id if event is not None else None,
+            )
+        )
+    return Batch(tuple(events), tuple(dead), tuple(gone))
+
+
+def entries_from_reply(reply: Any) -> list[StreamEntry]:
+    """XREADGROUP's reply (RESP2 list or RESP3 dict) as entries (delivered once)."""
+    if not reply:
+        return []
+    streams = reply.items() if isinstance(reply, dict) else reply
+    out: list[StreamEntry] = []
+    for _, messages in streams:
+        for entry_id, fields in messages:
+            out.append(StreamEntry(_text(entry_id), dict(fields) if fields else None))
+    return out
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    return bool(getattr(exc, "connection_invalidated", False))
+
+
+def _brief(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())[:160]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

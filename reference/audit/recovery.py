@@ -1,0 +1,431 @@
+"""The recovery job: replays sealed journal segments into `audit_log`, then removes them.
+
+One run (`run_once`):
+
+1. takes an exclusive, non-blocking `flock` on ``<journal dir>/.recovery.lock``; if another
+   run holds it (in this process or another), returns at once with `busy=True` and
+   `replayed=0` (that other run is doing the work);
+2. seals the live journal (`rotate`) when one is given, so every record acknowledged so
+   far is in a sealed segment, and reads only sealed segments. Without a journal (a
+   crashed writer's directory), every segment is taken, except the newest one while
+   another process holds the journal's writer lock;
+3. replays segments oldest first, in batches (COPY into a staging table + INSERT ... SELECT
+   ... ON CONFLICT DO NOTHING); after each committed batch, records the progress (segment,
+   byte offset, identity of the segment) in a checkpoint file replaced atomically (write a
+   temporary file, fsync, rename, fsync the directory). A checkpoint that cannot be written
+   (a full disk) does not stop the run: it only means more replay after a crash;
+4. deletes each fully replayed segment before the next one (oldest first), quarantining
+   corrupt regions and records that are not valid events (counted, never fatal; a segment
+   whose bad bytes could not be copied out is kept);
+5. re-drives the queue (`QueueWorker.drain`: pending, stuck and new entries) when a worker
+   is given.
+
+A crash between a commit and its checkpoint replays that batch again; the primary key
+absorbs it. The checkpoint names the segment and the hash of its first record, so a
+segment re-created with the same name after its namesake was deleted is not skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
+
+from reference.audit.event import AuditEvent, InvalidAuditEvent
+from reference.audit.journal import LOCK_FILE, Journal, JournalWriteError
+from reference.audit.journal_format import (
+    CorruptRegion,
+    JournalRecord,
+    SegmentScan,
+    list_segments,
+    quarantine,
+    read_segment,
+)
+from reference.audit.queue import QueueWorker
+from reference.audit.store import AuditStore
+from reference.clock import SYSTEM_CLOCK, Clock
+from reference.metrics import ResilienceMetrics
+
+__all__ = [
+    "CHECKPOINT_FILE",
+    "RECOVERY_LOCK_FILE",
+    "Checkpoint",
+    "RecoveryJob",
+    "RecoveryResult",
+    "read_checkpoint",
+    "write_checkpoint",
+]
+
+CHECKPOINT_FILE = "recovery.checkpoint"
+RECOVERY_LOCK_FILE = ".recovery.lock"
+_log = logging.getLogger(__name__)
+_POISON = (DataError, IntegrityError, ProgrammingError, psycopg.DataError, psycopg.IntegrityError)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Bytes of `segment` already replayed; `first_record` identifies that segment."""
+
+    segment: str
+    offset: int
+    first_record: str
+
+
+@dataclass(frozen=True)
+class RecoveryResult:
+    """What one run did: records replayed (committed), rows new among them, records still
+    waiting in segments, regions quarantined, queue entries re-driven."""
+
+    replayed: int
+    remaining: int
+    quarantined: int
+    inserted: int = 0
+    redriven: int = 0
+    busy: bool = False
+
+
+def read_checkpoint(directory: Path) -> Checkpoint | None:
+    """The saved checkpoint, or None when absent or unreadable (then replay from the start)."""
+    path = directory / CHECKPOINT_FILE
+    try:
+        data = json.loads(path.read_bytes())
+        return Checkpoint(str(data["segment"]), int(data["offset"]), str(data["first_record"]))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        _log.warning("recovery: ignoring unreadable checkpoint %s: %s", path, exc)
+        return None
+
+
+def write_checkpoint(directory: Path, checkpoint: Checkpoint | None) -> None:
+    """Atomically replace the checkpoint (None removes it); durable when this returns."""
+    path = directory / CHECKPOINT_FILE
+    if checkpoint is None:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            _fsync_dir(directory)
+        return
+    data = json.dumps(
+        {
+            "segment": checkpoint.segment,
+            "offset": checkpoint.offset,
+            "first_record": checkpoint.first_record,
+        }
+    ).encode()
+    tmp = directory / f"{CHECKPOINT_FILE}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(directory)
+
+
+class RecoveryJob:
+    """Replays the journal in `directory` into `store`; see the module docstring."""
+
+    def __init__(
+        self,
+        directory: Path,
+        store: AuditStore,
+        journal: Journal | None = None,
+        worker: QueueWorker | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        interval_s: float = 300.0,
+        *,
+        batch_size: int = 5000,
+        batch_timeout_s: float = 30.0,
+        redrive_timeout_s: float = 10.0,
+        metrics: ResilienceMetrics | None = None,
+    ) -> None:
+        if batch_size < 1 or interval_s <= 0:
+            raise ValueError("batch_size must be >= 1 and interval_s > 0")
+        self.directory = directory
+        self.store = store
+        self.journal = journal
+        self.worker = worker
+        self.interval_s = interval_s
+        self.batch_size = batch_size
+        self.batch_timeout_s = batch_timeout_s
+        self.redrive_timeout_s = redrive_timeout_s
+        self._clock = clock
+        self._metrics = metrics
+
+    async def run_once(self) -> RecoveryResult:
+        """One run; raises when the database fails mid-way (progress so far is kept)."""
+        started = self._clock.monotonic()
+        lock_fd = await asyncio.to_thread(_try_lock, self.directory)
+        if lock_fd is None:
+            return RecoveryResult(0, await self.backlog(), 0, busy=True)
+        totals = _Totals()
+        try:
+            for segment in await self._sealed_segments():
+                if not await self._replay_segment(segment, totals):
+                    break
+        finally:
+            os.close(lock_fd)
+            if self._metrics is not None:
+                self._metrics.record_recovery_replayed(totals.replayed)
+                self._metrics.record_journal_corrupt(totals.quarantined)
+        redriven = await self._redrive()
+        remaining = await self.backlog()
+        _log.info(
+            "recovery: replayed %d (%d new), quarantined %d, re-drove %d, %d remaining, %.2fs",
+            totals.replayed,
+            totals.inserted,
+            totals.quarantined,
+            redriven,
+            remaining,
+            self._clock.monotonic() - started,
+        )
+        return RecoveryResult(
+            totals.replayed, remaining, totals.quarantined, totals.inserted, redriven
+        )
+
+    async def run_forever(self) -> None:
+        """`run_once` every `interval_s` until cancelled; a failed run is logged and retried."""
+        while True:
+            try:
+                await self.run_once()
+            except Exception as exc:
+                _log.warning("recovery run failed: %r", exc)
+            await asyncio.sleep(self.interval_s)
+
+    async def backlog(self) -> int:
+        """Intact records in segments not yet replayed (the live segment included)."""
+        count = await asyncio.to_thread(_count_unreplayed, self.directory)
+        if self._metrics is not None:
+            self._metrics.set_journal_backlog(count)
+        return count
+
+    def save_checkpoint(self, checkpoint: Checkpoint | None) -> None:
+        """Persist progress (runs on a worker thread; a hook for crash tests)."""
+        write_checkpoint(self.directory, checkpoint)
+
+    # -- steps ----------------------------------------------------------------------------
+
+    async def _sealed_segments(self) -> list[Path]:
+        journal = self.journal
+        if journal is not None:
+            try:
+                async with asyncio.timeout(self.batch_timeout_s):
+                    await journal.rotate()
+            except JournalWriteError as exc:  # not open: its segments are all sealed
+                _log.info("recovery: journal not rotated (%s)", exc)
+            except TimeoutError:  # a stuck disk: replay what was sealed before
+                _log.warning("recovery: journal rotation timed out")
+            return journal.sealed_segments()
+        return await asyncio.to_thread(_segments_without_live_writer, self.directory)
+
+    async def _replay_segment(self, path: Path, totals: _Totals) -> bool:
+        """Replay and delete one segment; False when it must stay (stop the run there)."""
+        try:
+            scan = await asyncio.to_thread(read_segment, path)
+        except FileNotFoundError:
+            return True  # deleted by a run that just finished
+        except OSError as exc:
+            _log.error("recovery: cannot read %s: %s", path.name, exc)
+            return False
+        if scan.corrupt and not await self._quarantine(scan, scan.corrupt, totals):
+            return False
+        identity = _identity(scan)
+        checkpoint = read_checkpoint(self.directory)
+        start = 0
+        if checkpoint and (checkpoint.segment, checkpoint.first_record) == (path.name, identity):
+            start = checkpoint.offset
+        records = [r for r in scan.records if r.offset >= start]
+        for first in range(0, len(records), self.batch_size):
+            batch = records[first : first + self.batch_size]
+            if not await self._replay_batch(scan, batch, totals):
+                return False
+            await self._checkpoint(Checkpoint(path.name, batch[-1].end, identity))
+        await asyncio.to_thread(_remove_segment, path)
+        await self._checkpoint(None)
+        return True
+
+    async def _checkpoint(self, checkpoint: Checkpoint | None) -> None:
+        """Save progress; a failure (a full disk) only means replaying more next time.
+
+        Going on matters: on a full disk, deleting replayed segments is what frees space.
+        """
+        try:
+            await asyncio.to_thread(self.save_checkpoint, checkpoint)
+        except OSError as exc:
+            _log.warning("recovery: checkpoint not saved (%s); continuing", exc)
+
+    async def _replay_batch(
+        self, scan: SegmentScan, batch: Sequence[JournalRecord], totals: _Totals
+    ) -> bool:
+        timeout = self.batch_timeout_s
+        try:
+            inserted = await self.store.copy_replay_json(
+                [r.payload for r in batch], "file", timeout_s=timeout
+            )
+        except _POISON as exc:
+            if getattr(exc, "connection_invalidated", False):
+                raise
+            _log.warning("recovery: %s batch rejected (%s); validating", scan.path.name, exc)
+            events, bad = _validate(batch)
+            if bad and not await self._quarantine(scan, bad, totals):
+                return False
+            inserted = await self.store.copy_replay(events, "file", timeout_s=timeout)
+        totals.replayed += len(batch)
+        totals.inserted += inserted
+        return True
+
+    async def _quarantine(
+        self, scan: SegmentScan, regions: Sequence[CorruptRegion], totals: _Totals
+    ) -> bool:
+        """Copy `regions` aside; False if any could not be saved (keep the segment)."""
+        target = SegmentScan(scan.path, scan.size, scan.header, (), tuple(regions))
+        totals.quarantined += await asyncio.to_thread(quarantine, target, self.directory)
+        missing = [r for r in regions if not _quarantine_path(self.directory, scan, r).exists()]
+        if missing:
+            _log.error("recovery: %d regions of %s not quarantined", len(missing), scan.path.name)
+        return not missing
+
+    async def _redrive(self) -> int:
+        if self.worker is None:
+            return 0
+        try:
+            return await self.worker.drain(self.redrive_timeout_s)
+        except Exception as exc:  # TimeoutError included: a backlog is still there
+            _log.warning("recovery: queue re-drive incomplete: %r", exc)
+            return 0
+
+
+@dataclass
+class _Totals:
+    replayed: int = 0
+    inserted: int = 0
+    quarantined: int = 0
+
+
+def _try_lock(directory: Path) -> int | None:
+    """An fd holding the recovery lock, or None when another run holds it."""
+    if not directory.is_dir():
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(directory / RECOVERY_LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _segments_without_live_writer(directory: Path) -> list[Path]:
+    """All segments, minus the newest while some process holds the journal's writer lock.
+
+    Listed first, probed second: a writer that starts after the listing only ever writes
+    to a newer segment than any listed.
+    """
+    try:
+        segments = [path for _, path in list_segments(directory)]
+    except FileNotFoundError:
+        return []
+    if segments and _writer_alive(directory):
+        segments.pop()
+    return segments
+
+
+def _writer_alive(directory: Path) -> bool:
+    try:
+        fd = os.open(directory / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also releases the probe lock
+    return False
+
+
+def _count_unreplayed(directory: Path) -> int:
+    try:
+        segments = list_segments(directory)
+    except FileNotFoundError:
+        return 0
+    checkpoint = read_checkpoint(directory)
+    total = 0
+    for _, path in segments:
+        try:
+            scan = read_segment(path)
+        except OSError:
+            continue
+        records = scan.records
+        if checkpoint and (checkpoint.segment, checkpoint.first_record) == (
+            path.name,
+            _identity(scan),
+        ):
+            records = tuple(r for r in records if r.offset >= checkpoint.offset)
+        total += len(records)
+    return total
+
+
+def _identity(scan: SegmentScan) -> str:
+    """A segment's identity: the hash of its first intact record (event ids are unique)."""
+    if not scan.records:
+        return ""
+    return hashlib.sha256(scan.records[0].payload).hexdigest()[:32]
+
+
+def _validate(batch: Sequence[JournalRecord]) -> tuple[list[AuditEvent], list[CorruptRegion]]:
+    events: list[AuditEvent] = []
+    bad: list[CorruptRegion] = []
+    for record in batch:
+        try:
+            events.append(AuditEvent.from_json_bytes(record.payload))
+        except InvalidAuditEvent as exc:
+            bad.append(CorruptRegion(record.offset, record.end - record.offset, str(exc)))
+    return events, bad
+
+
+def _quarantine_path(directory: Path, scan: SegmentScan, region: CorruptRegion) -> Path:
+    """Where `quarantine` copies a region (its naming convention)."""
+    name = f"{scan.path.name}.{region.offset:012d}-{region.length}.bad"
+    return directory / "quarantine" / name
+
+
+def _remove_segment(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:  # some filesystems cannot fsync a directory
+            raise
+    finally:
+        os.close(fd)

@@ -1,0 +1,346 @@
+"""`stormproof bench audit`: each audit path's throughput against a raw baseline.
+
+Brings up its own local stack and measures, with 64 concurrent writers (direct URLs, so
+Toxiproxy's own cost is left out of both sides):
+
+- queue:   `ResilientAudit` with only the queue       vs bare XADD (redis.asyncio)
+- db:      `ResilientAudit` with only the database    vs a bare single-row autocommit INSERT
+- journal: `ResilientAudit` with only the journal     vs write + fsync per record
+- drain:   a recovery run over journal segments (rows/s) vs a bare COPY of the same rows
+
+Figures are reported, not asserted; the targets are printed next to them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import redis.asyncio as aioredis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from reference.audit.db import make_engine
+from reference.audit.event import AuditEvent
+from reference.audit.journal import Journal, JournalConfig
+from reference.audit.journal_format import encode_record
+from reference.audit.queue import AuditQueue
+from reference.audit.recovery import RecoveryJob
+from reference.audit.resilient import ResilientAudit
+from reference.audit.store import AuditStore
+from reference.clock import SYSTEM_CLOCK
+from reference.config import Settings
+from reference.redis_client import make_redis
+from scenarios.stack import Stack, open_stack
+
+__all__ = ["BenchPlan", "main", "measure"]
+
+WRITERS = 64
+DRAIN_ROUNDS = 2
+TARGETS = {
+    "queue_vs_xadd": 0.5,
+    "db_vs_insert": None,
+    "journal_vs_fsync": 6.0,
+    "drain_vs_copy": 0.4,
+}
+_COLUMNS = "event_id, occurred_at, actor, action, entity, entity_id, payload, path"
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    """How long each measurement runs and how much it may use."""
+
+    duration_s: float = 3.0
+    pool_events: int = 40_000
+    drain_rows: int = 50_000
+
+    @classmethod
+    def quick(cls) -> BenchPlan:
+        return cls(duration_s=0.4, pool_events=4_000, drain_rows=4_000)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Our figure and the raw baseline's, in operations per second."""
+
+    ours: float
+    baseline: float
+
+    @property
+    def ratio(self) -> float:
+        return self.ours / self.baseline if self.baseline > 0 else 0.0
+
+
+def main(json_output: bool = False, quick: bool = False) -> int:
+    """Run the whole bench on a fresh local stack; print a table or one JSON object."""
+    plan = BenchPlan.quick() if quick else BenchPlan()
+    with open_stack("local") as stack, tempfile.TemporaryDirectory(prefix="bench-audit-") as tmp:
+        results = asyncio.run(measure(stack, Path(tmp), plan))
+    if json_output:
+        print(json.dumps(_as_json(results, plan), sort_keys=True))
+    else:
+        _print_table(results, plan)
+    return 0
+
+
+async def measure(stack: Stack, workdir: Path, plan: BenchPlan) -> dict[str, Pair]:
+    """All four comparisons, one after the other (never overlapping)."""
+    settings = Settings(
+        redis_url=stack.urls.redis_direct_url,
+        database_url=stack.urls.database_direct_url,
+        audit_timeout_s=5.0,
+        redis_op_timeout_s=5.0,
+        db_op_timeout_s=10.0,
+        breaker_failure_threshold=1000,
+    )
+    events = [_event(i) for i in range(plan.pool_events)]
+    return {
+        "queue_vs_xadd": await _queue(settings, events, plan),
+        "db_vs_insert": await _db(settings, events, plan),
+        "journal_vs_fsync": await _journal(settings, workdir, events, plan),
+        "drain_vs_copy": await _drain(settings, workdir, plan),
+    }
+
+
+# -- the four comparisons ------------------------------------------------------------------
+
+
+async def _queue(settings: Settings, events: Sequence[AuditEvent], plan: BenchPlan) -> Pair:
+    stream = f"bench:audit:{uuid.uuid4().hex[:8]}"
+    client = make_redis(settings.redis_url, settings.redis_op_timeout_s, max_connections=WRITERS)
+    bare = aioredis.Redis.from_url(settings.redis_url, max_connections=WRITERS)
+    audit = ResilientAudit(settings, queue=AuditQueue(client, stream))
+    payloads = [e.to_json_bytes() for e in events]
+    try:
+        ours = await _rate(plan, len(events), lambda i: audit.record(events[i]))
+        base = await _rate(
+            plan, len(events), lambda i: bare.xadd(stream + ":raw", {b"e": payloads[i]})
+        )
+    finally:
+        await bare.delete(stream, stream + ":raw")
+        await client.aclose()
+        await bare.aclose()
+    return Pair(ours, base)
+
+
+async def _db(settings: Settings, events: Sequence[AuditEvent], plan: BenchPlan) -> Pair:
+    engine = make_engine(settings)
+    bare_engine = make_engine(settings, pre_ping=False).execution_options(
+        isolation_level="AUTOCOMMIT"
+    )
+    async with _tables(engine, 2) as (ours_table, bare_table):
+        store = AuditStore(engine, table=ours_table, dead_letter_table=f"{ours_table}_dl")
+        audit = ResilientAudit(settings, store=store)
+        insert = text(
+            f"INSERT INTO {bare_table} ({_COLUMNS}) VALUES (:event_id, :occurred_at, :actor, "
+            ":action, :entity, :entity_id, CAST(:payload AS jsonb), 'db') "
+            "ON CONFLICT (event_id) DO NOTHING"
+        )
+        rows = [_row(e) for e in events]
+
+        async def bare_insert(i: int) -> None:
+            async with bare_engine.connect() as conn:
+                await conn.execute(insert, rows[i])
+
+        try:
+            ours = await _rate(plan, len(events), lambda i: audit.record(events[i]))
+            base = await _rate(plan, len(events), bare_insert)
+        finally:
+            await bare_engine.dispose()
+    await engine.dispose()
+    return Pair(ours, base)
+
+
+async def _journal(
+    settings: Settings, workdir: Path, events: Sequence[AuditEvent], plan: BenchPlan
+) -> Pair:
+    journal = Journal(JournalConfig(workdir / "journal-path"), SYSTEM_CLOCK)
+    await journal.open()
+    audit = ResilientAudit(settings, journal=journal)
+    try:
+        ours = await _rate(plan, len(events), lambda i: audit.record(events[i]))
+    finally:
+        await journal.close()
+    frames = [encode_record(e.to_json_bytes()) for e in events]
+    base = await asyncio.to_thread(_fsync_per_record, workdir / "fsync-per-record", frames, plan)
+    return Pair(ours, base)
+
+
+async def _drain(settings: Settings, workdir: Path, plan: BenchPlan) -> Pair:
+    """Best of `DRAIN_ROUNDS` alternating rounds of each (one round is well under a second,
+    so a single one is at the mercy of a checkpoint or autovacuum)."""
+    events = [_event(i) for i in range(plan.drain_rows)]
+    rows = [_copy_row(e) for e in events]
+    engine = make_engine(settings)
+    ours = base = 0.0
+    try:
+        for round_ in range(DRAIN_ROUNDS):
+            directory = workdir / f"journal-drain-{round_}"
+            journal = Journal(
+                JournalConfig(directory, segment_max_bytes=4 * 1024 * 1024, fsync=False),
+                SYSTEM_CLOCK,
+            )
+            await journal.open()
+            await asyncio.gather(*(journal.append(e.to_json_bytes()) for e in events))
+            await journal.close()
+            async with _tables(engine, 2) as (ours_table, bare_table):
+                store = AuditStore(engine, table=ours_table, dead_letter_table=f"{ours_table}_dl")
+                started = time.perf_counter()
+                result = await RecoveryJob(directory, store, batch_size=5000).run_once()
+                ours = max(ours, result.replayed / (time.perf_counter() - started))
+                base = max(base, len(rows) / await _bare_copy(settings, bare_table, rows))
+    finally:
+        await engine.dispose()
+    return Pair(ours, base)
+
+
+async def _bare_copy(settings: Settings, table: str, rows: Sequence[tuple[object, ...]]) -> float:
+    """Seconds to COPY `rows` into `table` and commit."""
+    sql = f"COPY {table} ({_COLUMNS}) FROM STDIN"
+    started = time.perf_counter()
+    async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+        async with conn.cursor() as cur, cur.copy(sql) as copy:
+            for row in rows:
+                await copy.write_row(row)
+        await conn.commit()
+    return time.perf_counter() - started
+
+
+# -- plumbing --------------------------------------------------------------------------------
+
+
+async def _rate(plan: BenchPlan, available: int, op: Callable[[int], Awaitable[object]]) -> float:
+    """Operations per second by WRITERS concurrent loops over `op(i)`, for the duration."""
+    counter = iter(range(available))
+    done = 0
+    deadline = time.perf_counter() + plan.duration_s
+
+    async def writer() -> None:
+        nonlocal done
+        for i in counter:
+            if time.perf_counter() >= deadline:
+                return
+            await op(i)
+            done += 1
+
+    started = time.perf_counter()
+    async with asyncio.timeout(plan.duration_s + 30):
+        await asyncio.gather(*(writer() for _ in range(WRITERS)))
+    return done / (time.perf_counter() - started)
+
+
+def _fsync_per_record(path: Path, frames: Sequence[bytes], plan: BenchPlan) -> float:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        done = 0
+        started = time.perf_counter()
+        deadline = started + plan.duration_s
+        for frame in frames:
+            os.write(fd, frame)
+            os.fsync(fd)
+            done += 1
+            if time.perf_counter() >= deadline:
+                break
+        return done / (time.perf_counter() - started)
+    finally:
+        os.close(fd)
+
+
+@contextlib.asynccontextmanager
+async def _tables(engine: AsyncEngine, count: int) -> AsyncIterator[tuple[str, ...]]:
+    names = tuple(f"bench_audit_{uuid.uuid4().hex[:8]}" for _ in range(count))
+    for name in names:
+        await AuditStore(engine, table=name, dead_letter_table=f"{name}_dl").ensure_schema()
+    try:
+        yield names
+    finally:
+        async with engine.begin() as conn:
+            for name in names:
+                await conn.execute(text(f"DROP TABLE IF EXISTS {name}, {name}_dl"))
+
+
+def _event(i: int) -> AuditEvent:
+    return AuditEvent.new(
+        "bench", "update", "beneficio", str(i), {"i": i, "status": "approved", "amount": 123.45}
+    )
+
+
+def _row(event: AuditEvent) -> dict[str, object]:
+    return {
+        "event_id": event.event_id,
+        "occurred_at": event.occurred_at,
+        "actor": event.actor,
+        "action": event.action,
+        "entity": event.entity,
+        "entity_id": event.entity_id,
+        "payload": json.dumps(event.payload),
+    }
+
+
+def _copy_row(event: AuditEvent) -> tuple[object, ...]:
+    return (
+        event.event_id,
+        event.occurred_at,
+        event.actor,
+        event.action,
+        event.entity,
+        event.entity_id,
+        json.dumps(event.payload),
+        "file",
+    )
+
+
+def _as_json(results: dict[str, Pair], plan: BenchPlan) -> dict[str, object]:
+    names = {
+        "queue_vs_xadd": ("queue_events_per_s", "xadd_per_s"),
+        "db_vs_insert": ("db_events_per_s", "insert_per_s"),
+        "journal_vs_fsync": ("journal_events_per_s", "fsync_records_per_s"),
+        "drain_vs_copy": ("drain_rows_per_s", "copy_rows_per_s"),
+    }
+    out: dict[str, object] = {}
+    for key, pair in results.items():
+        ours_key, base_key = names[key]
+        out[key] = round(pair.ratio, 3)
+        out[ours_key] = round(pair.ours, 1)
+        out[base_key] = round(pair.baseline, 1)
+    out["targets"] = {k: v for k, v in TARGETS.items() if v is not None}
+    out["writers"] = WRITERS
+    out["duration_s"] = plan.duration_s
+    return out
+
+
+def _print_table(results: dict[str, Pair], plan: BenchPlan) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    labels = {
+        "queue_vs_xadd": ("queue path (events/s)", "bare XADD"),
+        "db_vs_insert": ("db path (events/s)", "bare autocommit INSERT"),
+        "journal_vs_fsync": ("journal path (events/s)", "write+fsync per record"),
+        "drain_vs_copy": ("recovery drain (rows/s)", "bare COPY"),
+    }
+    table = Table(title=f"audit bench: {WRITERS} writers, {plan.duration_s:g} s per figure")
+    for column in ("measure", "ours", "baseline", "", "ratio", "target"):
+        table.add_column(column, justify="left" if column in ("measure", "") else "right")
+    for key, pair in results.items():
+        ours_label, base_label = labels[key]
+        target = TARGETS[key]
+        verdict = "" if target is None else ("ok" if pair.ratio >= target else "BELOW")
+        table.add_row(
+            ours_label,
+            f"{pair.ours:,.0f}",
+            f"{pair.baseline:,.0f}",
+            base_label,
+            f"{pair.ratio:.2f}x",
+            "-" if target is None else f">= {target:g}x {verdict}",
+        )
+    Console().print(table)
