@@ -1,0 +1,254 @@
+"""Resilience metrics: Prometheus counters and gauges on an injectable registry.
+
+Each `record_*` method moves exactly one metric; labelled children are bound at
+construction so the hot path is one `inc()`. `snapshot()` gives the plain numbers behind
+the seed's `/resilience` JSON.
+
+Cache reads: every read records one outcome (`record_cache_hit("l1"|"l2")`,
+`record_cache_miss()` or `record_stale_served()`); a miss whose value came from the
+loader because L2 was unavailable additionally records `record_loader_fallback()`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal, TypeVar
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.metrics import MetricWrapperBase
+
+from reference.breaker import CircuitBreaker, CircuitState
+
+__all__ = [
+    "BREAKER_STATE_VALUES",
+    "AuditPath",
+    "CacheTier",
+    "L2ErrorKind",
+    "ResilienceMetrics",
+    "ResilienceSnapshot",
+]
+
+K = TypeVar("K", bound=str)
+CacheTier = Literal["l1", "l2"]
+L2ErrorKind = Literal["error", "timeout", "rejected"]
+AuditPath = Literal["queue", "db", "file"]
+
+BREAKER_STATE_VALUES: dict[CircuitState, int] = {
+    CircuitState.CLOSED: 0,
+    CircuitState.HALF_OPEN: 1,
+    CircuitState.OPEN: 2,
+}
+_TIERS: tuple[CacheTier, ...] = ("l1", "l2")
+_L2_KINDS: tuple[L2ErrorKind, ...] = ("error", "timeout", "rejected")
+_PATHS: tuple[AuditPath, ...] = ("queue", "db", "file")
+
+
+@dataclass(frozen=True, slots=True)
+class ResilienceSnapshot:
+    """Plain numbers for `/resilience` (rates are 0.0 before the first read)."""
+
+    redis_failures: int
+    last_failure: str | None
+    hit_rate_l1: float
+    hit_rate_l2: float
+    fallback_usage: float
+    queue_failures: int
+    sync_fallbacks: int
+    file_backups: int
+
+    def to_dict(self) -> dict[str, dict[str, int | float | str | None]]:
+        """The seed's shape (the caller adds circuitState and overall_health)."""
+        return {
+            "redis": {"failures": self.redis_failures, "lastFailure": self.last_failure},
+            "cache": {
+                "hitRateL1": self.hit_rate_l1,
+                "hitRateL2": self.hit_rate_l2,
+                "fallbackUsage": self.fallback_usage,
+            },
+            "auditoria": {
+                "queueFailures": self.queue_failures,
+                "syncFallbacks": self.sync_fallbacks,
+                "fileBackups": self.file_backups,
+            },
+        }
+
+
+class ResilienceMetrics:
+    """The reference's metrics, registered on `registry` (a fresh one by default)."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+        breakers: Iterable[str] = ("redis", "database"),
+    ) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self._wall_clock = wall_clock
+        r = self.registry
+
+        hits = Counter("stormproof_cache_hits", "Cache hits per tier", ["tier"], registry=r)
+        self._hits = {t: hits.labels(tier=t) for t in _TIERS}
+        self._misses = Counter("stormproof_cache_misses", "Cache misses", registry=r)
+        self._stale = Counter(
+            "stormproof_cache_stale_served", "Reads served a stale L1 entry", registry=r
+        )
+        self._loader_fallbacks = Counter(
+            "stormproof_cache_loader_fallbacks",
+            "Reads served by the loader because L2 was unavailable",
+            registry=r,
+        )
+        l2_errors = Counter("stormproof_cache_l2_errors", "L2 (Redis) errors", ["kind"], registry=r)
+        self._l2_errors = {k: l2_errors.labels(kind=k) for k in _L2_KINDS}
+
+        self._breaker_state = Gauge(
+            "stormproof_breaker_state",
+            "Circuit breaker state (0 closed, 1 half-open, 2 open)",
+            ["breaker"],
+            registry=r,
+        )
+        self._breaker_transitions = Counter(
+            "stormproof_breaker_transitions",
+            "Circuit breaker transitions",
+            ["breaker", "from_state", "to_state"],
+            registry=r,
+        )
+        for name in breakers:
+            self._breaker_state.labels(breaker=name).set(0)
+
+        events = Counter(
+            "stormproof_audit_events", "Audit events accepted per path", ["path"], registry=r
+        )
+        self._audit_events = {p: events.labels(path=p) for p in _PATHS}
+        attempt_failures = Counter(
+            "stormproof_audit_attempt_failures",
+            "Audit attempts that failed on a path (the next path was tried)",
+            ["path"],
+            registry=r,
+        )
+        self._audit_attempt_failures = {p: attempt_failures.labels(path=p) for p in _PATHS}
+        self._audit_unavailable = Counter(
+            "stormproof_audit_failures",
+            "Audit events no path accepted (the caller got an error)",
+            registry=r,
+        )
+        self._journal_backlog = Gauge(
+            "stormproof_journal_backlog", "Journal records not yet replayed", registry=r
+        )
+        self._journal_corrupt = Counter(
+            "stormproof_journal_corrupt_records", "Journal records quarantined", registry=r
+        )
+        self._recovery_replayed = Counter(
+            "stormproof_recovery_replayed", "Journal records replayed into the database", registry=r
+        )
+        self._redis_failures = Counter(
+            "stormproof_redis_failures", "Redis operation failures", registry=r
+        )
+        self._redis_last_failure = Gauge(
+            "stormproof_redis_last_failure_timestamp_seconds",
+            "Wall-clock time of the last Redis failure (0 = never)",
+            registry=r,
+        )
+
+    # -- cache --------------------------------------------------------------------------
+
+    def record_cache_hit(self, tier: CacheTier) -> None:
+        self._hits[tier].inc()
+
+    def record_cache_miss(self) -> None:
+        self._misses.inc()
+
+    def record_stale_served(self) -> None:
+        self._stale.inc()
+
+    def record_loader_fallback(self) -> None:
+        self._loader_fallbacks.inc()
+
+    def record_l2_error(self, kind: L2ErrorKind) -> None:
+        self._l2_errors[kind].inc()
+
+    # -- breakers -----------------------------------------------------------------------
+
+    def breaker_listener(self, name: str, old: CircuitState, new: CircuitState) -> None:
+        """A `CircuitBreaker` listener: updates the state gauge and counts the transition."""
+        self._breaker_state.labels(breaker=name).set(BREAKER_STATE_VALUES[new])
+        self._breaker_transitions.labels(
+            breaker=name, from_state=old.value, to_state=new.value
+        ).inc()
+
+    def watch_breaker(self, breaker: CircuitBreaker) -> None:
+        """Publish `breaker`'s current state and follow its transitions."""
+        breaker.add_listener(self.breaker_listener)
+        self._breaker_state.labels(breaker=breaker.name).set(BREAKER_STATE_VALUES[breaker.state])
+
+    # -- audit --------------------------------------------------------------------------
+
+    def record_audit_event(self, path: AuditPath) -> None:
+        self._audit_events[path].inc()
+
+    def record_audit_attempt_failure(self, path: AuditPath) -> None:
+        self._audit_attempt_failures[path].inc()
+
+    def record_audit_unavailable(self) -> None:
+        self._audit_unavailable.inc()
+
+    def set_journal_backlog(self, records: int) -> None:
+        self._journal_backlog.set(records)
+
+    def record_journal_corrupt(self, records: int = 1) -> None:
+        self._journal_corrupt.inc(records)
+
+    def record_recovery_replayed(self, records: int) -> None:
+        self._recovery_replayed.inc(records)
+
+    # -- redis --------------------------------------------------------------------------
+
+    def record_redis_failure(self) -> None:
+        self._redis_failures.inc()
+        self._redis_last_failure.set(self._wall_clock())
+
+    # -- snapshot -----------------------------------------------------------------------
+
+    def snapshot(self) -> ResilienceSnapshot:
+        hits = _values(self._hits)
+        l1, l2 = hits["l1"], hits["l2"]
+        misses, stale = _value(self._misses), _value(self._stale)
+        reads = l1 + l2 + misses + stale
+        events = _values(self._audit_events)
+        last = _value(self._redis_last_failure)
+        return ResilienceSnapshot(
+            redis_failures=int(_value(self._redis_failures)),
+            last_failure=_iso(last) if last > 0 else None,
+            hit_rate_l1=_ratio(l1, reads),
+            hit_rate_l2=_ratio(l2, reads - l1),
+            fallback_usage=_ratio(stale + _value(self._loader_fallbacks), reads),
+            queue_failures=int(_value(self._audit_attempt_failures["queue"])),
+            sync_fallbacks=int(events["db"]),
+            file_backups=int(events["file"]),
+        )
+
+
+def _value(metric: MetricWrapperBase) -> float:
+    """The value of an unlabelled counter or gauge (public `collect()` API)."""
+    for family in metric.collect():
+        for sample in family.samples:
+            if sample.name in (family.name, f"{family.name}_total"):
+                return sample.value
+    return 0.0
+
+
+def _values(children: Mapping[K, Counter]) -> dict[K, float]:
+    return {key: _value(child) for key, child in children.items()}
+
+
+def _ratio(part: float, whole: float) -> float:
+    return part / whole if whole > 0 else 0.0
+
+
+def _iso(timestamp: float) -> str:
+    """JavaScript's `Date.toISOString()` format, as the seed reports it."""
+    moment = datetime.fromtimestamp(timestamp, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

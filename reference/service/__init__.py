@@ -1,0 +1,1 @@
+"""The reference service: the target contract over HTTP."""

@@ -1,0 +1,29 @@
+"""`python -m reference.service`: the reference service under uvicorn (HOST, PORT, ...)."""
+
+from __future__ import annotations
+
+import os
+
+import uvicorn
+
+from reference.config import load_settings_or_exit
+from reference.logs import configure_logging
+from reference.service.app import create_app
+
+
+def main() -> None:
+    settings = load_settings_or_exit(os.environ)
+    configure_logging(settings)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+        lifespan="on",
+    )
+
+
+if __name__ == "__main__":
+    main()

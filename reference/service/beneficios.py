@@ -1,0 +1,58 @@
+"""The `beneficios` table: a small read-through-cached entity written with an audit event."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from reference.audit.db import run_bounded
+from reference.breaker import CircuitBreaker
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS beneficios (
+    id text PRIMARY KEY,
+    nome text NOT NULL,
+    valor bigint NOT NULL,
+    v bigint NOT NULL DEFAULT 0,
+    updated_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+_GET = text("SELECT id, nome, valor, v FROM beneficios WHERE id = :id")
+_PUT = text(
+    "INSERT INTO beneficios (id, nome, valor, v) VALUES (:id, :nome, :valor, :v) "
+    "ON CONFLICT (id) DO UPDATE SET nome = EXCLUDED.nome, valor = EXCLUDED.valor, "
+    "v = EXCLUDED.v, updated_at = now() RETURNING id, nome, valor, v"
+)
+
+
+class BeneficiosRepo:
+    """Reads and writes `beneficios`, each call bounded and guarded by the database breaker."""
+
+    def __init__(self, engine: AsyncEngine, breaker: CircuitBreaker, timeout_s: float) -> None:
+        self._engine = engine
+        self._breaker = breaker
+        self._timeout_s = timeout_s
+
+    async def ensure_schema(self) -> None:
+        async def create(conn: AsyncConnection) -> None:
+            await conn.execute(text("SELECT pg_advisory_xact_lock(77001)"))
+            await conn.execute(text(SCHEMA))
+
+        await run_bounded(self._engine, create, max(self._timeout_s, 5.0))
+
+    async def get(self, beneficio_id: str) -> dict[str, Any] | None:
+        async def read(conn: AsyncConnection) -> dict[str, Any] | None:
+            row = (await conn.execute(_GET, {"id": beneficio_id})).mappings().first()
+            return dict(row) if row else None
+
+        return await self._breaker.call(lambda: run_bounded(self._engine, read, self._timeout_s))
+
+    async def put(self, beneficio_id: str, nome: str, valor: int, v: int) -> dict[str, Any]:
+        params = {"id": beneficio_id, "nome": nome, "valor": valor, "v": v}
+
+        async def write(conn: AsyncConnection) -> dict[str, Any]:
+            return dict((await conn.execute(_PUT, params)).mappings().one())
+
+        return await self._breaker.call(lambda: run_bounded(self._engine, write, self._timeout_s))

@@ -1,0 +1,272 @@
+"""Every component of the service, built from the settings, started and stopped together.
+
+Start-up never waits for Redis or PostgreSQL: schema creation, warm-up, the queue worker,
+the recovery job, the health poller and the alert evaluator all run as background tasks
+that retry, so the service answers even when its dependencies are down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from reference.alerts import (
+    AlertEvaluator,
+    AlertSignals,
+    AlertSink,
+    CumulativeCounters,
+    LogSink,
+    SignalWindow,
+    WebhookSink,
+)
+from reference.audit.db import make_engine, run_bounded
+from reference.audit.journal import Journal, JournalConfig
+from reference.audit.journal_format import hmac_key_from_text
+from reference.audit.queue import AuditQueue, QueueWorker, WorkerConfig
+from reference.audit.recovery import RecoveryJob
+from reference.audit.resilient import ResilientAudit, breaker_config
+from reference.audit.store import AuditStore
+from reference.breaker import CircuitBreaker
+from reference.cache import HybridCache
+from reference.clock import SYSTEM_CLOCK, Clock
+from reference.config import Settings
+from reference.health import HealthMonitor, overall_status, redis_ping
+from reference.metrics import ResilienceMetrics
+from reference.redis_client import make_redis
+from reference.service.beneficios import BeneficiosRepo
+from reference.warmup import warm_up
+
+_log = logging.getLogger("reference.service")
+RETRY_S = 1.0
+STOP_TIMEOUT_S = 10.0
+CRITICAL_KEYS = ("system:config", "permissions:roles", "beneficios:tipos")
+_CRITICAL_VALUES: dict[str, Any] = {
+    "system:config": {"maintenance": False, "version": 1},
+    "permissions:roles": ["admin", "operador", "auditor"],
+    "beneficios:tipos": ["auxilio", "bolsa", "cesta"],
+}
+
+
+@dataclass
+class Components:
+    settings: Settings
+    clock: Clock
+    metrics: ResilienceMetrics
+    redis_breaker: CircuitBreaker
+    db_breaker: CircuitBreaker
+    engine: AsyncEngine
+    cache: HybridCache
+    store: AuditStore
+    beneficios: BeneficiosRepo
+    journal: Journal | None
+    queue_redis: aioredis.Redis | None
+    worker_redis: aioredis.Redis | None
+    worker: QueueWorker | None
+    recovery: RecoveryJob
+    audit: ResilientAudit
+    health: HealthMonitor
+    alerts: AlertEvaluator | None
+    webhook: WebhookSink | None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    schema_ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @classmethod
+    async def build(cls, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Components:
+        metrics = ResilienceMetrics()
+        config = breaker_config(settings)
+        redis_breaker = CircuitBreaker("redis", config, clock)
+        db_breaker = CircuitBreaker("database", config, clock)
+        metrics.watch_breaker(redis_breaker)
+        metrics.watch_breaker(db_breaker)
+        engine = make_engine(settings)
+        store = AuditStore(engine, op_timeout_s=settings.db_op_timeout_s)
+        cache = HybridCache(settings, redis_breaker, metrics=metrics, clock=clock,
+                            instance_id=settings.instance_id)
+        journal: Journal | None = None
+        if settings.audit_file_backup:
+            key = settings.audit_hmac_key
+            journal = Journal(
+                JournalConfig(
+                    directory=settings.audit_backup_path,
+                    segment_max_bytes=settings.audit_journal_segment_bytes,
+                    hmac_key=hmac_key_from_text(key.reveal()) if key else None,
+                ),
+                clock,
+            )
+            await journal.open()
+        queue_redis = worker_redis = None
+        worker = queue = None
+        if not settings.disable_redis:
+            password = settings.redis_password.reveal() if settings.redis_password else None
+            queue_redis = make_redis(settings.redis_url, settings.audit_timeout_s,
+                                     password=password)
+            worker_redis = make_redis(settings.redis_url, max(2.0, settings.redis_op_timeout_s),
+                                      password=password, max_connections=4)
+            queue = AuditQueue(queue_redis, settings.audit_queue_stream)
+            worker = QueueWorker(
+                worker_redis, store,
+                WorkerConfig.from_settings(
+                    settings, consumer=settings.instance_id, block_s=0.5,
+                    redis_timeout_s=max(2.0, settings.redis_op_timeout_s),
+                ),
+                clock,
+            )
+        audit = ResilientAudit(
+            settings, queue=queue, redis_breaker=redis_breaker, store=store,
+            db_breaker=db_breaker, journal=journal, metrics=metrics, clock=clock,
+        )
+        recovery = RecoveryJob(
+            settings.audit_backup_path, store, journal, worker, clock,
+            settings.audit_recovery_interval_s, metrics=metrics,
+        )
+        beneficios = BeneficiosRepo(engine, db_breaker, settings.db_op_timeout_s)
+
+        async def db_ping() -> None:
+            async def select_one(conn: Any) -> None:
+                await conn.execute(text("SELECT 1"))
+
+            await run_bounded(engine, select_one, settings.db_op_timeout_s)
+
+        health = HealthMonitor(
+            redis_ping=redis_ping(cache.redis) if cache.redis is not None else None,
+            db_ping=db_ping,
+            redis_breaker=redis_breaker,
+            redis_timeout_s=max(settings.redis_op_timeout_s, 0.25),
+            db_timeout_s=settings.db_op_timeout_s,
+            other_breakers={"database": db_breaker},
+            clock=clock,
+        )
+        webhook = None
+        alerts = None
+        if settings.alerts_enabled:
+            sinks: list[AlertSink] = [LogSink(logging.getLogger("reference.alerts"))]
+            if settings.alert_webhook_url:
+                webhook = WebhookSink(settings.alert_webhook_url, timeout_s=2.0)
+                sinks.append(webhook)
+            alerts = AlertEvaluator.from_settings(settings, sinks, clock, time.time)
+        return cls(
+            settings=settings, clock=clock, metrics=metrics, redis_breaker=redis_breaker,
+            db_breaker=db_breaker, engine=engine, cache=cache, store=store,
+            beneficios=beneficios, journal=journal, queue_redis=queue_redis,
+            worker_redis=worker_redis, worker=worker, recovery=recovery, audit=audit,
+            health=health, alerts=alerts, webhook=webhook,
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start background work; returns at once (nothing here waits for a dependency)."""
+        await self.cache.start()
+        if self.webhook is not None:
+            await self.webhook.start()
+        self._spawn(self._prepare_schema(), "schema")
+        self._spawn(self._warm_up(), "warm-up")
+        self._spawn(self.health.run_forever(self.settings.health_check_interval_s), "health")
+        if self.alerts is not None:
+            window = SignalWindow(self.clock, 60.0)
+            self._spawn(
+                self.alerts.run_forever(
+                    lambda: self._signals(window), self.settings.alert_eval_interval_s
+                ),
+                "alerts",
+            )
+
+    async def _prepare_schema(self) -> None:
+        while True:
+            try:
+                await self.store.ensure_schema()
+                await self.beneficios.ensure_schema()
+                break
+            except Exception as exc:
+                _log.warning("schema not ready (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(RETRY_S)
+        self.schema_ready.set()
+        if self.worker is not None:
+            self._spawn(self.worker.run(), "queue-worker")
+        self._spawn(self.recovery.run_forever(), "recovery")
+
+    async def _warm_up(self) -> None:
+        async def constant(key: str) -> Any:
+            return _CRITICAL_VALUES[key]
+
+        loaders = {key: (lambda key=key: constant(key)) for key in CRITICAL_KEYS}
+        await warm_up(self.cache, loaders)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        self._tasks.append(asyncio.create_task(coro, name=name))
+
+    async def stop(self) -> None:
+        """Stop background work, drain what can be drained, flush and close everything."""
+        if self.worker is not None:
+            self.worker.stop()
+        for task in self._tasks:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(
+                asyncio.gather(*self._tasks, return_exceptions=True), STOP_TIMEOUT_S
+            )
+        if self.webhook is not None:
+            await self.webhook.aclose(2.0)
+        await self.cache.aclose()
+        if self.journal is not None:
+            await self.journal.close()
+        for client in (self.queue_redis, self.worker_redis):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+        await self.engine.dispose()
+
+    # -- what the routes ask ----------------------------------------------------------------
+
+    async def health_report(self) -> dict[str, Any]:
+        """The last poll's probes, with the breakers' states as they are now."""
+        report = self.health.latest or await self.health.check()
+        circuit = self.redis_breaker.state
+        body = report.to_dict()
+        body["circuit"] = circuit.value
+        body["circuits"] = {"redis": circuit.value, "database": self.db_breaker.state.value}
+        body["status"] = overall_status(
+            redis_ok=report.redis.ok, database_ok=report.database.ok,
+            breakers=(circuit, self.db_breaker.state),
+        ).value
+        return body
+
+    async def resilience(self) -> dict[str, Any]:
+        body: dict[str, Any] = self.metrics.snapshot().to_dict()
+        body["redis"]["circuitState"] = self.redis_breaker.state.value
+        body["auditoria"]["journalBacklog"] = await self._journal_backlog()
+        report = await self.health_report()
+        body["overall_health"] = report["status"]
+        return body
+
+    async def refresh_gauges(self) -> None:
+        self.metrics.set_journal_backlog(await self._journal_backlog())
+
+    async def run_recovery(self) -> dict[str, int]:
+        result = await self.recovery.run_once()
+        return {"replayed": result.replayed, "remaining": result.remaining}
+
+    async def backlog(self) -> dict[str, int]:
+        queue = 0 if self.worker is None else await self.worker.backlog()
+        return {"journal_pending": await self._journal_backlog(), "queue_pending": queue}
+
+    async def _journal_backlog(self) -> int:
+        return await self.recovery.backlog()
+
+    async def _signals(self, window: SignalWindow) -> AlertSignals:
+        report = await self.health_report()
+        return window.observe(
+            CumulativeCounters.from_registry(self.metrics.registry),
+            redis_circuit=self.redis_breaker.state.value,
+            journal_backlog=await self._journal_backlog(),
+            health_status=str(report["status"]),
+        )

@@ -1,0 +1,168 @@
+"""The target contract's endpoints (see DESIGN, "The target contract")."""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from reference.audit.event import AuditEvent, InvalidAuditEvent
+from reference.audit.resilient import AuditUnavailable
+from reference.service.components import Components
+
+router = APIRouter()
+Key = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+
+
+def components(request: Request) -> Components:
+    found: Components = request.app.state.components
+    return found
+
+
+Deps = Annotated[Components, Depends(components)]
+
+
+class CachePut(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    value: JsonValue
+    ttl_s: int | None = Field(default=None, ge=1, le=30 * 24 * 3600)
+
+
+class BeneficioPut(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    nome: str = Field(min_length=1, max_length=200)
+    valor: int = Field(ge=0, le=10**12)
+    v: int = Field(default=0, ge=0, le=2**62)
+    event_id: uuid.UUID | None = None
+    actor: str = Field(default="api", min_length=1, max_length=200)
+
+
+class AuditIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    event_id: uuid.UUID
+    actor: str
+    action: str
+    entity: str
+    entity_id: str
+    payload: dict[str, JsonValue] = Field(default_factory=dict)
+    occurred_at: str | None = None
+
+
+@router.get("/cache/{key}")
+async def cache_get(key: Key, c: Deps) -> dict[str, Any]:
+    found = await c.cache.get(key)
+    if found is None:
+        raise HTTPException(404, f"no cached value for {key!r}")
+    return {"key": key, "value": found.value, "source": found.source}
+
+
+@router.put("/cache/{key}", status_code=204)
+async def cache_put(key: Key, body: CachePut, c: Deps) -> Response:
+    await c.cache.set(key, body.value, ttl_s=body.ttl_s)
+    return Response(status_code=204)
+
+
+@router.delete("/cache/{key}", status_code=204)
+async def cache_delete(key: Key, c: Deps) -> Response:
+    await c.cache.delete(key)
+    return Response(status_code=204)
+
+
+@router.get("/beneficios/{beneficio_id}")
+async def beneficio_get(beneficio_id: Key, c: Deps) -> dict[str, Any]:
+    try:
+        found = await c.cache.get_or_load(
+            f"beneficio:{beneficio_id}", lambda: c.beneficios.get(beneficio_id)
+        )
+    except Exception as exc:
+        raise HTTPException(503, f"database unavailable: {type(exc).__name__}") from exc
+    if found is None or not isinstance(found.value, dict):
+        raise HTTPException(404, f"no beneficio {beneficio_id!r}")
+    return {**found.value, "source": found.source}
+
+
+@router.put("/beneficios/{beneficio_id}")
+async def beneficio_put(beneficio_id: Key, body: BeneficioPut, c: Deps) -> dict[str, Any]:
+    """Audit first (durably), then write, then refresh the cache: no change without a trail."""
+    event = AuditEvent.new(
+        body.actor, "beneficio.update", "beneficio", beneficio_id,
+        {"nome": body.nome, "valor": body.valor, "v": body.v},
+        event_id=body.event_id,
+    )
+    try:
+        path = await c.audit.record(event)
+    except AuditUnavailable as exc:
+        raise HTTPException(503, "audit unavailable: the change was not made") from exc
+    try:
+        row = await c.beneficios.put(beneficio_id, body.nome, body.valor, body.v)
+    except Exception as exc:
+        raise HTTPException(503, f"database unavailable: {type(exc).__name__}") from exc
+    await c.cache.set(f"beneficio:{beneficio_id}", row)
+    return {**row, "audit": {"event_id": str(event.event_id), "path": path}}
+
+
+@router.post("/audit", status_code=202)
+async def audit_post(body: AuditIn, c: Deps) -> dict[str, Any]:
+    try:
+        event = AuditEvent.from_dict(body.model_dump(mode="json", exclude_none=True))
+    except InvalidAuditEvent as exc:
+        raise HTTPException(422, str(exc)) from exc
+    try:
+        path = await c.audit.record(event)
+    except AuditUnavailable as exc:
+        raise HTTPException(503, "not durably recorded: every audit path failed") from exc
+    return {"event_id": str(event.event_id), "path": path}
+
+
+@router.get("/health")
+async def health(c: Deps) -> JSONResponse:
+    report = await c.health_report()
+    return JSONResponse(report, status_code=503 if report["status"] == "UNHEALTHY" else 200)
+
+
+@router.get("/resilience")
+async def resilience(c: Deps) -> dict[str, Any]:
+    return await c.resilience()
+
+
+@router.get("/metrics")
+async def metrics(c: Deps) -> PlainTextResponse:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    await c.refresh_gauges()
+    return PlainTextResponse(generate_latest(c.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def require_admin(
+    c: Deps, authorization: Annotated[str | None, Header()] = None
+) -> None:
+    token = c.settings.admin_token.reveal() if c.settings.admin_token else ""
+    scheme, _, given = (authorization or "").partition(" ")
+    if not token or scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.encode(), token.encode()
+    ):
+        raise HTTPException(401, "admin endpoints need Authorization: Bearer <ADMIN_TOKEN>",
+                            headers={"WWW-Authenticate": "Bearer"})
+
+
+Admin = Annotated[None, Depends(require_admin)]
+
+
+@router.post("/admin/recovery")
+async def admin_recovery(_: Admin, c: Deps) -> dict[str, int]:
+    try:
+        return await c.run_recovery()
+    except Exception as exc:
+        raise HTTPException(503, f"recovery failed: {type(exc).__name__}") from exc
+
+
+@router.get("/admin/audit/backlog")
+async def admin_backlog(_: Admin, c: Deps) -> dict[str, int]:
+    try:
+        return await c.backlog()
+    except Exception as exc:
+        raise HTTPException(503, f"backlog unknown: {type(exc).__name__}") from exc
