@@ -282,6 +282,7 @@ class CircuitBreaker:
         self._failures += 1
         if trial:
             self._trials -= 1
+            self._open()
         elif self._failures >= self._config.failure_threshold:
             self._open()
 
