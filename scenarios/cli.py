@@ -90,7 +90,8 @@ def _register_run(commands: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 _EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
-    _register_run
+    _register_run,
+    lambda commands: __import__("scenarios.load", fromlist=["register"]).register(commands),
 ]
 
 

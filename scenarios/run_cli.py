@@ -37,7 +37,8 @@ def schedule_scenario(faults: tuple[ScheduledFault, ...], base: Scenario | None)
         description="A fault schedule given on the command line (or found by a property run).",
         duration_s=end + SCHEDULE_TAIL_S,
         workload=WorkloadSpec(
-            rate_per_s=150, concurrency=12,
+            rate_per_s=150,
+            concurrency=12,
             mix={"cache_get": 4, "cache_put": 1, "audit": 4},
         ),
         faults=faults,
@@ -83,14 +84,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"stormproof: {exc}", file=sys.stderr)
         return 2
     options = RunOptions(
-        report_dir=args.report, target=target, quick=args.quick, seed=args.seed,
+        report_dir=args.report,
+        target=target,
+        quick=args.quick,
+        seed=args.seed,
         provider=args.provider,
     )
     console = Console(stderr=True)
     started = time.monotonic()
     with Progress(
-        TextColumn("[bold]{task.fields[name]:<28}"), BarColumn(), TextColumn("{task.description}"),
-        TimeElapsedColumn(), console=console, transient=False,
+        TextColumn("[bold]{task.fields[name]:<28}"),
+        BarColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
     ) as progress:
         overall = progress.add_task("", total=len(scenarios), name="catalogue")
 
@@ -118,10 +126,23 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"        {check.checker}: {check.summary}")
         if result.error:
             print(f"        error: {result.error}")
-    print(f"{sum(r.passed for r in summary.scenarios)} passed, "
-          f"{sum(not r.passed for r in summary.scenarios)} failed in {wall:.1f}s wall time")
+    print(
+        f"{sum(r.passed for r in summary.scenarios)} passed, "
+        f"{sum(not r.passed for r in summary.scenarios)} failed in {wall:.1f}s wall time"
+    )
     print(f"report: {run_dir / 'report.html'}")
     return 0 if summary.passed else 1
+
+
+def cmd_property(args: argparse.Namespace) -> int:
+    from scenarios.schedules import run_property_cli
+
+    if args.examples < 1:
+        print("stormproof: --examples must be >= 1", file=sys.stderr)
+        return 2
+    return run_property_cli(
+        args.examples, args.seed, args.report, not args.no_shrink, args.provider
+    )
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -130,12 +151,21 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     run.add_argument("--all", action="store_true", help="the whole catalogue")
     run.add_argument("--quick", action="store_true", help="short times (each scenario < 30 s)")
     run.add_argument("--report", type=Path, default=Path("reports"), help="where runs go")
-    run.add_argument("--target-cmd", default=None, help="command of the target (default: reference)")
+    run.add_argument(
+        "--target-cmd", default=None, help="command of the target (default: reference)"
+    )
     run.add_argument("--schedule", default=None, help="JSON list of {at_s, fault, duration_s}")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--scenario-file", type=Path, default=None, help="TOML/JSON scenarios")
     run.add_argument("--provider", default=None, help="stack provider: local | external | docker")
     run.set_defaults(handler=cmd_run)
+    prop = commands.add_parser("property", help="Hypothesis-generated fault schedules")
+    prop.add_argument("--examples", type=int, default=5)
+    prop.add_argument("--seed", type=int, default=0)
+    prop.add_argument("--report", type=Path, default=Path("reports/property"))
+    prop.add_argument("--no-shrink", action="store_true")
+    prop.add_argument("--provider", default=None)
+    prop.set_defaults(handler=cmd_property)
     listing = commands.add_parser("list", help="list the scenario catalogue")
     listing.add_argument("--scenario-file", type=Path, default=None)
     listing.set_defaults(handler=cmd_list)

@@ -116,10 +116,13 @@ async def run_scenario(
     await asyncio.to_thread(_reset_state, stack)
     extra_proxies = (
         _instance_proxies(stack, scenario.instances)
-        if scenario.stack.get("redis_proxy_per_instance") else {}
+        if scenario.stack.get("redis_proxy_per_instance")
+        else {}
     )
     targets = TargetGroup(
-        spec, stack.urls, scenario_dir,
+        spec,
+        stack.urls,
+        scenario_dir,
         instance_env=lambda n: {"REDIS_URL": extra_proxies[n]} if extra_proxies else {},
     )
     injector = FaultInjector(stack, targets=lambda: list(targets.instances))
@@ -134,7 +137,10 @@ async def run_scenario(
         t0 = loop.time()
         with HistoryRecorder(history_path, lambda: loop.time() - t0, flush_every=64) as recorder:
             workload = Workload(
-                scenario.workload, targets.urls, recorder, seed=options.seed,
+                scenario.workload,
+                targets.urls,
+                recorder,
+                seed=options.seed,
                 instance_ids=[i.instance_id for i in targets.instances],
             )
             driver = asyncio.create_task(workload.run())
@@ -298,4 +304,3 @@ def _read_truth(stack: Stack, query: str) -> dict[str, int]:
         except psycopg.errors.UndefinedTable:
             return {}
     return {str(row[0]): int(row[1]) for row in rows}
-

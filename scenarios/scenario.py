@@ -60,8 +60,12 @@ class ScheduledFault:
     fault: FaultSpec
 
     def to_json(self) -> dict[str, Any]:
-        return {"at_s": self.at_s, "duration_s": self.duration_s, "fault": self.fault.name,
-                "params": dict(self.fault.params)}
+        return {
+            "at_s": self.at_s,
+            "duration_s": self.duration_s,
+            "fault": self.fault.name,
+            "params": dict(self.fault.params),
+        }
 
 
 @dataclass(frozen=True)
@@ -109,15 +113,18 @@ def _checker(kind: str, options: Mapping[str, Any]) -> Checker:
             kwargs["expect_after"] = frozenset(options["after"])
         return HealthChecker(**kwargs)
     if kind == "latency":
-        thresholds = {phase: PhaseThresholds(**limits) for phase, limits in options.items()
-                      if phase in PHASES}
+        thresholds = {
+            phase: PhaseThresholds(**limits) for phase, limits in options.items() if phase in PHASES
+        }
         if "fs" in options:
             return LatencyChecker(thresholds=thresholds, fs=tuple(options["fs"]))
         return LatencyChecker(thresholds=thresholds)
     raise ScenarioError(f"unknown expectation {kind!r} (choose {', '.join(EXPECTATIONS)})")
 
 
-def parse_schedule(raw: Sequence[Mapping[str, Any]] | str, where: str = "schedule") -> tuple[ScheduledFault, ...]:
+def parse_schedule(
+    raw: Sequence[Mapping[str, Any]] | str, where: str = "schedule"
+) -> tuple[ScheduledFault, ...]:
     """Faults from a list of {at_s, fault, duration_s, params?} (or its JSON text)."""
     if isinstance(raw, str):
         try:
@@ -153,8 +160,18 @@ def parse_scenario(raw: Mapping[str, Any]) -> Scenario:
     if not name:
         raise ScenarioError("scenario without a name")
     where = f"scenario {name!r}"
-    known = {"name", "description", "duration_s", "workload", "faults", "expect",
-             "target_env", "instances", "stack", "settle_s"}
+    known = {
+        "name",
+        "description",
+        "duration_s",
+        "workload",
+        "faults",
+        "expect",
+        "target_env",
+        "instances",
+        "stack",
+        "settle_s",
+    }
     unknown = set(raw) - known
     if unknown:
         raise ScenarioError(f"{where}: unknown field(s) {sorted(unknown)}")
@@ -176,12 +193,20 @@ def parse_scenario(raw: Mapping[str, Any]) -> Scenario:
         raise ScenarioError(f"{where}: instances must be between 1 and 8")
     stack = dict(raw.get("stack", {}))
     if set(stack) - set(STACK_OPTIONS):
-        raise ScenarioError(f"{where}: unknown stack option(s) {sorted(set(stack) - set(STACK_OPTIONS))}")
+        raise ScenarioError(
+            f"{where}: unknown stack option(s) {sorted(set(stack) - set(STACK_OPTIONS))}"
+        )
     env = {str(k): str(v) for k, v in dict(raw.get("target_env", {})).items()}
     scenario = Scenario(
-        name=name, description=str(raw.get("description", "")), duration_s=duration,
-        workload=workload, faults=faults, expect=dict(raw.get("expect", {})),
-        target_env=env, instances=instances, stack=stack,
+        name=name,
+        description=str(raw.get("description", "")),
+        duration_s=duration,
+        workload=workload,
+        faults=faults,
+        expect=dict(raw.get("expect", {})),
+        target_env=env,
+        instances=instances,
+        stack=stack,
         settle_s=float(raw.get("settle_s", 15.0)),
     )
     try:
@@ -200,7 +225,9 @@ def load_scenarios(path: Path) -> list[Scenario]:
     try:
         data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
-        raise ScenarioError(f"{path}: not valid {path.suffix.lstrip('.') or 'TOML'}: {exc}") from exc
+        raise ScenarioError(
+            f"{path}: not valid {path.suffix.lstrip('.') or 'TOML'}: {exc}"
+        ) from exc
     items = data.get("scenario") if isinstance(data, dict) else data
     if not isinstance(items, list) or not items:
         raise ScenarioError(f"{path}: no [[scenario]] entries")

@@ -32,8 +32,13 @@ class WorkloadSpec:
     """What to drive: operation mix (weights), rate, concurrency, key space, health polling."""
 
     mix: Mapping[str, float] = field(
-        default_factory=lambda: {"cache_get": 4, "cache_put": 1, "beneficio_get": 3,
-                                 "beneficio_put": 1, "audit": 3}
+        default_factory=lambda: {
+            "cache_get": 4,
+            "cache_put": 1,
+            "beneficio_get": 3,
+            "beneficio_put": 1,
+            "audit": 3,
+        }
     )
     rate_per_s: float = 200.0
     concurrency: int = 16
@@ -119,9 +124,7 @@ class Workload:
                 asyncio.create_task(self._worker(client, worker))
                 for worker in range(self.spec.concurrency)
             ]
-            tasks += [
-                asyncio.create_task(self._health(client, n)) for n in range(len(self._urls))
-            ]
+            tasks += [asyncio.create_task(self._health(client, n)) for n in range(len(self._urls))]
             await asyncio.gather(*tasks)
 
     async def _worker(self, client: httpx.AsyncClient, worker: int) -> None:
@@ -148,7 +151,9 @@ class Workload:
         url = self._urls[target]
         instance = self._ids[target]
         own = f"w{worker}-{rng.randrange(self.spec.keys_per_worker)}"
-        anyone = f"w{rng.randrange(self.spec.concurrency)}-{rng.randrange(self.spec.keys_per_worker)}"
+        anyone = (
+            f"w{rng.randrange(self.spec.concurrency)}-{rng.randrange(self.spec.keys_per_worker)}"
+        )
         method: str
         path: str
         body: JSON = None
@@ -165,14 +170,20 @@ class Workload:
         elif op == "beneficio_put":
             key, method, path = own, "PUT", f"/beneficios/{own}"
             body = {
-                "nome": f"beneficio {own}", "valor": rng.randrange(100, 10_000),
-                "v": self._next_version(f"b:{own}"), "event_id": str(uuid.uuid4()),
+                "nome": f"beneficio {own}",
+                "valor": rng.randrange(100, 10_000),
+                "v": self._next_version(f"b:{own}"),
+                "event_id": str(uuid.uuid4()),
             }
         else:
             key, method, path = None, "POST", "/audit"
             body = {
-                "event_id": str(uuid.uuid4()), "actor": f"worker-{worker}", "action": "chaos",
-                "entity": "workload", "entity_id": str(worker), "payload": {"n": rng.random()},
+                "event_id": str(uuid.uuid4()),
+                "actor": f"worker-{worker}",
+                "action": "chaos",
+                "entity": "workload",
+                "entity_id": str(worker),
+                "payload": {"n": rng.random()},
             }
         request_value = body if body is not None else {}
         invoked = self._recorder.invoke(worker, op, key, request_value, instance)

@@ -1,0 +1,24 @@
+"""`python -m tests.mutants.serve NAME`: the reference service with one deliberate defect."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from tests.mutants.variants import MUTANTS
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) != 1 or argv[0] not in MUTANTS:
+        sys.exit(f"usage: python -m tests.mutants.serve {{{','.join(MUTANTS)}}}")
+    mutant = MUTANTS[argv[0]]
+    os.environ.update(mutant.env)
+    if mutant.patch is not None:
+        mutant.patch()
+    from reference.service.__main__ import main as serve
+
+    serve()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,63 @@
+"""The harness's self-test: every broken variant is flagged by the checker meant for it,
+and the unbroken reference passes the same scenarios."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from scenarios.catalogue import load_catalogue, select
+from scenarios.report import ScenarioResult
+from scenarios.runner import RunOptions, run_catalogue
+from scenarios.target import TargetSpec
+from tests.mutants.variants import MUTANTS, Mutant
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_one(mutant: Mutant | None, scenario_name: str, report_dir: Path) -> ScenarioResult:
+    [scenario] = select(load_catalogue(), [scenario_name])
+    command: tuple[str, ...] = (sys.executable, "-m", "reference.service")
+    if mutant is not None:
+        command = (sys.executable, "-m", "tests.mutants.serve", mutant.name)
+        scenario = replace(scenario, stack={**scenario.stack, **mutant.stack})
+    options = RunOptions(
+        report_dir=report_dir,
+        target=TargetSpec(command=command, env={"PYTHONPATH": str(ROOT)}),
+        provider="local",
+    )
+    summary, _ = run_catalogue([scenario], options)
+    [result] = summary.scenarios
+    return result
+
+
+@pytest.mark.parametrize("name", sorted(MUTANTS))
+def test_mutant_is_flagged_by_its_checker(name: str, tmp_path: Path) -> None:
+    """The variant fails its scenario, and the checker meant for it is among the failures."""
+    mutant = MUTANTS[name]
+    result = run_one(mutant, mutant.scenario, tmp_path)
+    failed = {check.checker: check.summary for check in result.failed_checks}
+    assert result.error is None, result.error
+    assert not result.passed, f"{name} passed {mutant.scenario}: nothing caught it"
+    assert mutant.checker in failed, f"{name}: expected {mutant.checker}, failed: {failed}"
+
+
+@pytest.mark.parametrize("scenario", sorted({m.scenario for m in MUTANTS.values()}))
+def test_reference_passes_the_mutants_scenarios(scenario: str, tmp_path: Path) -> None:
+    """The unbroken reference passes every scenario a mutant is caught by."""
+    result = run_one(None, scenario, tmp_path)
+    assert result.error is None, result.error
+    assert result.passed, [(c.checker, c.summary) for c in result.failed_checks]
+
+
+def test_every_mutant_targets_a_catalogue_scenario() -> None:
+    """Each mutant names a scenario and a checker that the catalogue really has."""
+    catalogue = {s.name: s for s in load_catalogue()}
+    for mutant in MUTANTS.values():
+        assert mutant.scenario in catalogue
+        checkers = {c.name for c in catalogue[mutant.scenario].checkers()}
+        assert mutant.checker in checkers, (mutant.name, checkers)
