@@ -8,7 +8,7 @@ bootstrap:
 	@scripts/bootstrap
 
 run: bootstrap
-	@PATH="$(CURDIR)/.tools/bin:$$PATH" $(PY) -m scenarios.cli stack smoke
+	@PATH="$(CURDIR)/.tools/bin:$$PATH" $(PY) -m scenarios.cli run --all --quick
 
 test:
 	@scripts/bootstrap --test

@@ -1,0 +1,132 @@
+"""`stormproof run`: bad input is refused before anything starts; Ctrl-C cleans up."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from scenarios.stack import Stack
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-m", "scenarios.cli"]
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.mark.parametrize(
+    ("faults", "problem"),
+    [
+        ('[{at_s = 1, fault = "redis-meteor", duration_s = 2}]', "unknown fault 'meteor'"),
+        ('[{at_s = 1, fault = "redis-down", duration_s = -2}]', "duration_s must be positive"),
+        ('[{at_s = 1, fault = "mainframe-down", duration_s = 2}]', "cannot target 'mainframe'"),
+        ('[{at_s = 9, fault = "redis-down", duration_s = 5}]', "ends after the run"),
+    ],
+)
+def test_invalid_scenario_file_is_refused_in_one_line(
+    tmp_path: Path, faults: str, problem: str
+) -> None:
+    """An invalid scenario file: exit 2, one line naming the problem, no report written."""
+    path = tmp_path / "bad.toml"
+    path.write_text(f'[[scenario]]\nname = "bad"\nduration_s = 10\nfaults = {faults}\n')
+    result = _run("run", "--all", "--scenario-file", str(path), "--report", str(tmp_path / "r"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and problem in lines[0] and "bad" in lines[0]
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("schedule", "problem"),
+    [
+        ("not json", "not valid JSON"),
+        ('[{"at_s": 1, "fault": "redis-down"}]', "missing duration_s"),
+        ('[{"at_s": -1, "fault": "redis-down", "duration_s": 1}]', "at_s must not be negative"),
+    ],
+)
+def test_invalid_schedule_is_refused_in_one_line(
+    tmp_path: Path, schedule: str, problem: str
+) -> None:
+    """An invalid --schedule: exit 2, one line, nothing started."""
+    result = _run("run", "--schedule", schedule, "--report", str(tmp_path / "r"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and problem in lines[0]
+    assert not (tmp_path / "r").exists()
+
+
+def test_unknown_scenario_and_bad_usage(tmp_path: Path) -> None:
+    """Unknown scenario names list the known ones; no scenario at all is bad usage."""
+    unknown = _run("run", "volcano", "--report", str(tmp_path))
+    assert (
+        unknown.returncode == 2 and "volcano" in unknown.stderr and "redis-down" in unknown.stderr
+    )
+    nothing = _run("run", "--report", str(tmp_path))
+    assert nothing.returncode == 2 and "nothing to run" in nothing.stderr
+
+
+def test_list_shows_the_catalogue() -> None:
+    """`stormproof list` names every catalogue scenario."""
+    result = _run("list")
+    assert result.returncode == 0
+    for name in ("redis-down", "all-down", "target-sigkill", "two-instances-invalidation"):
+        assert name in result.stdout
+
+
+def _marked_pids(mark: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if mark.encode() in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.integration
+def test_ctrl_c_reverts_faults_and_stops_processes(stormproof_stack: Stack, tmp_path: Path) -> None:
+    """SIGINT in the middle of a fault: the proxies are healed (external stack) and no
+    process the run started is left."""
+    mark = f"STORMPROOF_TEST_MARK={uuid.uuid4()}"
+    env = {**os.environ, **stormproof_stack.urls.as_env(), mark.split("=")[0]: mark.split("=")[1]}
+    child = subprocess.Popen(
+        [*CLI, "run", "redis-down", "--quick", "--provider", "external", "--report", str(tmp_path)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while stormproof_stack.redis_proxy.refresh().enabled:
+        assert child.poll() is None, child.communicate()
+        assert time.monotonic() < deadline, "the fault never started"
+        time.sleep(0.1)
+    assert _marked_pids(mark)  # the target is running
+    child.send_signal(signal.SIGINT)
+    child.communicate(timeout=60)
+    assert child.returncode != 0
+    proxy = stormproof_stack.redis_proxy.refresh()
+    assert proxy.enabled and proxy.toxics() == []
+    deadline = time.monotonic() + 10
+    while _marked_pids(mark) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _marked_pids(mark) == []
