@@ -4,25 +4,34 @@
 publishes an invalidation that evicts the key from the other instances' L1. `get_or_load`
 is single-flight per key and fail-safe: when L2 and the loader both fail, a copy kept
 past its L1 freshness is served, marked `"stale"`, for up to `cache_stale_window_s`.
+Sources: `"l1"`, `"l2"`, `"stale"`, and `"loader"` (a value `get_or_load` just loaded).
 
 What never reaches the caller: Redis errors, timeouts and breaker rejections (counted and
 swallowed; the read falls back to L1, the stale copy or a miss; a write stays in L1).
 What does: a loader's exception when no stale copy can stand in (the data source failed,
 not Redis), `TypeError`/`ValueError` for a value that is not JSON, and `ValueError` for a
-TTL that is not positive (caller bugs). Every Redis operation takes a permit from the
-shared breaker and is bounded by `redis_op_timeout_s`; without a permit (OPEN) the cache
-makes no network attempt at all, the invalidation subscriber included.
+TTL that is not positive (caller bugs).
+
+Redis: every operation takes a permit from the shared breaker and is cut off at
+`redis_op_timeout_s` (to within a tenth of it: `reference/deadlines.py`), whatever the
+client does inside (a new connection makes several round trips). Without a permit
+(OPEN) the cache makes no network attempt at all, the invalidation subscriber included.
+When the breaker opens or the subscription drops, the pool's idle connections are
+closed: they may be dead, and redis-py 8.1 would hand them out anyway.
 
 Coherence: L1 entries are *trusted* (served without asking L2) only while this instance
 is subscribed to the invalidation channel and its L2 is not in an outage (breaker opened
-and not yet closed again). An untrusted L1 entry is served only when L2 cannot answer.
-A (re)subscription and a breaker recovery both call `flush_on_reconnect`, which drops L1
-and the stale copies: invalidations sent while this instance was cut off were lost, so
-any of them may be superseded. An invalidation for a key drops both of its copies.
-Between losing the subscription and getting it back, L1 still answers when L2 cannot
-(that is what L1 is for during an outage), marked `"l1"`.
-`DISABLE_REDIS=true`: L1 only, breaker held open, no Redis client.
+and not yet closed again). An untrusted L1 entry is served only when L2 cannot answer
+(that is what L1 is for during an outage), marked `"l1"`. A (re)subscription and a
+breaker recovery both call `flush_on_reconnect`, which drops L1 and the stale copies:
+invalidations sent while this instance was cut off were lost, so any of them may be
+superseded. An invalidation for a key drops both of its copies. A read whose key was
+written or invalidated while it was in flight does not fill L1. An L2 hit fills L1 on
+the next loop turn, after the caller has its value, for `cache_l1_ttl_s` whatever the
+L2 key's remaining TTL (a `ttl_s` shorter than L1's bounds the entries this instance
+writes); L2 writes are best effort: a failed one leaves the previous L2 value in place.
 
+`DISABLE_REDIS=true`: L1 only, breaker held open, no Redis client.
 Values returned are shared with the cache: treat them as read-only.
 """
 
@@ -51,10 +60,17 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from reference.breaker import CircuitBreaker, CircuitState, Permit
 from reference.clock import SYSTEM_CLOCK, Clock, SystemClock
 from reference.config import Settings
+from reference.deadlines import Deadlines
+from reference.invalidation import (
+    Subscriber,
+    SubscriberTiming,
+    decode_message,
+    encode_message,
+)
 from reference.metrics import ResilienceMetrics
 from reference.redis_client import make_redis
 
-__all__ = ["JSON", "CacheResult", "CacheSource", "CacheTiming", "HybridCache", "Loader"]
+__all__ = ["JSON", "CacheResult", "CacheSource", "HybridCache", "Loader", "SubscriberTiming"]
 
 JSON: TypeAlias = "bool | int | float | str | list[JSON] | dict[str, JSON] | None"
 CacheSource = Literal["l1", "l2", "stale", "loader"]
@@ -74,26 +90,6 @@ class CacheResult:
 
     value: JSON
     source: CacheSource
-
-
-@dataclass(frozen=True, slots=True)
-class CacheTiming:
-    """Pace of the invalidation subscriber (real seconds)."""
-
-    ping_interval_s: float = 1.0
-    """An idle subscription is PINGed this often; no PONG within the op timeout = lost."""
-    probe_interval_s: float = 0.05
-    """PING pace while the breaker is HALF_OPEN: the subscriber's pings are trial calls."""
-    backoff_initial_s: float = 0.05
-    backoff_max_s: float = 2.0
-    close_timeout_s: float = 2.0
-
-    def __post_init__(self) -> None:
-        for name in ("ping_interval_s", "probe_interval_s", "backoff_initial_s", "close_timeout_s"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive")
-        if self.backoff_max_s < self.backoff_initial_s:
-            raise ValueError("backoff_max_s must be >= backoff_initial_s")
 
 
 class _L2(Enum):
@@ -125,10 +121,6 @@ _RECENT_CHANGES = 4096
 
 class _LeaderCancelled(Exception):
     """The single-flight leader was cancelled: followers elect a new one."""
-
-
-class _SubscriptionLost(Exception):
-    """The subscription stopped answering."""
 
 
 def _noop() -> None:
@@ -200,15 +192,14 @@ class HybridCache:
         clock: Clock = SYSTEM_CLOCK,
         redis: aioredis.Redis | None = None,
         instance_id: str | None = None,
-        timing: CacheTiming | None = None,
+        timing: SubscriberTiming | None = None,
     ) -> None:
         self._breaker = breaker
-        self._clock = clock
         # SystemClock.monotonic is time.monotonic behind one more Python frame; the L1 hit
         # path reads the timer twice (cachetools), so take the builtin directly.
         timer = time.monotonic if isinstance(clock, SystemClock) else clock.monotonic
         self._now = timer
-        self._timing = timing or CacheTiming()
+        self._timing = timing or SubscriberTiming()
         self.instance_id = instance_id or f"{settings.instance_id}-{secrets.token_hex(4)}"
         self._prefix = settings.cache_l2_key_prefix
         self.channel = f"{self._prefix}invalidate"
@@ -216,6 +207,9 @@ class HybridCache:
         self._l1_ttl_s = settings.cache_l1_ttl_s
         self._stale_window_s = settings.cache_stale_window_s
         self._op_timeout_s = settings.redis_op_timeout_s
+        # Every L2 operation is cut off at the op timeout (within a tenth of it), without
+        # the per-call timer of asyncio.timeout (see reference/deadlines.py).
+        self._deadlines = Deadlines(self._op_timeout_s)
 
         self._lock = threading.Lock()
         size = settings.cache_l1_max_items
@@ -259,8 +253,20 @@ class HybridCache:
         self._subscribed_event = asyncio.Event()
         self.subscriptions = 0
         """How many times the invalidation subscription was (re)established."""
-        self._subscriber: asyncio.Task[None] | None = None
-        self._session: asyncio.Task[None] | None = None
+        self._subscriber: Subscriber | None = None
+        if self._redis is not None:
+            self._subscriber = Subscriber(
+                self._redis,
+                breaker,
+                self.channel,
+                op_timeout_s=self._op_timeout_s,
+                timing=self._timing,
+                clock=clock,
+                on_message=self._apply_invalidation,
+                on_subscribed=self._on_subscribed,
+                on_lost=self._on_unsubscribed,
+                on_failure=self._count_failure,
+            )
         self._background: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -378,29 +384,27 @@ class HybridCache:
 
     async def start(self) -> None:
         """Start the invalidation subscriber (no-op with DISABLE_REDIS or when started)."""
-        if self._redis is None or self._subscriber is not None or self._closed:
-            return
-        self._subscriber = asyncio.create_task(
-            self._subscribe_forever(), name=f"cache-invalidations-{self.instance_id}"
-        )
+        if self._subscriber is not None and not self._closed:
+            self._subscriber.start()
 
     async def aclose(self) -> None:
-        """Stop the subscriber and close the Redis client this cache made (idempotent)."""
+        """Stop the subscriber and close the Redis client this cache made (idempotent).
+
+        A closed cache still answers from L1 but no longer uses Redis.
+        """
         if self._closed:
             return
         self._closed = True
-        task, self._subscriber = self._subscriber, None
-        if task is not None:
-            task.cancel()
-            await asyncio.wait((task,), timeout=self._timing.close_timeout_s)
-            if task.done() and not task.cancelled():
-                task.exception()  # retrieved: it is logged by the loop already
+        if self._subscriber is not None:
+            await self._subscriber.aclose()
         if self._background:
             await asyncio.wait(tuple(self._background), timeout=self._timing.close_timeout_s)
-        if self._owns_redis and self._redis is not None:
+        await self._deadlines.aclose()
+        redis, self._redis = self._redis, None  # from now on: L1 only
+        if self._owns_redis and redis is not None:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(self._timing.close_timeout_s):
-                    await self._redis.aclose()
+                    await redis.aclose()
 
     async def __aenter__(self) -> HybridCache:
         await self.start()
@@ -420,7 +424,7 @@ class HybridCache:
 
     @property
     def redis(self) -> aioredis.Redis | None:
-        """The L2 client (None with DISABLE_REDIS)."""
+        """The L2 client (None with DISABLE_REDIS, and after `aclose`)."""
         return self._redis
 
     @property
@@ -434,9 +438,14 @@ class HybridCache:
         return self._trusted
 
     async def wait_subscribed(self, timeout_s: float) -> bool:
-        """Wait up to `timeout_s` for the subscription; tell whether it is up."""
+        """Wait up to `timeout_s` for the subscription; tell whether it is up.
+
+        Without Redis (DISABLE_REDIS, or closed) there is none to wait for: False at once.
+        """
         if self._subscribed:
             return True
+        if self._subscriber is None or self._closed:
+            return False
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s):
                 await self._subscribed_event.wait()
@@ -469,7 +478,7 @@ class HybridCache:
         stamp = self._changes
         got = await self._l2_fetch(redis, key, permit)
         if not isinstance(got, _L2):
-            self._fill(key, got, self._default_ttl_s, stamp)
+            self._fill_soon(key, got, stamp)
             self._hit_l2()
             return CacheResult(got, "l2")
         if got is _L2.DOWN:
@@ -522,7 +531,7 @@ class HybridCache:
     ) -> CacheResult | None:
         got = await self._l2_get(key)
         if not isinstance(got, _L2):
-            self._fill(key, got, self._default_ttl_s, stamp)
+            self._fill_soon(key, got, stamp)
             self._hit_l2()
             return CacheResult(got, "l2")
         l2_down = got is _L2.DOWN
@@ -606,6 +615,15 @@ class HybridCache:
             return False  # flushed, or too much changed to tell: be safe
         return self._recent.get(key, 0) <= stamp
 
+    def _fill_soon(self, key: str, value: JSON, stamp: int) -> None:
+        """Fill L1 with an L2 hit right after the caller has it (on the next loop turn).
+
+        The L1 insert (cachetools) costs a few µs that the caller need not wait for: done
+        with `call_soon`, it runs while the loop would otherwise wait for I/O. The stamp
+        still guards it against writes and invalidations that come in between.
+        """
+        asyncio.get_running_loop().call_soon(self._fill, key, value, self._default_ttl_s, stamp)
+
     def _fill(self, key: str, value: JSON, ttl: float, stamp: int) -> bool:
         """`_put` unless the key or L1 changed since the read began (takes the lock)."""
         if stamp != self._changes and not self._unchanged(key, stamp):
@@ -654,17 +672,9 @@ class HybridCache:
         return await self._l2_fetch(redis, key, permit)
 
     async def _l2_fetch(self, redis: aioredis.Redis, key: str, permit: Permit) -> JSON | _L2:
-        try:
-            async with asyncio.timeout(self._op_timeout_s):
-                raw = await redis.get(self._prefix + key)
-        except Exception as exc:
-            permit.failure()
-            self._failed(exc)
-            return _L2.DOWN
-        except BaseException:
-            permit.release()
-            raise
-        permit.success()
+        raw = await self._attempt(permit, redis.get(self._prefix + key))
+        if isinstance(raw, _L2):
+            return raw  # DOWN
         if raw is None:
             return _L2.MISS
         try:
@@ -673,6 +683,36 @@ class HybridCache:
             _log.warning("cache: L2 value of %r is not JSON; treated as a miss", key)
             return _L2.MISS
         return value
+
+    async def _attempt(self, permit: Permit, operation: Awaitable[T]) -> T | _L2:
+        """Await `operation` under `permit` and the op deadline: its result, or DOWN.
+
+        Settles the permit (success, failure, or release on an outside cancellation) and
+        counts failures; only an outside cancellation propagates.
+        """
+        deadlines = self._deadlines
+        task = deadlines.enter()
+        try:
+            result = await operation
+        except asyncio.CancelledError:
+            if not deadlines.leave(task):
+                permit.release()
+                raise
+            permit.failure()
+            self._failed(TimeoutError(f"no answer within {self._op_timeout_s:g} s"))
+            return _L2.DOWN
+        except Exception as exc:
+            deadlines.leave(task)
+            permit.failure()
+            self._failed(exc)
+            return _L2.DOWN
+        except BaseException:
+            deadlines.leave(task)
+            permit.release()
+            raise
+        deadlines.leave(task)
+        permit.success()
+        return result
 
     async def _l2_write(
         self, key: str, payload: str, ttl: float, *, nx: bool, op: str | None
@@ -709,37 +749,25 @@ class HybridCache:
         return await self._guarded_l2(remove)
 
     async def _guarded_l2(self, fn: Callable[[], Awaitable[object]]) -> bool:
-        """One best-effort L2 operation under a permit and the op timeout; True if done."""
+        """One best-effort L2 operation under a permit and the op deadline; True if done."""
         permit = self._breaker.try_acquire()
         if permit is None:
             self._l2_rejected()
             return False
-        try:
-            async with asyncio.timeout(self._op_timeout_s):
-                await fn()
-        except Exception as exc:
-            permit.failure()
-            self._failed(exc)
-            return False
-        except BaseException:
-            permit.release()
-            raise
-        permit.success()
-        return True
+        return await self._attempt(permit, fn()) is not _L2.DOWN
 
     def _message(self, key: str, op: str) -> str:
-        return _dumps({"key": key, "from": self.instance_id, "op": op})
+        return encode_message(key, self.instance_id, op)
 
     # -- invalidations and trust ------------------------------------------------------------
 
     def _apply_invalidation(self, data: object) -> None:
-        try:
-            message = json.loads(data)  # type: ignore[arg-type]
-            key, sender = message["key"], message["from"]
-        except (ValueError, TypeError, KeyError):
+        decoded = decode_message(data)
+        if decoded is None:
             _log.debug("cache: ignored a malformed invalidation: %r", data)
             return
-        if sender == self.instance_id or not isinstance(key, str):
+        key, sender = decoded
+        if sender == self.instance_id:
             return
         with self._lock:
             self._touch(key)
@@ -756,9 +784,8 @@ class HybridCache:
                 _log.warning("cache %s: Redis breaker OPEN, serving from L1", self.instance_id)
             self._l2_outage = True
             self._update_trust()
-            session = self._session
-            if session is not None and not session.done() and session is not _current_task():
-                session.cancel()  # no network attempt while OPEN, not even a reconnect
+            if self._subscriber is not None:
+                self._subscriber.interrupt()  # no network attempt while OPEN
             self._spawn(self._drop_idle_connections())
         elif new is _CLOSED and self._l2_outage:
             self._l2_outage = False
@@ -780,158 +807,8 @@ class HybridCache:
             self._spawn(self._drop_idle_connections())  # they may be dead too
             _log.warning("cache %s: invalidation subscription lost (%s)", self.instance_id, reason)
 
-    # -- the subscriber -----------------------------------------------------------------------
-
-    async def _subscribe_forever(self) -> None:
-        """Keep one subscription up; wait while the breaker is OPEN; back off on failures."""
-        timing = self._timing
-        backoff = timing.backoff_initial_s
-        while not self._closed:
-            if self._breaker.state is _OPEN:
-                await asyncio.sleep(self._open_poll_s())
-                continue
-            before = self.subscriptions
-            session = asyncio.create_task(self._run_session())
-            self._session = session
-            try:
-                await asyncio.wait((session,))
-            except asyncio.CancelledError:
-                session.cancel()
-                await asyncio.wait((session,), timeout=timing.close_timeout_s)
-                raise
-            finally:
-                self._session = None
-            if session.cancelled():
-                continue  # the breaker opened: wait for it above
-            error = session.exception()
-            if self.subscriptions > before:
-                backoff = timing.backoff_initial_s
-            if error is not None:
-                _log.debug("cache: subscription attempt ended: %s", _describe(error))
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, timing.backoff_max_s)
-
-    def _open_poll_s(self) -> float:
-        """How long to sleep while OPEN: until the reset timeout is due, within bounds."""
-        snap = self._breaker.snapshot()
-        ceiling = self._timing.backoff_max_s
-        if snap.held_open or snap.opened_at is None:
-            return ceiling
-        due = snap.opened_at + self._breaker.config.reset_timeout_s - self._now()
-        return min(max(due, 0.01), ceiling)
-
-    async def _run_session(self) -> None:
-        redis = self._redis
-        assert redis is not None
-        pubsub = redis.pubsub()
-        subscribed = False
-        reason = "closed"
-        try:
-            await self._guarded_sub(lambda: self._subscribe(pubsub))
-            subscribed = True
-            self._on_subscribed()
-            await self._listen(pubsub)
-        except asyncio.CancelledError:
-            reason = "breaker open" if not self._closed else "closed"
-            raise
-        except Exception as exc:
-            reason = _describe(exc)
-            raise
-        finally:
-            if subscribed:
-                self._on_unsubscribed(reason)
-            self._close_later(pubsub)
-
-    async def _subscribe(self, pubsub: aioredis.client.PubSub) -> None:
-        await pubsub.subscribe(self.channel)
-        while True:  # bounded by the caller's timeout
-            message = await pubsub.get_message(timeout=self._op_timeout_s)
-            if message is not None and message.get("type") == "subscribe":
-                return
-
-    async def _guarded_sub(self, fn: Callable[[], Awaitable[T]]) -> T:
-        """A subscriber operation under a permit and the op timeout; raises on failure."""
-        permit = self._breaker.try_acquire()
-        if permit is None:
-            raise _SubscriptionLost("redis breaker is open")
-        try:
-            async with asyncio.timeout(self._op_timeout_s):
-                result = await fn()
-        except Exception:
-            permit.failure()
-            self._redis_failure()
-            raise
-        except BaseException:
-            permit.release()
-            raise
-        permit.success()
-        return result
-
-    async def _listen(self, pubsub: aioredis.client.PubSub) -> None:
-        """Apply invalidations; PING when idle (trial calls while HALF_OPEN)."""
-        loop = asyncio.get_running_loop()
-        op_timeout = self._op_timeout_s
-        pending: Permit | None = None
-        sent_at = 0.0
-        heard_at = loop.time()
-        try:
-            while True:
-                state = self._breaker.state
-                if state is _OPEN:
-                    return
-                interval = (
-                    self._timing.probe_interval_s
-                    if state is _HALF_OPEN
-                    else self._timing.ping_interval_s
-                )
-                wait = interval
-                if pending is not None:
-                    wait = min(wait, max(sent_at + op_timeout - loop.time(), 0.001))
-                message = await pubsub.get_message(timeout=wait)
-                now = loop.time()
-                if message is not None:
-                    heard_at = now
-                    kind = message.get("type")
-                    if kind == "message":
-                        self._apply_invalidation(message.get("data"))
-                    elif kind == "pong" and pending is not None:
-                        pending.success()
-                        pending = None
-                    continue
-                if pending is not None:
-                    if now - sent_at >= op_timeout:
-                        pending.failure()
-                        pending = None
-                        self._redis_failure()
-                        raise _SubscriptionLost(f"no PONG within {op_timeout:g} s")
-                    continue
-                if now - heard_at >= interval:
-                    permit = self._breaker.try_acquire()
-                    if permit is None:
-                        heard_at = now
-                        continue
-                    pending, sent_at = permit, now
-                    async with asyncio.timeout(op_timeout):
-                        await pubsub.ping()
-        except Exception:
-            if pending is not None:
-                pending.failure()
-                pending = None
-                self._redis_failure()
-            raise
-        finally:
-            if pending is not None:
-                pending.release()
-
-    def _close_later(self, pubsub: aioredis.client.PubSub) -> None:
-        """Close a subscription in its own task: a cancelled session cannot interrupt it."""
-
-        async def close() -> None:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(self._timing.close_timeout_s):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-
-        self._spawn(close())
+    def _count_failure(self) -> None:
+        self._redis_failure()
 
     async def _drop_idle_connections(self) -> None:
         """Close the pool's idle connections (no new connection is made).
@@ -957,10 +834,3 @@ class HybridCache:
             return
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-
-def _current_task() -> asyncio.Task[object] | None:
-    try:
-        return asyncio.current_task()
-    except RuntimeError:
-        return None

@@ -1,8 +1,10 @@
 """Cache warming: load the critical keys in the background, never blocking start-up.
 
 `start_warm_up(cache, loaders)` returns the running task at once; `warm_up` is the
-coroutine behind it. Each key goes through `cache.get_or_load`, so a key L2 already holds
-only fills L1, and a request racing the warm-up shares its load (single-flight). A failed
+coroutine behind it. It first waits (bounded) for the cache's invalidation subscription:
+the first subscription flushes L1, so loading before it would be wasted. Each key goes
+through `cache.get_or_load`, so a key L2 already holds only fills L1, and a request
+racing the warm-up shares its load (single-flight). A failed
 attempt (the loader raised, or only a stale copy could be served) is logged and retried
 with exponential backoff, up to `policy.attempts` times; the whole run is bounded by
 `policy.total_timeout_s`, after which the keys still pending are reported as failed.
@@ -30,6 +32,8 @@ class _Cache(Protocol):
         self, key: str, loader: Loader, ttl_s: float | None = None
     ) -> CacheResult | None: ...
 
+    async def wait_subscribed(self, timeout_s: float) -> bool: ...
+
 
 @dataclass(frozen=True, slots=True)
 class WarmupPolicy:
@@ -40,14 +44,16 @@ class WarmupPolicy:
     backoff_max_s: float = 5.0
     total_timeout_s: float = 30.0
     concurrency: int = 4
+    subscription_wait_s: float = 5.0
+    """How long to wait for the invalidation subscription before loading anyway."""
 
     def __post_init__(self) -> None:
         if self.attempts < 1 or self.concurrency < 1:
             raise ValueError("attempts and concurrency must be >= 1")
         if self.backoff_initial_s < 0 or self.backoff_max_s < self.backoff_initial_s:
             raise ValueError("need 0 <= backoff_initial_s <= backoff_max_s")
-        if self.total_timeout_s <= 0:
-            raise ValueError("total_timeout_s must be positive")
+        if self.total_timeout_s <= 0 or self.subscription_wait_s < 0:
+            raise ValueError("total_timeout_s must be positive, subscription_wait_s >= 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,9 +107,12 @@ async def warm_up(
 
     timed_out = False
     try:
-        async with asyncio.timeout(policy.total_timeout_s), asyncio.TaskGroup() as group:
-            for key, loader in loaders.items():
-                group.create_task(one(key, loader), name=f"warm-up {key}")
+        async with asyncio.timeout(policy.total_timeout_s):
+            if not await cache.wait_subscribed(policy.subscription_wait_s):
+                _log.info("warm-up: loading without an invalidation subscription")
+            async with asyncio.TaskGroup() as group:
+                for key, loader in loaders.items():
+                    group.create_task(one(key, loader), name=f"warm-up {key}")
     except TimeoutError:
         timed_out = True
     report = WarmupReport(

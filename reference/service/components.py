@@ -35,7 +35,7 @@ from reference.audit.queue import AuditQueue, QueueWorker, WorkerConfig
 from reference.audit.recovery import RecoveryJob
 from reference.audit.resilient import ResilientAudit, breaker_config
 from reference.audit.store import AuditStore
-from reference.breaker import CircuitBreaker
+from reference.breaker import CircuitBreaker, CircuitState
 from reference.cache import HybridCache
 from reference.clock import SYSTEM_CLOCK, Clock
 from reference.config import Settings
@@ -48,6 +48,9 @@ from reference.warmup import warm_up
 _log = logging.getLogger("reference.service")
 RETRY_S = 1.0
 STOP_TIMEOUT_S = 10.0
+PROBE_INTERVAL_MAX_S = 1.0
+ALERT_WINDOW_MAX_S = 60.0
+ALERT_WINDOW_EVALUATIONS = 12
 CRITICAL_KEYS = ("system:config", "permissions:roles", "beneficios:tipos")
 _CRITICAL_VALUES: dict[str, Any] = {
     "system:config": {"maintenance": False, "version": 1},
@@ -78,6 +81,7 @@ class Components:
     webhook: WebhookSink | None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     schema_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    _schema_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @classmethod
     async def build(cls, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Components:
@@ -171,8 +175,9 @@ class Components:
         self._spawn(self._prepare_schema(), "schema")
         self._spawn(self._warm_up(), "warm-up")
         self._spawn(self.health.run_forever(self.settings.health_check_interval_s), "health")
+        self._spawn(self._probe_database_breaker(), "database-breaker-probe")
         if self.alerts is not None:
-            window = SignalWindow(self.clock, 60.0)
+            window = SignalWindow(self.clock, alert_window_s(self.settings))
             self._spawn(
                 self.alerts.run_forever(
                     lambda: self._signals(window), self.settings.alert_eval_interval_s
@@ -180,19 +185,58 @@ class Components:
                 "alerts",
             )
 
+    async def ensure_schema(self, timeout_s: float | None = None) -> None:
+        """Create the tables now unless done already (one creator at a time); raises when
+        the database fails or `timeout_s` passes. Requests call it too (bounded), so the
+        first one after start-up does not race the background creation into an
+        "undefined table" error."""
+        if self.schema_ready.is_set():
+            return
+        async with asyncio.timeout(timeout_s), self._schema_lock:
+            if self.schema_ready.is_set():
+                return
+            await self.store.ensure_schema()
+            await self.beneficios.ensure_schema()
+            self.schema_ready.set()
+
     async def _prepare_schema(self) -> None:
         while True:
             try:
-                await self.store.ensure_schema()
-                await self.beneficios.ensure_schema()
+                await self.ensure_schema()
                 break
             except Exception as exc:
                 _log.warning("schema not ready (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(RETRY_S)
-        self.schema_ready.set()
         if self.worker is not None:
             self._spawn(self.worker.run(), "queue-worker")
         self._spawn(self.recovery.run_forever(), "recovery")
+
+    async def _probe_database_breaker(self) -> None:
+        """Trial calls for the database breaker once it is HALF_OPEN.
+
+        The Redis breaker is probed by the cache's invalidation subscriber; nothing does
+        that for the database breaker, which only the audit's db path and `beneficios` call
+        through. After an outage with no such traffic it would stay HALF_OPEN, and /health
+        DEGRADED, forever. A `SELECT 1` per trial (as many as closing takes) fixes that.
+        """
+        interval = min(self.settings.health_check_interval_s, PROBE_INTERVAL_MAX_S)
+        breaker = self.db_breaker
+
+        async def select_one() -> None:
+            async def run(conn: Any) -> None:
+                await conn.execute(text("SELECT 1"))
+
+            await run_bounded(self.engine, run, self.settings.db_op_timeout_s)
+
+        while True:
+            await asyncio.sleep(interval)
+            for _ in range(breaker.config.half_open_max_calls):
+                if breaker.state is not CircuitState.HALF_OPEN:
+                    break
+                try:
+                    await breaker.call(select_one)
+                except Exception:  # a failed trial re-opened it; a rejection: trials busy
+                    break
 
     async def _warm_up(self) -> None:
         async def constant(key: str) -> Any:
@@ -270,3 +314,10 @@ class Components:
             journal_backlog=await self._journal_backlog(),
             health_status=str(report["status"]),
         )
+
+
+def alert_window_s(settings: Settings) -> float:
+    """How far back the alert rules' "recent" counts look: twelve evaluations, at most a
+    minute (the default 5 s evaluation interval gives the minute). Resolution follows an
+    outage's end by about this much, so a faster evaluation also resolves faster."""
+    return min(ALERT_WINDOW_MAX_S, ALERT_WINDOW_EVALUATIONS * settings.alert_eval_interval_s)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import json
 import uuid
 from typing import Annotated, Any
 
@@ -60,8 +61,18 @@ async def cache_get(key: Key, c: Deps) -> dict[str, Any]:
     return {"key": key, "value": found.value, "source": found.source}
 
 
+def _check_storable(value: JsonValue) -> None:
+    """422 unless `value` is strict JSON that Redis can take as UTF-8 (no NaN/Infinity, no
+    lone surrogate): bad input must neither crash the route nor count as a Redis failure."""
+    try:
+        json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
+        raise HTTPException(422, f"value is not storable JSON: {type(exc).__name__}") from None
+
+
 @router.put("/cache/{key}", status_code=204)
 async def cache_put(key: Key, body: CachePut, c: Deps) -> Response:
+    _check_storable(body.value)
     await c.cache.set(key, body.value, ttl_s=body.ttl_s)
     return Response(status_code=204)
 
@@ -72,12 +83,19 @@ async def cache_delete(key: Key, c: Deps) -> Response:
     return Response(status_code=204)
 
 
+async def _schema(c: Components) -> None:
+    """The tables exist (created now if start-up has not yet); raises when it cannot."""
+    await c.ensure_schema(timeout_s=c.settings.db_op_timeout_s)
+
+
 @router.get("/beneficios/{beneficio_id}")
 async def beneficio_get(beneficio_id: Key, c: Deps) -> dict[str, Any]:
+    async def load() -> Any:
+        await _schema(c)
+        return await c.beneficios.get(beneficio_id)
+
     try:
-        found = await c.cache.get_or_load(
-            f"beneficio:{beneficio_id}", lambda: c.beneficios.get(beneficio_id)
-        )
+        found = await c.cache.get_or_load(f"beneficio:{beneficio_id}", load)
     except Exception as exc:
         raise HTTPException(503, f"database unavailable: {type(exc).__name__}") from exc
     if found is None or not isinstance(found.value, dict):
@@ -88,11 +106,18 @@ async def beneficio_get(beneficio_id: Key, c: Deps) -> dict[str, Any]:
 @router.put("/beneficios/{beneficio_id}")
 async def beneficio_put(beneficio_id: Key, body: BeneficioPut, c: Deps) -> dict[str, Any]:
     """Audit first (durably), then write, then refresh the cache: no change without a trail."""
-    event = AuditEvent.new(
-        body.actor, "beneficio.update", "beneficio", beneficio_id,
-        {"nome": body.nome, "valor": body.valor, "v": body.v},
-        event_id=body.event_id,
-    )
+    try:
+        event = AuditEvent.new(
+            body.actor, "beneficio.update", "beneficio", beneficio_id,
+            {"nome": body.nome, "valor": body.valor, "v": body.v},
+            event_id=body.event_id,
+        )
+    except InvalidAuditEvent as exc:
+        raise HTTPException(422, str(exc)) from exc
+    try:
+        await _schema(c)
+    except Exception as exc:
+        raise HTTPException(503, f"database unavailable: {type(exc).__name__}") from exc
     try:
         path = await c.audit.record(event)
     except AuditUnavailable as exc:
