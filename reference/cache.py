@@ -269,6 +269,12 @@ class HybridCache:
             )
         self._background: set[asyncio.Task[None]] = set()
         self._closed = False
+        # Keys whose last local write or delete did not reach L2 (or whose invalidation was
+        # not published): Redis may hold an older value the other instances will serve.
+        # When L2 answers again they are deleted there and invalidated everywhere.
+        self._unsynced: OrderedDict[str, None] = OrderedDict()
+        self._unsynced_max = settings.cache_l1_max_items
+        self._resyncing = False
 
         # Metric hooks bound once: the hot path makes one call, no label lookups.
         hooks = _MetricHooks(metrics)
@@ -352,14 +358,55 @@ class HybridCache:
         with self._lock:
             self._touch(key)
             self._put(key, detached, ttl)
-        return await self._l2_write(key, payload, ttl, nx=False, op="set")
+        return self._synced(key, await self._l2_write(key, payload, ttl, nx=False, op="set"))
 
     async def delete(self, key: str) -> bool:
         """Drop `key` from L1, the stale copies and L2 (publishing an invalidation)."""
         with self._lock:
             self._touch(key)
             self._drop(key)
-        return await self._l2_delete(key)
+        return self._synced(key, await self._l2_delete(key))
+
+    def _synced(self, key: str, reached_l2: bool) -> bool:
+        """Track writes that missed L2; after any success, resync the missed ones."""
+        if self._redis is None:
+            return reached_l2
+        if not reached_l2:
+            self._unsynced[key] = None
+            self._unsynced.move_to_end(key)
+            while len(self._unsynced) > self._unsynced_max:
+                self._unsynced.popitem(last=False)  # bounded: the oldest is forgotten
+        else:
+            self._unsynced.pop(key, None)
+            if self._unsynced:
+                self._start_resync()
+        return reached_l2
+
+    def _start_resync(self) -> None:
+        if not self._resyncing and self._unsynced and not self._closed:
+            self._resyncing = True
+            self._spawn(self._resync())
+
+    async def _resync(self) -> None:
+        """Delete in L2, and invalidate everywhere, every key written here during an outage.
+
+        Deleting rather than re-writing never regresses a key that another instance wrote
+        later; the cost is a miss (a reload from the source) instead of a stale value.
+        """
+        done = 0
+        try:
+            for key in list(self._unsynced):
+                if key not in self._unsynced:
+                    continue
+                if not await self._l2_delete(key):
+                    return  # L2 is down again: the next recovery resumes
+                self._unsynced.pop(key, None)
+                done += 1
+        finally:
+            if done:
+                _log.info("cache %s: invalidated %d keys written during an outage",
+                          self.instance_id, done)
+            self._resyncing = False
 
     def flush(self) -> None:
         """Drop every L1 entry and every stale copy."""
@@ -791,10 +838,12 @@ class HybridCache:
             self._l2_outage = False
             self.flush_on_reconnect("redis breaker closed after an outage")
             self._update_trust()
+            self._start_resync()
 
     def _on_subscribed(self) -> None:
         self.subscriptions += 1
         self.flush_on_reconnect("subscribed" if self.subscriptions == 1 else "resubscribed")
+        self._start_resync()
         self._subscribed = True
         self._update_trust()
         self._subscribed_event.set()

@@ -3,6 +3,11 @@
 redis-py 8 retries failed commands (10 times by default): one GET against a black hole
 took 6.6 s with a 0.2 s socket timeout. The breaker and the caller decide about retries,
 so the client makes exactly one attempt per command.
+
+Maintenance notifications are turned off: with redis-py 8.1's default ("auto", truthy)
+the pool skips its check for dead connections and hands them out after an outage, each
+failing one call (a failed trial call re-opens the breaker for another reset timeout).
+See redis-py issues #4128 and #4156.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.maint_notifications import MaintNotificationsConfig
 
 
 def make_redis(
@@ -32,4 +38,5 @@ def make_redis(
         health_check_interval=0,
         max_connections=max_connections,
         decode_responses=decode_responses,
+        maint_notifications_config=MaintNotificationsConfig(enabled=False),
     )

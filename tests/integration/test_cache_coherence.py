@@ -160,6 +160,40 @@ async def test_write_missed_while_cut_off_is_not_served_after_reconnect(
         assert after is not None and after.value == expected
 
 
+class NoResync(HybridCache):
+    """The broken variant: forgets writes that missed L2 during an outage."""
+
+    def _start_resync(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize(("kind", "stale"), [(HybridCache, False), (NoResync, True)],
+                         ids=["resync", "broken-variant-no-resync"])
+async def test_write_made_while_cut_off_does_not_leave_others_stale(
+    cache_a: HybridCache, side_proxy: Proxy, kind: type[HybridCache], stale: bool
+) -> None:
+    """B writes while cut off (L1 only; Redis and A keep the old value). Once B is back, A
+    must not keep serving the old value: B deletes the key in L2 and invalidates it."""
+    async with make_cache(f"redis://{side_proxy.listen}/0", kind, name="b") as cache_b:
+        assert await cache_b.wait_subscribed(RECONNECT_BOUND_S)
+        key = f"k-{uuid.uuid4().hex[:6]}"
+        await cache_a.set(key, {"v": 1})
+        await read_into_l1(cache_a, key, {"v": 1})
+        await asyncio.to_thread(side_proxy.disable)
+        try:
+            assert await cache_b.set(key, {"v": 2}) is False  # acknowledged, L1 only
+        finally:
+            await asyncio.to_thread(side_proxy.enable)
+        await wait_for(
+            lambda: cache_b.subscribed and cache_b.breaker.state is CircuitState.CLOSED,
+            RECONNECT_BOUND_S,
+        )
+        await asyncio.sleep(0.3)  # the resync and its invalidation
+        found = await cache_a.get(key)
+        old_served = found is not None and found.value == {"v": 1}
+        assert old_served is stale
+
+
 async def test_warm_up_is_not_undone_by_the_first_subscription(stormproof_stack: Stack) -> None:
     """Warm-up started together with the cache waits for the subscription (whose first
     flush would drop what it loaded): afterwards the keys are L1 hits."""
