@@ -292,7 +292,7 @@ def run_variant(variant: str, stack: Stack, options: LoadOptions, run_dir: Path)
         result.verdicts.extend(read_verdicts(result.stats, options.thresholds))
     elif problem is None:
         result.verdicts.append(Verdict("load.completed", False, f"no {stats_csv}"))
-    injected = fault_verdict(phase_log)
+    injected = fault_verdict(phase_log, options.fault)
     if injected is not None:
         result.verdicts.append(injected)
     acknowledged = read_acks(run_dir / "acks.txt") | seeded
@@ -345,7 +345,12 @@ def report(results: Sequence[VariantResult]) -> str:
 
 def options_from_args(args: argparse.Namespace) -> LoadOptions:
     if args.users < 1 or args.duration < 3 or args.workers < 0 or args.user_rps <= 0:
-        raise ValueError("--users >= 1, --duration >= 3, --workers >= 0, --user-rps > 0")
+        raise ValueError("expected --users >= 1, --duration >= 3, --workers >= 0, --user-rps > 0")
+    if args.warmup < 0 or args.settle <= 0 or args.p99_factor < 1 or args.p99_slack_ms < 0:
+        raise ValueError("expected --warmup >= 0, --settle > 0, --p99-factor >= 1, "
+                         "--p99-slack-ms >= 0")
+    if not 0 < args.min_rps_ratio <= 1:
+        raise ValueError("expected 0 < --min-rps-ratio <= 1")
     if args.fault != "none":
         spec = FaultSpec.parse(args.fault)
         if spec.kind not in NETWORK_KINDS:

@@ -188,19 +188,23 @@ def read_verdicts(
     return verdicts
 
 
-def fault_verdict(phase_log: dict[str, Any]) -> Verdict | None:
-    """Whether the fault was injected and reverted (None when the run had no fault)."""
-    fault = phase_log.get("fault") or {}
-    name = fault.get("name", "none")
-    if name == "none":
+def fault_verdict(phase_log: dict[str, Any], requested: str) -> Verdict | None:
+    """Whether the requested fault was injected and reverted (None when none was asked)."""
+    if requested == "none":
         return None
+    fault = phase_log.get("fault") or {}
+    if fault.get("name") != requested:
+        return Verdict("fault.injected", False, f"{requested}: no record of its injection")
     if fault.get("error"):
-        return Verdict("fault.injected", False, f"{name}: {fault['error']}")
+        return Verdict("fault.injected", False, f"{requested}: {fault['error']}")
     applied, reverted = fault.get("applied_at"), fault.get("reverted_at")
     if applied is None or reverted is None:
-        return Verdict("fault.injected", False, f"{name}: applied={applied} reverted={reverted}")
+        return Verdict(
+            "fault.injected", False, f"{requested}: applied={applied} reverted={reverted}"
+        )
     return Verdict(
-        "fault.injected", True, f"{name} applied at +{applied:.1f}s, reverted at +{reverted:.1f}s"
+        "fault.injected", True,
+        f"{requested} applied at +{applied:.1f}s, reverted at +{reverted:.1f}s",
     )
 
 

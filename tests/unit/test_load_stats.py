@@ -104,14 +104,17 @@ def test_audit_loss_and_an_empty_check() -> None:
 
 
 def test_fault_verdict() -> None:
-    assert fault_verdict({"fault": {"name": "none"}}) is None
+    assert fault_verdict({}, "none") is None
     applied = {"name": "redis-down", "applied_at": 8.0, "reverted_at": 14.0, "error": None}
-    assert fault_verdict({"fault": applied}) == Verdict(
+    assert fault_verdict({"fault": applied}, "redis-down") == Verdict(
         "fault.injected", True, "redis-down applied at +8.0s, reverted at +14.0s"
     )
-    broken = fault_verdict({"fault": {**applied, "reverted_at": None}})
-    assert broken is not None and not broken.passed
-    assert fault_verdict({}) is None
+    never_reverted = fault_verdict({"fault": {**applied, "reverted_at": None}}, "redis-down")
+    assert never_reverted is not None and not never_reverted.passed
+    no_log = fault_verdict({}, "redis-down")  # Locust died before the fault phase
+    assert no_log is not None and not no_log.passed
+    failed = fault_verdict({"fault": {**applied, "error": "HTTP 500"}}, "redis-down")
+    assert failed is not None and not failed.passed
 
 
 def test_acks_from_the_file_and_its_worker_siblings(tmp_path: Path) -> None:
