@@ -167,7 +167,11 @@ def _decode(text: str) -> JSON:
 
 
 def _dumps(value: JSON) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    """Compact JSON that Redis can store: NaN and lone surrogates are the caller's error
+    (ValueError), never a Redis failure counted against the breaker."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    text.encode("utf-8")  # UnicodeEncodeError (a ValueError) for lone surrogates
+    return text
 
 
 def _describe(exc: BaseException) -> str:

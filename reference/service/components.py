@@ -93,8 +93,9 @@ class Components:
         metrics.watch_breaker(db_breaker)
         engine = make_engine(settings)
         store = AuditStore(engine, op_timeout_s=settings.db_op_timeout_s)
-        cache = HybridCache(settings, redis_breaker, metrics=metrics, clock=clock,
-                            instance_id=settings.instance_id)
+        # the cache adds a random suffix to INSTANCE_ID: two processes started with the
+        # same INSTANCE_ID must not ignore each other's invalidations
+        cache = HybridCache(settings, redis_breaker, metrics=metrics, clock=clock)
         journal: Journal | None = None
         if settings.audit_file_backup:
             key = settings.audit_hmac_key

@@ -337,3 +337,22 @@ async def test_a_closed_cache_answers_from_l1_without_redis() -> None:
         assert counter.total() == before
     finally:
         await client.aclose()
+
+
+async def test_unstorable_value_is_the_callers_error_not_a_redis_failure() -> None:
+    """A lone surrogate cannot be stored in Redis: `set` raises ValueError before touching
+    L1 or Redis, and the breaker counts nothing."""
+    from reference.breaker import BreakerConfig, CircuitBreaker, CircuitState
+    from reference.cache import HybridCache
+    from reference.config import Settings
+
+    settings = Settings(redis_url="redis://127.0.0.1:1/0", breaker_failure_threshold=1)
+    breaker = CircuitBreaker("redis", BreakerConfig(failure_threshold=1))
+    cache = HybridCache(settings, breaker)
+    try:
+        with pytest.raises(ValueError):
+            await cache.set("k", "bad \ud800")
+        assert not cache.in_l1("k")
+        assert breaker.state is CircuitState.CLOSED
+    finally:
+        await cache.aclose()
