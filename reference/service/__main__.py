@@ -6,13 +6,13 @@ import os
 
 import uvicorn
 
-from reference.config import load_settings_or_exit
+from reference.config import Settings, load_settings_or_exit
 from reference.logs import configure_logging
 from reference.service.app import create_app
 
 
-def main() -> None:
-    settings = load_settings_or_exit(os.environ)
+def serve(settings: Settings) -> None:
+    """Run the service with `settings` until SIGTERM/SIGINT."""
     configure_logging(settings)
     uvicorn.run(
         create_app(settings),
@@ -23,6 +23,10 @@ def main() -> None:
         timeout_graceful_shutdown=10,
         lifespan="on",
     )
+
+
+def main() -> None:
+    serve(load_settings_or_exit(os.environ))
 
 
 if __name__ == "__main__":

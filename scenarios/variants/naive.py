@@ -18,11 +18,8 @@ from __future__ import annotations
 import dataclasses
 import os
 
-import uvicorn
-
 from reference.config import Settings, load_settings_or_exit
-from reference.logs import configure_logging
-from reference.service.app import create_app
+from reference.service.__main__ import serve
 
 NEVER_OPENS = 2**31 - 1
 """Consecutive failures before a breaker opens: more than any run will make."""
@@ -38,17 +35,7 @@ def naive_settings(settings: Settings) -> Settings:
 
 
 def main() -> None:
-    settings = naive_settings(load_settings_or_exit(os.environ))
-    configure_logging(settings)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-        lifespan="on",
-    )
+    serve(naive_settings(load_settings_or_exit(os.environ)))
 
 
 if __name__ == "__main__":
