@@ -35,7 +35,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,7 +153,7 @@ class RecoveryJob:
         clock: Clock = SYSTEM_CLOCK,
         interval_s: float = 300.0,
         *,
-        batch_size: int = 5000,
+        batch_size: int = 20000,
         batch_timeout_s: float = 30.0,
         redrive_timeout_s: float = 10.0,
         metrics: ResilienceMetrics | None = None,
@@ -178,11 +178,21 @@ class RecoveryJob:
         if lock_fd is None:
             return RecoveryResult(0, await self.backlog(), 0, busy=True)
         totals = _Totals()
+        reads: list[asyncio.Task[SegmentScan]] = []
         try:
-            for segment in await self._sealed_segments():
-                if not await self._replay_segment(segment, totals):
+            segments = await self._sealed_segments()
+            # Read the next segment (in a thread) while the database takes this one.
+            reads = [asyncio.create_task(asyncio.to_thread(read_segment, s)) for s in segments[:1]]
+            for number, segment in enumerate(segments):
+                if number + 1 < len(segments):
+                    nxt = segments[number + 1]
+                    reads.append(asyncio.create_task(asyncio.to_thread(read_segment, nxt)))
+                if not await self._replay_segment(segment, totals, reads[number]):
                     break
         finally:
+            for read in reads:
+                read.cancel()
+            await asyncio.gather(*reads, return_exceptions=True)
             os.close(lock_fd)
             if self._metrics is not None:
                 self._metrics.record_recovery_replayed(totals.replayed)
@@ -237,10 +247,12 @@ class RecoveryJob:
             return journal.sealed_segments()
         return await asyncio.to_thread(_segments_without_live_writer, self.directory)
 
-    async def _replay_segment(self, path: Path, totals: _Totals) -> bool:
+    async def _replay_segment(
+        self, path: Path, totals: _Totals, read: Awaitable[SegmentScan] | None = None
+    ) -> bool:
         """Replay and delete one segment; False when it must stay (stop the run there)."""
         try:
-            scan = await asyncio.to_thread(read_segment, path)
+            scan = await (read or asyncio.to_thread(read_segment, path))
         except FileNotFoundError:
             return True  # deleted by a run that just finished
         except OSError as exc:

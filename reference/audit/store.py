@@ -82,6 +82,12 @@ class AuditStore:
             f"INSERT INTO {table} ({columns}) SELECT {from_doc}, %s "
             f"FROM {_STAGE} AS s(d) {self.ON_CONFLICT}"
         )
+        # Journaled events are usually new (they went to the journal because the database
+        # was down): try a plain INSERT under a savepoint first, and only when one of them
+        # is already there (a replay after a crash) redo the batch with ON CONFLICT.
+        self._replay_fast_sql = (
+            f"INSERT INTO {table} ({columns}) SELECT {from_doc}, %s FROM {_STAGE} AS s(d)"
+        )
 
     # -- schema ---------------------------------------------------------------------------
 
@@ -190,8 +196,16 @@ class AuditStore:
                     else:
                         for doc in docs:
                             await copy.write_row((doc.decode("utf-8"),))
-                await cur.execute(self._replay_sql, (path,))
-                return max(0, cur.rowcount)
+                await cur.execute("SAVEPOINT replay_fast")
+                try:
+                    await cur.execute(self._replay_fast_sql, (path,))
+                    inserted = cur.rowcount
+                except psycopg.errors.UniqueViolation:
+                    await cur.execute("ROLLBACK TO SAVEPOINT replay_fast")
+                    await cur.execute(self._replay_sql, (path,))
+                    return max(0, cur.rowcount)
+                await cur.execute("RELEASE SAVEPOINT replay_fast")
+                return max(0, inserted)
 
         return await run_bounded(self.engine, op, timeout_s or self.op_timeout_s)
 

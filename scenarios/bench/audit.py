@@ -195,7 +195,7 @@ async def _drain(settings: Settings, workdir: Path, plan: BenchPlan) -> Pair:
             async with _tables(engine, 2) as (ours_table, bare_table):
                 store = AuditStore(engine, table=ours_table, dead_letter_table=f"{ours_table}_dl")
                 started = time.perf_counter()
-                result = await RecoveryJob(directory, store, batch_size=5000).run_once()
+                result = await RecoveryJob(directory, store).run_once()
                 ours = max(ours, result.replayed / (time.perf_counter() - started))
                 base = max(base, len(rows) / await _bare_copy(settings, bare_table, rows))
     finally:
