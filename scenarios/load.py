@@ -51,7 +51,7 @@ from scenarios.load_stats import (
     render_table,
     render_verdicts,
 )
-from scenarios.runner import TRUTH_QUERY, _read_truth, _reset_state, _settle, _wait_healthy
+from scenarios.runner import TRUTH_QUERY, read_truth, reset_state, settle, wait_healthy
 from scenarios.stack import Stack, open_stack
 from scenarios.stack.local import free_port
 from scenarios.target import DEFAULT_COMMAND, TargetGroup, TargetSpec
@@ -251,7 +251,7 @@ def run_variant(variant: str, stack: Stack, options: LoadOptions, run_dir: Path)
     run_dir.mkdir(parents=True, exist_ok=True)
     result = VariantResult(variant=variant, run_dir=str(run_dir))
     stack.heal()
-    _reset_state(stack)
+    reset_state(stack)
     targets = TargetGroup(TargetSpec(command=VARIANTS[variant], env=target_env()), stack.urls,
                           run_dir)
     seeded: set[str] = set()
@@ -261,7 +261,7 @@ def run_variant(variant: str, stack: Stack, options: LoadOptions, run_dir: Path)
     try:
         _say(f"{variant}: starting the target")
         targets.start()
-        asyncio.run(_wait_healthy(targets.urls, 15.0))
+        asyncio.run(wait_healthy(targets.urls, 15.0))
         seeded = seed(targets.urls[0], options)
         _say(
             f"{variant}: locust, {options.users} users x {options.user_rps:g}/s, "
@@ -276,8 +276,8 @@ def run_variant(variant: str, stack: Stack, options: LoadOptions, run_dir: Path)
             problem = f"locust exited with {code}; see {run_dir / log}"
         stack.heal()  # the locustfile reverts its fault; this is the belt to its braces
         _say(f"{variant}: recovery (audit backlog)")
-        pending = asyncio.run(_settle(targets, options.settle_s))
-        truth = set(_read_truth(stack, TRUTH_QUERY))
+        pending = asyncio.run(settle(targets, options.settle_s))
+        truth = set(read_truth(stack, TRUTH_QUERY))
     except Exception as exc:
         problem = f"{type(exc).__name__}: {exc}"
     finally:

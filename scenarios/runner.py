@@ -113,7 +113,7 @@ async def run_scenario(
         startup_timeout_s=options.target.startup_timeout_s,
     )
     stack.heal()
-    await asyncio.to_thread(_reset_state, stack)
+    await asyncio.to_thread(reset_state, stack)
     extra_proxies = (
         _instance_proxies(stack, scenario.instances)
         if scenario.stack.get("redis_proxy_per_instance")
@@ -132,7 +132,7 @@ async def run_scenario(
     try:
         say("starting target", 0.0)
         await asyncio.to_thread(targets.start)
-        await _wait_healthy(targets.urls, 15.0)
+        await wait_healthy(targets.urls, 15.0)
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         with HistoryRecorder(history_path, lambda: loop.time() - t0, flush_every=64) as recorder:
@@ -152,10 +152,10 @@ async def run_scenario(
                     await asyncio.wait_for(driver, scenario.workload.request_timeout_s + 5)
                 await asyncio.to_thread(_heal, stack, injector, targets)
             say("recovering", 0.9)
-            pending = await _settle(targets, scenario.settle_s)
+            pending = await settle(targets, scenario.settle_s)
             history = recorder.history()
         truth = Truth(
-            audit_rows=await asyncio.to_thread(_read_truth, stack, options.truth_query),
+            audit_rows=await asyncio.to_thread(read_truth, stack, options.truth_query),
             audit_pending=pending,
         )
         checks = run_checkers(scenario.checkers(), history, truth)
@@ -230,7 +230,8 @@ def _heal(stack: Stack, injector: FaultInjector, targets: TargetGroup) -> None:
     targets.ensure_running()
 
 
-async def _wait_healthy(urls: Sequence[str], timeout_s: float) -> None:
+async def wait_healthy(urls: Sequence[str], timeout_s: float) -> None:
+    """Wait until every URL's /health says HEALTHY; TimeoutError after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     async with httpx.AsyncClient(timeout=2.0) as client:
         for url in urls:
@@ -244,7 +245,7 @@ async def _wait_healthy(urls: Sequence[str], timeout_s: float) -> None:
                 await asyncio.sleep(0.1)
 
 
-async def _settle(targets: TargetGroup, timeout_s: float) -> int | None:
+async def settle(targets: TargetGroup, timeout_s: float) -> int | None:
     """After healing: wait for HEALTHY, run recovery until the audit backlog is empty.
 
     Returns the backlog left (journal + queue) when time ran out, 0 when drained,
@@ -255,7 +256,7 @@ async def _settle(targets: TargetGroup, timeout_s: float) -> int | None:
     pending: int | None = None
     async with httpx.AsyncClient(timeout=5.0, headers=headers) as client:
         with contextlib.suppress(TimeoutError):
-            await _wait_healthy(targets.urls, max(1.0, timeout_s / 2))
+            await wait_healthy(targets.urls, max(1.0, timeout_s / 2))
         while True:
             total = 0
             answered = True
@@ -286,7 +287,8 @@ def _instance_proxies(stack: Stack, instances: int) -> dict[int, str]:
     return urls
 
 
-def _reset_state(stack: Stack) -> None:
+def reset_state(stack: Stack) -> None:
+    """A clean slate over the direct URLs: the target's tables dropped, Redis flushed."""
     with psycopg.connect(stack.urls.database_direct_url, autocommit=True, connect_timeout=5) as c:
         for table in RESET_TABLES:
             c.execute(f"DROP TABLE IF EXISTS {table}")
@@ -297,7 +299,8 @@ def _reset_state(stack: Stack) -> None:
         client.close()
 
 
-def _read_truth(stack: Stack, query: str) -> dict[str, int]:
+def read_truth(stack: Stack, query: str) -> dict[str, int]:
+    """event_id -> rows in audit_log, read over the direct database URL."""
     with psycopg.connect(stack.urls.database_direct_url, connect_timeout=5) as conn:
         try:
             rows = conn.execute(query).fetchall()
