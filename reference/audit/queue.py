@@ -40,7 +40,7 @@ import psycopg
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 from redis.typing import StreamIdT
-from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
+from sqlalchemy.exc import DataError, IntegrityError
 
 from reference.audit.event import AuditEvent, InvalidAuditEvent
 from reference.audit.store import AuditStore, DeadLetter
@@ -63,7 +63,10 @@ EVENT_FIELD = b"e"
 """The stream entry field holding the event's canonical JSON."""
 
 _log = logging.getLogger(__name__)
-_POISON = (DataError, IntegrityError, ProgrammingError, psycopg.DataError, psycopg.IntegrityError)
+# A row the database rejects for its data. Not ProgrammingError: a missing table or a
+# permission problem is the database's state, not the event's, and must fail the pass
+# (back off, retry) rather than push valid events towards the dead letter.
+_POISON = (DataError, IntegrityError, psycopg.DataError, psycopg.IntegrityError)
 
 
 class AuditQueue:
@@ -165,6 +168,7 @@ class QueueWorker:
         self._clock = clock
         self._group_ready = False
         self._check_own = True  # a restarted consumer may have pending entries
+        self._rejected = False
         self._claim_cursor = "0-0"
         self._next_claim_at = clock.monotonic()
         self._held: Batch | None = None
@@ -253,7 +257,12 @@ class QueueWorker:
         delay = self.config.backoff_initial_s
         while not self._stopping.is_set():
             try:
-                await self.drain_once()
+                settled = await self.drain_once()
+                if settled == 0 and self._check_own and self._rejected:
+                    # rows the database rejected stay pending: pace their redelivery
+                    # (each one counts towards the dead letter) instead of spinning
+                    self._rejected = False
+                    await self._pause(self.config.backoff_max_s)
             except Exception as exc:
                 _log.warning(
                     "audit worker: pass failed (%s); retrying in %.2fs", _brief(exc), delay
@@ -410,6 +419,7 @@ class QueueWorker:
                     "audit worker: entry %s rejected (%s); left pending", entry_id, _brief(exc)
                 )
                 self._check_own = True
+                self._rejected = True
                 continue
             done.append(entry_id)
         return done

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
-from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
+from sqlalchemy.exc import DataError, IntegrityError
 
 from reference.audit.event import AuditEvent, InvalidAuditEvent
 from reference.audit.journal import LOCK_FILE, Journal, JournalWriteError
@@ -70,7 +70,10 @@ __all__ = [
 CHECKPOINT_FILE = "recovery.checkpoint"
 RECOVERY_LOCK_FILE = ".recovery.lock"
 _log = logging.getLogger(__name__)
-_POISON = (DataError, IntegrityError, ProgrammingError, psycopg.DataError, psycopg.IntegrityError)
+# A row the database rejects for its data. Not ProgrammingError: a missing table or a
+# permission problem is the database's state, not the event's, and must fail the pass
+# (back off, retry) rather than push valid events towards the dead letter.
+_POISON = (DataError, IntegrityError, psycopg.DataError, psycopg.IntegrityError)
 
 
 @dataclass(frozen=True)

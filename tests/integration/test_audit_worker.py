@@ -252,3 +252,28 @@ async def test_run_loop_survives_outages_and_stops(stormproof_stack: Stack, tmp_
             async with asyncio.timeout(5):
                 await task
         assert await rig.rows_per_event() == {e.event_id: 1 for e in events}
+
+
+async def test_missing_table_never_dead_letters_valid_events(
+    stormproof_stack: Stack, tmp_path: Path
+) -> None:
+    """A missing `audit_log` (the database's state, not the events') fails the pass: no
+    valid event is dead-lettered however often the worker retries, and once the table is
+    back every event lands."""
+    async with audit_rig(stormproof_stack, tmp_path, audit_max_deliveries=2) as rig:
+        events = [make_event(i) for i in range(5)]
+        await _publish(rig, events)
+        url = stormproof_stack.urls.database_direct_url
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"ALTER TABLE {rig.store.table} RENAME TO {rig.store.table}_away")
+        try:
+            for _ in range(6):
+                with pytest.raises(Exception):  # noqa: B017 - any failure fails the pass
+                    await rig.worker.drain_once()
+            assert await _dead_letters(rig) == []
+        finally:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(f"ALTER TABLE {rig.store.table}_away RENAME TO {rig.store.table}")
+        assert await rig.worker.drain_once() == 5
+        assert await rig.rows_per_event() == {e.event_id: 1 for e in events}
+        assert await _dead_letters(rig) == []
