@@ -38,6 +38,9 @@ _DATABASE_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
 _SECRET_QUERY_KEYS = ("pass", "pwd", "token", "secret", "key")
 
 
+MIN_HMAC_KEY_BYTES = 16
+"""The journal's HMAC chain key must be at least this long (see journal_format)."""
+
 class ConfigError(ValueError):
     """A configuration value that cannot be used; `str()` is one line."""
 
@@ -173,6 +176,11 @@ class Settings:
                 "CACHE_L1_TTL",
                 f"must not exceed CACHE_TTL ({cache_ttl_s:g} s), got {cache_l1_ttl_s:g}",
             )
+        hmac_key = r.secret("AUDITORIA_HMAC_KEY")
+        if hmac_key is not None and len(hmac_key.reveal().encode()) < MIN_HMAC_KEY_BYTES:
+            raise ConfigError(
+                "AUDITORIA_HMAC_KEY", f"must be at least {MIN_HMAC_KEY_BYTES} bytes long"
+            )
         return cls(
             disable_redis=r.boolean("DISABLE_REDIS", False),
             redis_host=redis_host,
@@ -205,7 +213,7 @@ class Settings:
             audit_file_backup=r.boolean("AUDITORIA_ENABLE_FILE_BACKUP", True),
             audit_backup_path=Path(r.text("AUDITORIA_BACKUP_PATH", "./logs/audit-backup")),
             audit_recovery_interval_s=r.millis("AUDITORIA_RECOVERY_INTERVAL", 300_000, minimum=1),
-            audit_hmac_key=r.secret("AUDITORIA_HMAC_KEY"),
+            audit_hmac_key=hmac_key,
             audit_journal_segment_bytes=r.integer(
                 "AUDITORIA_JOURNAL_SEGMENT_BYTES", 16_777_216, minimum=4096, unit="bytes"
             ),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 import uuid
 from typing import Annotated, Any
@@ -165,11 +164,9 @@ async def metrics(c: Deps) -> PlainTextResponse:
 def require_admin(
     c: Deps, authorization: Annotated[str | None, Header()] = None
 ) -> None:
-    token = c.settings.admin_token.reveal() if c.settings.admin_token else ""
+    token = c.settings.admin_token
     scheme, _, given = (authorization or "").partition(" ")
-    if not token or scheme.lower() != "bearer" or not hmac.compare_digest(
-        given.encode(), token.encode()
-    ):
+    if token is None or scheme.lower() != "bearer" or not token.matches(given):
         raise HTTPException(401, "admin endpoints need Authorization: Bearer <ADMIN_TOKEN>",
                             headers={"WWW-Authenticate": "Bearer"})
 

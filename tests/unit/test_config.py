@@ -20,7 +20,7 @@ from reference.config import (
 SECRETS = {
     "REDIS_PASSWORD": "redis-pw-4f9a",
     "ADMIN_TOKEN": "admin-tok-77c1",
-    "AUDITORIA_HMAC_KEY": "hmac-key-0b3e",
+    "AUDITORIA_HMAC_KEY": "hmac-key-0b3e-long-enough",
     "DATABASE_URL": "postgresql://app:db-pw-91d2@db:5432/app",
     "ALERT_WEBHOOK_URL": "https://hooks.example.com/services/webhook-secret-5e6f",
 }
@@ -283,3 +283,14 @@ def test_load_settings_or_exit_exits_2_with_one_line(capsys: pytest.CaptureFixtu
 def test_load_settings_or_exit_returns_settings() -> None:
     """Good values pass straight through."""
     assert load_settings_or_exit({"PORT": "9000"}).port == 9000
+
+
+def test_short_hmac_key_stops_start_up_naming_the_variable() -> None:
+    """A journal HMAC key under 16 bytes is refused at start-up, not deep in the journal."""
+    from reference.config import ConfigError, Settings
+
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"AUDITORIA_HMAC_KEY": "short"})
+    assert info.value.variable == "AUDITORIA_HMAC_KEY"
+    assert "short" not in str(info.value)
+    assert Settings.from_env({"AUDITORIA_HMAC_KEY": "k" * 16}).audit_hmac_key is not None
