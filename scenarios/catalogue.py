@@ -3,35 +3,24 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
-from scenarios.scenario import Scenario, ScenarioError, parse_scenario
+from scenarios.scenario import Scenario, ScenarioError, load_scenarios, scenarios_from_data
 
 CATALOGUE_FILE = "catalogue.toml"
 
 
 def load_catalogue(path: Path | None = None) -> list[Scenario]:
-    """Every scenario in the catalogue, with the catalogue's default target environment."""
-    if path is None:
-        text = resources.files("scenarios").joinpath(CATALOGUE_FILE).read_text()
-        where = CATALOGUE_FILE
-    else:
-        text, where = path.read_text(), str(path)
+    """Every scenario in the catalogue (or in `path`), with its default target environment."""
+    if path is not None:
+        return load_scenarios(path)
+    text = resources.files("scenarios").joinpath(CATALOGUE_FILE).read_text()
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"{where}: not valid TOML: {exc}") from exc
-    defaults = {str(k): str(v) for k, v in data.get("defaults", {}).get("target_env", {}).items()}
-    scenarios = []
-    for raw in data.get("scenario", []):
-        try:
-            scenario = parse_scenario(raw)
-        except ScenarioError as exc:
-            raise ScenarioError(f"{where}: {exc}") from exc
-        scenarios.append(replace(scenario, target_env={**defaults, **scenario.target_env}))
-    return scenarios
+        raise ScenarioError(f"{CATALOGUE_FILE}: not valid TOML: {exc}") from exc
+    return scenarios_from_data(data, CATALOGUE_FILE)
 
 
 def select(catalogue: list[Scenario], names: list[str]) -> list[Scenario]:

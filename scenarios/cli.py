@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from scenarios.scenario import ScenarioError
 from scenarios.stack.errors import StackError
 
 DEFAULT_STATE_DIR = Path(".stormproof")
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
-    except StackError as exc:
+    except (StackError, ScenarioError) as exc:
         print(f"stormproof: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -161,10 +161,7 @@ class FaultInjector:
             return _Flapper(proxy, float(spec.params.get("period_s", 2.0))).start()
         toxic_type, defaults, streams = _TOXICS[spec.kind]
         attributes = {**defaults, **spec.params}
-        names = []
-        for stream in streams:
-            toxic = proxy.add_toxic(toxic_type, attributes, stream=stream)  # type: ignore[arg-type]
-            names.append(toxic.name)
+        names: list[str] = []
 
         def remove() -> None:
             for name in names:
@@ -174,6 +171,13 @@ class FaultInjector:
                     if exc.status != 404:
                         raise
 
+        try:
+            for stream in streams:
+                toxic = proxy.add_toxic(toxic_type, attributes, stream=stream)  # type: ignore[arg-type]
+                names.append(toxic.name)
+        except BaseException:
+            remove()  # a half-applied fault (the second toxic failed) is undone at once
+            raise
         return remove
 
     def _apply_process(self, spec: FaultSpec) -> Revert:

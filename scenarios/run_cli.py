@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
 from scenarios.catalogue import load_catalogue, select
 from scenarios.faults import FaultError
+from scenarios.runner import TRUTH_QUERY
 from scenarios.scenario import (
     Scenario,
     ScenarioError,
@@ -63,6 +65,11 @@ def resolve(args: argparse.Namespace) -> list[Scenario]:
     return chosen
 
 
+def default_provider(given: str | None) -> str:
+    """--provider, else $STORMPROOF_STACK, else local (process faults need the local stack)."""
+    return given or os.environ.get("STORMPROOF_STACK") or "local"
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     catalogue = load_scenarios(args.scenario_file) if args.scenario_file else load_catalogue()
     width = max(len(s.name) for s in catalogue)
@@ -83,12 +90,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (ScenarioError, FaultError, ValueError) as exc:
         print(f"stormproof: {exc}", file=sys.stderr)
         return 2
+    provider = default_provider(args.provider)
+    if provider == "external" and not args.allow_reset:
+        print(
+            "stormproof: a run drops audit_log/beneficios and flushes Redis before each "
+            "scenario; pass --allow-reset to do that on an external stack",
+            file=sys.stderr,
+        )
+        return 2
     options = RunOptions(
         report_dir=args.report,
         target=target,
         quick=args.quick,
         seed=args.seed,
-        provider=args.provider,
+        provider=provider,
+        truth_query=args.truth_query,
+        allow_reset=args.allow_reset,
     )
     console = Console(stderr=True)
     started = time.monotonic()
@@ -141,7 +158,7 @@ def cmd_property(args: argparse.Namespace) -> int:
         print("stormproof: --examples must be >= 1", file=sys.stderr)
         return 2
     return run_property_cli(
-        args.examples, args.seed, args.report, not args.no_shrink, args.provider
+        args.examples, args.seed, args.report, not args.no_shrink, default_provider(args.provider)
     )
 
 
@@ -157,7 +174,19 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     run.add_argument("--schedule", default=None, help="JSON list of {at_s, fault, duration_s}")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--scenario-file", type=Path, default=None, help="TOML/JSON scenarios")
-    run.add_argument("--provider", default=None, help="stack provider: local | external | docker")
+    run.add_argument(
+        "--provider", default=None, help="stack provider: local (default) | external | docker"
+    )
+    run.add_argument(
+        "--allow-reset",
+        action="store_true",
+        help="allow dropping the tables and flushing Redis on an external stack",
+    )
+    run.add_argument(
+        "--truth-query",
+        default=TRUTH_QUERY,
+        help="SQL returning (event_id, row count) of the audit events to check",
+    )
     run.set_defaults(handler=cmd_run)
     prop = commands.add_parser("property", help="Hypothesis-generated fault schedules")
     prop.add_argument("--examples", type=int, default=5)

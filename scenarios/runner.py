@@ -31,7 +31,7 @@ from scenarios.report import (
     write_results_json,
 )
 from scenarios.scenario import Scenario, ScheduledFault
-from scenarios.stack import Stack, open_stack
+from scenarios.stack import Stack, StackError, open_stack
 from scenarios.stack.local import free_port
 from scenarios.target import TargetGroup, TargetSpec
 from scenarios.toxiproxy import ProxySpec
@@ -51,6 +51,8 @@ class RunOptions:
     seed: int = 0
     provider: str | None = None
     truth_query: str = TRUTH_QUERY
+    allow_reset: bool = False
+    """Allow dropping the tables and flushing Redis on an external stack."""
 
 
 def run_catalogue(
@@ -112,6 +114,11 @@ async def run_scenario(
         env={**options.target.env, **scenario.target_env},
         startup_timeout_s=options.target.startup_timeout_s,
     )
+    if stack.provider == "external" and not options.allow_reset:
+        raise StackError(
+            "refusing to drop audit_log/beneficios and FLUSHALL on an external stack: "
+            "pass --allow-reset if it is a throwaway stack"
+        )
     stack.heal()
     await asyncio.to_thread(reset_state, stack)
     extra_proxies = (

@@ -96,23 +96,32 @@ class Scenario:
 
 
 def _checker(kind: str, options: Mapping[str, Any]) -> Checker:
+    if not isinstance(options, Mapping):
+        raise ScenarioError(f"expectation {kind!r} must be a table, got {options!r}")
     if kind == "audit":
         return AuditChecker(**options)
     if kind == "cache_availability":
-        return CacheAvailabilityChecker(**options)
+        return CacheAvailabilityChecker(**_with_tuple(options, "fs"))
     if kind == "staleness":
         return StalenessChecker(**options)
     if kind == "breaker":
         return BreakerTimelineChecker(**options)
     if kind == "health":
-        during = options.get("during")
         kwargs = {k: v for k, v in options.items() if k not in ("during", "after")}
+        during = options.get("during")
         if during is not None:
-            kwargs["expect_during"] = {t: frozenset(s) for t, s in during.items()}
+            if not isinstance(during, Mapping):
+                raise ScenarioError("health.during must map a target to a list of statuses")
+            kwargs["expect_during"] = {t: frozenset(_statuses(v)) for t, v in during.items()}
         if "after" in options:
-            kwargs["expect_after"] = frozenset(options["after"])
+            kwargs["expect_after"] = frozenset(_statuses(options["after"]))
         return HealthChecker(**kwargs)
     if kind == "latency":
+        unknown = set(options) - {*PHASES, "fs"}
+        if unknown:
+            raise ScenarioError(
+                f"latency: unknown key(s) {sorted(unknown)} (phases: {', '.join(PHASES)}; fs)"
+            )
         thresholds = {
             phase: PhaseThresholds(**limits) for phase, limits in options.items() if phase in PHASES
         }
@@ -120,6 +129,19 @@ def _checker(kind: str, options: Mapping[str, Any]) -> Checker:
             return LatencyChecker(thresholds=thresholds, fs=tuple(options["fs"]))
         return LatencyChecker(thresholds=thresholds)
     raise ScenarioError(f"unknown expectation {kind!r} (choose {', '.join(EXPECTATIONS)})")
+
+
+def _statuses(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ScenarioError(f"health statuses must be a list of strings, got {value!r}")
+    return value
+
+
+def _with_tuple(options: Mapping[str, Any], key: str) -> dict[str, Any]:
+    out = dict(options)
+    if key in out:
+        out[key] = tuple(out[key])
+    return out
 
 
 def parse_schedule(
@@ -191,12 +213,18 @@ def parse_scenario(raw: Mapping[str, Any]) -> Scenario:
     instances = int(raw.get("instances", 1))
     if not 1 <= instances <= 8:
         raise ScenarioError(f"{where}: instances must be between 1 and 8")
-    stack = dict(raw.get("stack", {}))
+    raw_stack = raw.get("stack", {})
+    if not isinstance(raw_stack, Mapping):
+        raise ScenarioError(f"{where}: stack must be a table")
+    stack = dict(raw_stack)
     if set(stack) - set(STACK_OPTIONS):
         raise ScenarioError(
             f"{where}: unknown stack option(s) {sorted(set(stack) - set(STACK_OPTIONS))}"
         )
-    env = {str(k): str(v) for k, v in dict(raw.get("target_env", {})).items()}
+    raw_env = raw.get("target_env", {})
+    if not isinstance(raw_env, Mapping):
+        raise ScenarioError(f"{where}: target_env must be a table of VARIABLE = value")
+    env = {str(k): str(v) for k, v in raw_env.items()}
     scenario = Scenario(
         name=name,
         description=str(raw.get("description", "")),
@@ -213,6 +241,8 @@ def parse_scenario(raw: Mapping[str, Any]) -> Scenario:
         scenario.checkers()
     except (TypeError, ValueError) as exc:
         raise ScenarioError(f"{where}: bad expectation: {exc}") from exc
+    if not isinstance(raw.get("expect", {}), Mapping):
+        raise ScenarioError(f"{where}: expect must be a table")
     return scenario
 
 
@@ -228,16 +258,28 @@ def load_scenarios(path: Path) -> list[Scenario]:
         raise ScenarioError(
             f"{path}: not valid {path.suffix.lstrip('.') or 'TOML'}: {exc}"
         ) from exc
+    return scenarios_from_data(data, str(path))
+
+
+def scenarios_from_data(data: Any, where: str) -> list[Scenario]:
+    """Scenarios from parsed TOML/JSON: `[[scenario]]` entries plus `[defaults.target_env]`
+    (merged under each scenario's own target_env)."""
     items = data.get("scenario") if isinstance(data, dict) else data
     if not isinstance(items, list) or not items:
-        raise ScenarioError(f"{path}: no [[scenario]] entries")
+        raise ScenarioError(f"{where}: no [[scenario]] entries")
+    defaults_raw = data.get("defaults", {}) if isinstance(data, dict) else {}
+    env_raw = defaults_raw.get("target_env", {}) if isinstance(defaults_raw, dict) else None
+    if not isinstance(env_raw, dict):
+        raise ScenarioError(f"{where}: defaults.target_env must be a table")
+    defaults = {str(k): str(v) for k, v in env_raw.items()}
     try:
         scenarios = [parse_scenario(item) for item in items]
-    except ScenarioError as exc:
-        raise ScenarioError(f"{path}: {exc}") from exc
+    except (ScenarioError, TypeError, ValueError, AttributeError) as exc:
+        raise ScenarioError(f"{where}: {exc}") from exc
+    scenarios = [replace(s, target_env={**defaults, **s.target_env}) for s in scenarios]
     names = [s.name for s in scenarios]
     if len(set(names)) != len(names):
-        raise ScenarioError(f"{path}: duplicate scenario names")
+        raise ScenarioError(f"{where}: duplicate scenario names")
     return scenarios
 
 

@@ -8,6 +8,7 @@ journal directory; its output goes to `<run_dir>/target-<id>.log`.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shlex
 import sys
@@ -22,6 +23,19 @@ from scenarios.stack.local import free_port
 from scenarios.stack.process import ManagedProcess
 
 DEFAULT_COMMAND = (sys.executable, "-m", "reference.service")
+# The seed's variables (and the reference's own) are never inherited from the caller's
+# shell: a DISABLE_REDIS or CACHE_TTL left there would silently change what a scenario
+# tests. Only the contract's values and the scenario's target_env reach the target.
+_NOT_INHERITED = re.compile(
+    r"^(DISABLE_REDIS|REDIS_.*|CACHE_.*|CIRCUIT_BREAKER_.*|AUDITORIA_.*|RESILIENCE_.*"
+    r"|HEALTH_CHECK_INTERVAL|ALERT_.*|DATABASE_URL|DB_.*|ADMIN_TOKEN|INSTANCE_ID|HOST|PORT"
+    r"|LOG_FORMAT)$"
+)
+
+
+def inherited_env() -> dict[str, str]:
+    """The caller's environment (PATH, PYTHONPATH, ...) minus the service's settings."""
+    return {k: v for k, v in os.environ.items() if not _NOT_INHERITED.match(k)}
 
 
 @dataclass(frozen=True)
@@ -99,7 +113,7 @@ class TargetGroup:
             port = free_port()
             backup = run_dir / f"instance-{index}" / "audit-backup"
             env = {
-                **os.environ,
+                **inherited_env(),
                 "REDIS_URL": urls.redis_url,
                 "DATABASE_URL": urls.database_url,
                 "AUDITORIA_BACKUP_PATH": str(backup),

@@ -15,6 +15,9 @@ from reference.audit.resilient import AuditUnavailable
 from reference.service.components import Components
 
 router = APIRouter()
+# /cache keys live in their own namespace: a client of the cache API cannot forge the
+# entries the service itself keeps (beneficios, the warmed critical keys).
+KV = "kv:"
 Key = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 
 
@@ -54,7 +57,7 @@ class AuditIn(BaseModel):
 
 @router.get("/cache/{key}")
 async def cache_get(key: Key, c: Deps) -> dict[str, Any]:
-    found = await c.cache.get(key)
+    found = await c.cache.get(KV + key)
     if found is None:
         raise HTTPException(404, f"no cached value for {key!r}")
     return {"key": key, "value": found.value, "source": found.source}
@@ -72,13 +75,13 @@ def _check_storable(value: JsonValue) -> None:
 @router.put("/cache/{key}", status_code=204)
 async def cache_put(key: Key, body: CachePut, c: Deps) -> Response:
     _check_storable(body.value)
-    await c.cache.set(key, body.value, ttl_s=body.ttl_s)
+    await c.cache.set(KV + key, body.value, ttl_s=body.ttl_s)
     return Response(status_code=204)
 
 
 @router.delete("/cache/{key}", status_code=204)
 async def cache_delete(key: Key, c: Deps) -> Response:
-    await c.cache.delete(key)
+    await c.cache.delete(KV + key)
     return Response(status_code=204)
 
 

@@ -108,7 +108,17 @@ def test_ctrl_c_reverts_faults_and_stops_processes(stormproof_stack: Stack, tmp_
     mark = f"STORMPROOF_TEST_MARK={uuid.uuid4()}"
     env = {**os.environ, **stormproof_stack.urls.as_env(), mark.split("=")[0]: mark.split("=")[1]}
     child = subprocess.Popen(
-        [*CLI, "run", "redis-down", "--quick", "--provider", "external", "--report", str(tmp_path)],
+        [
+            *CLI,
+            "run",
+            "redis-down",
+            "--quick",
+            "--provider",
+            "external",
+            "--allow-reset",
+            "--report",
+            str(tmp_path),
+        ],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -130,3 +140,44 @@ def test_ctrl_c_reverts_faults_and_stops_processes(stormproof_stack: Stack, tmp_
     while _marked_pids(mark) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _marked_pids(mark) == []
+
+
+def test_external_stack_is_not_wiped_without_allow_reset(tmp_path: Path) -> None:
+    """A run on an external stack (someone's staging) refuses to drop tables and flush
+    Redis unless --allow-reset says it may; nothing is started."""
+    result = _run("run", "redis-down", "--provider", "external", "--report", str(tmp_path / "r"))
+    assert result.returncode == 2
+    assert "--allow-reset" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ('latency = { falut = { p99_s = 0.001 } }', "unknown key(s) ['falut']"),
+        ('health = { during = { redis = "DEGRADED" } }', "list of strings"),
+    ],
+)
+def test_typos_in_expectations_are_refused(tmp_path: Path, body: str, problem: str) -> None:
+    """A misspelt phase or a status that is not a list is an error, not a checker that
+    silently checks nothing; `list` refuses the file the same way (exit 2, one line)."""
+    path = tmp_path / "typo.toml"
+    path.write_text(f'[[scenario]]\nname = "typo"\nduration_s = 10\n[scenario.expect]\n{body}\n')
+    for args in (("run", "--all"), ("list",)):
+        result = _run(*args, "--scenario-file", str(path))
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and problem in lines[0]
+
+
+def test_scenario_file_gets_its_defaults(tmp_path: Path) -> None:
+    """A scenario file's [defaults.target_env] applies to its scenarios, as in the catalogue."""
+    from scenarios.scenario import load_scenarios
+
+    path = tmp_path / "own.toml"
+    path.write_text(
+        '[defaults.target_env]\nCACHE_TTL = "60"\n'
+        '[[scenario]]\nname = "a"\nduration_s = 5\ntarget_env = { CACHE_L1_TTL = "5" }\n'
+    )
+    [scenario] = load_scenarios(path)
+    assert scenario.target_env == {"CACHE_TTL": "60", "CACHE_L1_TTL": "5"}

@@ -22,7 +22,7 @@ from tests.integration.service_support import (
 pytest_plugins = ["tests.integration.service_support"]
 pytestmark = pytest.mark.integration
 
-L2_PREFIX = "stormproof:"
+L2_PREFIX = "stormproof:kv:"  # the cache prefix, then the /cache namespace
 DELIVERY_BOUND_S = 10.0
 
 

@@ -122,11 +122,13 @@ def test_audit_flags_lost_duplicated_and_unexpected_events() -> None:
 @pytest.mark.parametrize(
     ("require_drained", "pending", "passed", "phrase"),
     [(True, 3, False, "3 pending"), (False, 3, True, "3 pending"),
-     (True, 0, True, "0 pending"), (True, None, True, "backlog not read")],
+     (True, 0, True, "0 pending"), (True, None, False, "backlog not read"),
+     (False, None, True, "backlog not read")],
 )
 def test_audit_pending_backlog(require_drained: bool, pending: int | None, passed: bool,
                                phrase: str) -> None:
-    """A backlog left after recovery fails only when draining is required."""
+    """A backlog left after recovery, or one never read, fails only when draining is
+    required."""
     s = Synth()
     audit_op(s, "a", "ok", 1)
     result = AuditChecker(require_drained=require_drained).check(
