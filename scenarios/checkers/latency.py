@@ -99,7 +99,8 @@ class PhaseThresholds:
 
 @dataclass(frozen=True)
 class PhaseStats:
-    """What happened in one phase: operations, ok latency percentiles, ok throughput."""
+    """What happened in one phase: operations, latency percentiles (ok operations and those
+    whose outcome is unknown, at the time waited), ok throughput."""
 
     phase: Phase
     span_s: float
@@ -119,20 +120,25 @@ def phase_stats(history: History, fs: Sequence[str] = DEFAULT_FS) -> dict[Phase,
     windows = history.fault_windows()
     spans = phase_spans(windows, history.duration)
     counts: dict[Phase, int] = dict.fromkeys(PHASES, 0)
+    oks: dict[Phase, int] = dict.fromkeys(PHASES, 0)
     latencies: dict[Phase, list[float]] = {p: [] for p in PHASES}
     for op in history.ops_for(*fs):
         phase = phase_of(op.start, windows)
         counts[phase] += 1
-        if op.outcome == "ok" and op.latency is not None:
+        if op.outcome == "ok":
+            oks[phase] += 1
+        # an unknown outcome (the client gave up: a timeout) counts at the time waited, a
+        # lower bound: leaving it out would make a target that hangs look fast
+        if op.outcome in ("ok", "info") and op.latency is not None:
             latencies[phase].append(op.latency)
     return {
         p: PhaseStats(
             p,
             spans[p],
             counts[p],
-            len(latencies[p]),
+            oks[p],
             percentiles(latencies[p]),
-            len(latencies[p]) / spans[p] if spans[p] > 0 else None,
+            oks[p] / spans[p] if spans[p] > 0 else None,
         )
         for p in PHASES
     }

@@ -335,7 +335,8 @@ def test_latency_without_fault_windows_skips_fault_thresholds() -> None:
 
 
 def test_latency_phase_with_only_unknown_outcomes_fails() -> None:
-    """A phase where nothing answered cannot pass a latency bound; info ops don't count."""
+    """A phase where nothing answered cannot pass a latency bound; an unknown outcome
+    counts at the time the client waited (here 5 s), so a hang never looks fast."""
     s = Synth()
     s.op("cache_get", 1, 1.01, status=200)
     s.op("cache_get", 3, 8, "info")
@@ -343,7 +344,9 @@ def test_latency_phase_with_only_unknown_outcomes_fails() -> None:
     history = s.history(FaultWindow("bh", "redis", 2, 10, "timeout"))
     result = LatencyChecker({"fault": PhaseThresholds(p99_s=1)}).check(history, NO_TRUTH)
     assert not result.passed
-    assert result.details["violations"] == ["fault: no successful operation out of 1"]
+    assert result.details["violations"] == [
+        "fault: no successful operation out of 1", "fault: p99 5.000s > 1.000s"
+    ]
     with pytest.raises(ValueError, match="unknown phases"):
         LatencyChecker({"during": PhaseThresholds()})
 
