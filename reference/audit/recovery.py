@@ -173,6 +173,8 @@ class RecoveryJob:
         self.redrive_timeout_s = redrive_timeout_s
         self._clock = clock
         self._metrics = metrics
+        self._scans: dict[str, _ScanSummary] = {}
+        """Per segment file, what `backlog` learnt from reading it (re-read on change)."""
 
     async def run_once(self) -> RecoveryResult:
         """One run; raises when the database fails mid-way (progress so far is kept)."""
@@ -226,7 +228,7 @@ class RecoveryJob:
 
     async def backlog(self) -> int:
         """Intact records in segments not yet replayed (the live segment included)."""
-        count = await asyncio.to_thread(_count_unreplayed, self.directory)
+        count = await asyncio.to_thread(_count_unreplayed, self.directory, self._scans)
         if self._metrics is not None:
             self._metrics.set_journal_backlog(count)
         return count
@@ -381,25 +383,55 @@ def _writer_alive(directory: Path) -> bool:
     return False
 
 
-def _count_unreplayed(directory: Path) -> int:
+@dataclass(frozen=True)
+class _ScanSummary:
+    """A segment's record offsets and identity, valid while its size and mtime hold."""
+
+    size: int
+    mtime_ns: int
+    identity: str
+    offsets: tuple[int, ...]
+
+
+def _count_unreplayed(directory: Path, memo: dict[str, _ScanSummary] | None = None) -> int:
+    """Intact records not yet replayed. `memo` spares re-reading unchanged segments: the
+    backlog is asked for by every /metrics scrape and alert evaluation."""
+    memo = {} if memo is None else memo
     try:
         segments = list_segments(directory)
     except FileNotFoundError:
         return 0
     checkpoint = read_checkpoint(directory)
     total = 0
+    seen = set()
     for _, path in segments:
         try:
-            scan = read_segment(path)
+            stat = path.stat()
+            summary = memo.get(path.name)
+            if summary is None or (summary.size, summary.mtime_ns) != (
+                stat.st_size,
+                stat.st_mtime_ns,
+            ):
+                scan = read_segment(path)
+                summary = _ScanSummary(
+                    stat.st_size,
+                    stat.st_mtime_ns,
+                    _identity(scan),
+                    tuple(r.offset for r in scan.records),
+                )
+                memo[path.name] = summary
         except OSError:
             continue
-        records = scan.records
+        seen.add(path.name)
+        offsets = summary.offsets
         if checkpoint and (checkpoint.segment, checkpoint.first_record) == (
             path.name,
-            _identity(scan),
+            summary.identity,
         ):
-            records = tuple(r for r in records if r.offset >= checkpoint.offset)
-        total += len(records)
+            offsets = tuple(o for o in offsets if o >= checkpoint.offset)
+        total += len(offsets)
+    for gone in set(memo) - seen:
+        del memo[gone]
     return total
 
 

@@ -162,3 +162,25 @@ def test_job_rejects_bad_parameters(tmp_path: Path) -> None:
         RecoveryJob(tmp_path, _offline_store(), batch_size=0)
     with pytest.raises(ValueError):
         RecoveryJob(tmp_path, _offline_store(), interval_s=0)
+
+
+async def test_backlog_memo_follows_growing_and_removed_segments(tmp_path: Path) -> None:
+    """The remembered per-segment counts are refreshed when a segment grows, and forgotten
+    when it is removed: the backlog stays exact however often it is asked."""
+    from reference.audit.recovery import _count_unreplayed
+
+    journal = Journal(JournalConfig(tmp_path, fsync=False), SYSTEM_CLOCK)
+    await journal.open()
+    memo: dict[str, object] = {}
+    for n in range(3):
+        await journal.append(AuditEvent.new("a", "b", "c", str(n)).to_json_bytes())
+    assert _count_unreplayed(tmp_path, memo) == 3  # type: ignore[arg-type]
+    assert _count_unreplayed(tmp_path, memo) == 3  # type: ignore[arg-type]
+    await journal.append(AuditEvent.new("a", "b", "c", "3").to_json_bytes())
+    assert _count_unreplayed(tmp_path, memo) == 4  # type: ignore[arg-type]
+    sealed = await journal.rotate()
+    await journal.close()
+    assert sealed is not None
+    sealed.unlink()
+    assert _count_unreplayed(tmp_path, memo) == 0  # type: ignore[arg-type]
+    assert sealed.name not in memo
