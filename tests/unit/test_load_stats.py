@@ -140,11 +140,14 @@ def test_table_and_ratio_for_two_variants() -> None:
 
 
 def test_exit_code_for_both_means_the_load_tells_them_apart() -> None:
+    """With both variants, 0 only when the naive one fails a fault-phase read threshold."""
     passed = VariantResult("reference", verdicts=[Verdict("x", True, "")])
-    failed = VariantResult("naive", verdicts=[Verdict("x", False, "")])
+    failed = VariantResult("naive", verdicts=[Verdict("reads.fault.rps", False, "")])
+    broken = VariantResult("naive", verdicts=[Verdict("load.completed", False, "")])
     assert exit_code([passed]) == 0
     assert exit_code([failed]) == 1
     assert exit_code([passed, failed]) == 0
+    assert exit_code([passed, broken]) == 1
     assert exit_code([passed, VariantResult("naive", verdicts=[Verdict("x", True, "")])]) == 1
 
 
