@@ -35,12 +35,9 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    install_sigterm_cleanup()
-
-
 @pytest.fixture(scope="session")
 def stormproof_stack_session() -> Iterator[Stack]:
+    install_sigterm_cleanup()  # SIGTERM of the test run still stops the stack
     try:
         stack = open_stack()
     except StackError as exc:

@@ -59,6 +59,15 @@ _CRITICAL_VALUES: dict[str, Any] = {
 }
 
 
+async def select_one(engine: AsyncEngine, timeout_s: float) -> None:
+    """`SELECT 1` on a pooled connection, bounded (a timed-out connection is discarded)."""
+
+    async def run(conn: Any) -> None:
+        await conn.execute(text("SELECT 1"))
+
+    await run_bounded(engine, run, timeout_s)
+
+
 @dataclass
 class Components:
     settings: Settings
@@ -136,10 +145,7 @@ class Components:
         beneficios = BeneficiosRepo(engine, db_breaker, settings.db_op_timeout_s)
 
         async def db_ping() -> None:
-            async def select_one(conn: Any) -> None:
-                await conn.execute(text("SELECT 1"))
-
-            await run_bounded(engine, select_one, settings.db_op_timeout_s)
+            await select_one(engine, settings.db_op_timeout_s)
 
         health = HealthMonitor(
             redis_ping=redis_ping(cache.redis) if cache.redis is not None else None,
@@ -223,11 +229,8 @@ class Components:
         interval = min(self.settings.health_check_interval_s, PROBE_INTERVAL_MAX_S)
         breaker = self.db_breaker
 
-        async def select_one() -> None:
-            async def run(conn: Any) -> None:
-                await conn.execute(text("SELECT 1"))
-
-            await run_bounded(self.engine, run, self.settings.db_op_timeout_s)
+        async def trial() -> None:
+            await select_one(self.engine, self.settings.db_op_timeout_s)
 
         while True:
             await asyncio.sleep(interval)
@@ -235,7 +238,7 @@ class Components:
                 if breaker.state is not CircuitState.HALF_OPEN:
                     break
                 try:
-                    await breaker.call(select_one)
+                    await breaker.call(trial)
                 except Exception:  # a failed trial re-opened it; a rejection: trials busy
                     break
 

@@ -46,6 +46,23 @@ class _DockerStack:
         self._items = []
 
 
+def _wait_for_postgres(url: str, timeout_s: float) -> None:
+    import time
+
+    import psycopg
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with psycopg.connect(url, connect_timeout=2) as conn:
+                conn.execute("SELECT 1")
+            return
+        except psycopg.OperationalError as exc:
+            if time.monotonic() > deadline:
+                raise StackError(f"docker provider: postgres not ready: {exc}") from exc
+            time.sleep(0.2)
+
+
 def open_docker_stack() -> Stack:
     reason = docker_unavailable_reason()
     if reason:
@@ -76,7 +93,12 @@ def open_docker_stack() -> Stack:
             .with_exposed_ports(5432)
         )
         pg_c.start()
-        wait_for_logs(pg_c, "database system is ready to accept connections", timeout=60)
+        # the image prints "ready" once during init and once for real: poll a connection
+        _wait_for_postgres(
+            f"postgresql://stormproof@{pg_c.get_container_host_ip()}:"
+            f"{pg_c.get_exposed_port(5432)}/stormproof",
+            60.0,
+        )
         tp_c = owner.add(
             DockerContainer(TOXIPROXY_IMAGE)
             .with_network(network)
