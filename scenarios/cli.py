@@ -61,20 +61,29 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     stack = commands.add_parser("stack", help="a background stack: Redis, PostgreSQL, Toxiproxy")
-    stack.add_argument("action", choices=["up", "down", "status", "smoke"])
+    stack.add_argument(
+        "action",
+        choices=["up", "down", "status", "smoke"],
+        help="up: start in the background; status: 0 up, 1 none, 3 not answering; "
+        "smoke: up, prove both proxies, down",
+    )
     stack.add_argument("--provider", default=None, help="local | external | docker")
-    stack.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    stack.add_argument(
+        "--state-dir", type=Path, default=DEFAULT_STATE_DIR, help="where stack.env is written"
+    )
     stack.set_defaults(handler=_stack)
 
     journal = commands.add_parser("journal", help="inspect an audit journal")
     journal_actions = journal.add_subparsers(dest="action", required=True)
     verify = journal_actions.add_parser("verify", help="report corrupt records and chain breaks")
-    verify.add_argument("directory", type=Path)
-    verify.add_argument("--hmac-key-env", default="AUDITORIA_HMAC_KEY")
+    verify.add_argument("directory", type=Path, help="the journal (AUDITORIA_BACKUP_PATH)")
+    verify.add_argument(
+        "--hmac-key-env", default="AUDITORIA_HMAC_KEY", help="variable holding the HMAC key"
+    )
     verify.set_defaults(handler=_journal)
 
     bench = commands.add_parser("bench", help="benchmarks: figures as ratios to a raw baseline")
-    bench.add_argument("subject", choices=["cache", "audit"])
+    bench.add_argument("subject", choices=["cache", "audit"], help="what to measure")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.set_defaults(handler=_bench)
 

@@ -164,7 +164,7 @@ def cmd_property(args: argparse.Namespace) -> int:
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = commands.add_parser("run", help="run scenarios against the target and write a report")
-    run.add_argument("scenarios", nargs="*", metavar="SCENARIO")
+    run.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="names from `list`")
     run.add_argument("--all", action="store_true", help="the whole catalogue")
     run.add_argument("--quick", action="store_true", help="short times (each scenario < 30 s)")
     run.add_argument("--report", type=Path, default=Path("reports"), help="where runs go")
@@ -172,7 +172,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--target-cmd", default=None, help="command of the target (default: reference)"
     )
     run.add_argument("--schedule", default=None, help="JSON list of {at_s, fault, duration_s}")
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--seed", type=int, default=0, help="the workload's random seed")
     run.add_argument("--scenario-file", type=Path, default=None, help="TOML/JSON scenarios")
     run.add_argument(
         "--provider", default=None, help="stack provider: local (default) | external | docker"
@@ -189,12 +189,16 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     run.set_defaults(handler=cmd_run)
     prop = commands.add_parser("property", help="Hypothesis-generated fault schedules")
-    prop.add_argument("--examples", type=int, default=5)
-    prop.add_argument("--seed", type=int, default=0)
-    prop.add_argument("--report", type=Path, default=Path("reports/property"))
-    prop.add_argument("--no-shrink", action="store_true")
-    prop.add_argument("--provider", default=None)
+    prop.add_argument("--examples", type=int, default=5, help="schedules to generate")
+    prop.add_argument("--seed", type=int, default=0, help="Hypothesis and workload seed")
+    prop.add_argument(
+        "--report", type=Path, default=Path("reports/property"), help="where runs go"
+    )
+    prop.add_argument("--no-shrink", action="store_true", help="report the first failure")
+    prop.add_argument("--provider", default=None, help="local (default) | external | docker")
     prop.set_defaults(handler=cmd_property)
     listing = commands.add_parser("list", help="list the scenario catalogue")
-    listing.add_argument("--scenario-file", type=Path, default=None)
+    listing.add_argument(
+        "--scenario-file", type=Path, default=None, help="TOML/JSON scenarios to list"
+    )
     listing.set_defaults(handler=cmd_list)
