@@ -300,6 +300,9 @@ class Components:
         self.metrics.set_journal_backlog(await self._journal_backlog())
 
     async def run_recovery(self) -> dict[str, int]:
+        """Replay the journal now; the tables first (the background creation may not have
+        caught up with a database that has just come back)."""
+        await self.ensure_schema(self.settings.db_op_timeout_s)
         result = await self.recovery.run_once()
         return {"replayed": result.replayed, "remaining": result.remaining}
 

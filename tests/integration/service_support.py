@@ -23,8 +23,8 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-import redis
 
+from scenarios.runner import reset_state
 from scenarios.stack import Stack
 from scenarios.target import TargetGroup, TargetInstance, TargetSpec
 
@@ -39,7 +39,6 @@ SMALL_TIMEOUTS: dict[str, str] = {
     "DB_OP_TIMEOUT_MS": "1000",
     "DB_CONNECT_TIMEOUT_MS": "1000",
 }
-TABLES = ("audit_log", "audit_dead_letter", "beneficios")
 BENEFICIOS_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS beneficios (id text PRIMARY KEY, nome text NOT NULL, "
     "valor bigint NOT NULL, v bigint NOT NULL DEFAULT 0, "
@@ -77,15 +76,8 @@ def wait_until(
 
 
 def reset_stack_state(stack: Stack) -> None:
-    """Drop the service's tables and flush Redis, over the direct URLs."""
-    with psycopg.connect(stack.urls.database_direct_url, autocommit=True, connect_timeout=5) as db:
-        for table in TABLES:
-            db.execute(f"DROP TABLE IF EXISTS {table}")
-    client = redis.Redis.from_url(stack.urls.redis_direct_url, socket_timeout=5)
-    try:
-        client.flushall()
-    finally:
-        client.close()
+    """Drop the service's tables and flush Redis, over the direct URLs (as a run does)."""
+    reset_state(stack)
 
 
 def audit_rows(stack: Stack) -> dict[uuid.UUID, int]:
