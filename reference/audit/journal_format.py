@@ -323,6 +323,12 @@ def _check_chain(
     return breaks
 
 
+def quarantine_path(directory: Path, scan: SegmentScan, region: CorruptRegion) -> Path:
+    """Where `quarantine` copies `region` of `scan` under the journal `directory`."""
+    name = f"{scan.path.name}.{region.offset:012d}-{region.length}.bad"
+    return directory / "quarantine" / name
+
+
 def quarantine(scan: SegmentScan, directory: Path) -> int:
     """Copy each corrupt range of `scan` to ``directory/quarantine/`` (0600).
 
@@ -339,8 +345,7 @@ def quarantine(scan: SegmentScan, directory: Path) -> int:
             for region in scan.corrupt:
                 source.seek(region.offset)
                 chunk = source.read(region.length)
-                name = f"{scan.path.name}.{region.offset:012d}-{region.length}.bad"
-                if _write_new_file(target / name, chunk):
+                if _write_new_file(quarantine_path(directory, scan, region), chunk):
                     count += 1
     except OSError as exc:
         log.warning("journal quarantine of %s incomplete: %s", scan.path.name, exc)

@@ -50,6 +50,7 @@ from reference.audit.journal_format import (
     SegmentScan,
     list_segments,
     quarantine,
+    quarantine_path,
     read_segment,
 )
 from reference.audit.queue import QueueWorker
@@ -316,7 +317,7 @@ class RecoveryJob:
         """Copy `regions` aside; False if any could not be saved (keep the segment)."""
         target = SegmentScan(scan.path, scan.size, scan.header, (), tuple(regions))
         totals.quarantined += await asyncio.to_thread(quarantine, target, self.directory)
-        missing = [r for r in regions if not _quarantine_path(self.directory, scan, r).exists()]
+        missing = [r for r in regions if not quarantine_path(self.directory, scan, r).exists()]
         if missing:
             _log.error("recovery: %d regions of %s not quarantined", len(missing), scan.path.name)
         return not missing
@@ -451,12 +452,6 @@ def _validate(batch: Sequence[JournalRecord]) -> tuple[list[AuditEvent], list[Co
         except InvalidAuditEvent as exc:
             bad.append(CorruptRegion(record.offset, record.end - record.offset, str(exc)))
     return events, bad
-
-
-def _quarantine_path(directory: Path, scan: SegmentScan, region: CorruptRegion) -> Path:
-    """Where `quarantine` copies a region (its naming convention)."""
-    name = f"{scan.path.name}.{region.offset:012d}-{region.length}.bad"
-    return directory / "quarantine" / name
 
 
 def _remove_segment(path: Path) -> None:

@@ -93,8 +93,9 @@ time.sleep(120)
 """
 
 
-def test_sigterm_mid_run_leaves_nothing_behind(tmp_path: Path) -> None:
-    """A process holding a stack, killed with SIGTERM, stops every service and removes its dir."""
+def _kill_owner(tmp_path: Path, sig: int) -> list[int]:
+    """Start a process holding a local stack, send it `sig`; the services' pids still alive
+    a bounded while after it died."""
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(tmp_path)],
         stdout=subprocess.PIPE,
@@ -103,30 +104,23 @@ def test_sigterm_mid_run_leaves_nothing_behind(tmp_path: Path) -> None:
     assert child.stdout is not None
     pids = [int(p) for p in child.stdout.readline().split()]
     assert len(pids) == 3 and all(alive(pid) for pid in pids)
-    child.send_signal(signal.SIGTERM)
+    child.send_signal(sig)
     child.wait(30)
     deadline = time.monotonic() + 10
     while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert [pid for pid in pids if alive(pid)] == []
+    return [pid for pid in pids if alive(pid)]
+
+
+def test_sigterm_mid_run_leaves_nothing_behind(tmp_path: Path) -> None:
+    """A process holding a stack, killed with SIGTERM, stops every service and removes its dir."""
+    assert _kill_owner(tmp_path, signal.SIGTERM) == []
     assert list(tmp_path.iterdir()) == []
 
 
 def test_sigkill_of_the_owner_still_stops_services(tmp_path: Path) -> None:
     """Even SIGKILL of the owner stops its services (parent-death signal)."""
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(tmp_path)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert child.stdout is not None
-    pids = [int(p) for p in child.stdout.readline().split()]
-    child.kill()
-    child.wait(30)
-    deadline = time.monotonic() + 10
-    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert [pid for pid in pids if alive(pid)] == []
+    assert _kill_owner(tmp_path, signal.SIGKILL) == []
 
 
 def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:
@@ -160,25 +154,25 @@ def test_unreachable_external_url_is_one_clear_line(tmp_path: Path) -> None:
     assert f"127.0.0.1:{port}" in line and "unreachable" in line
 
 
-def test_malformed_stack_env_is_one_clear_line(tmp_path: Path) -> None:
-    """A malformed env file: one line naming the file, the line and what is expected."""
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("REDIS_URL=redis://x\nthis is not a pair\n", ("{file}:2", "KEY=VALUE")),
+        ("REDIS_URL=redis://127.0.0.1:1/0\n", ("DATABASE_DIRECT_URL", "missing")),
+    ],
+    ids=["malformed-line", "missing-variables"],
+)
+def test_bad_stack_env_is_one_clear_line(
+    tmp_path: Path, content: str, expected: tuple[str, str]
+) -> None:
+    """A malformed env file names the file, the line and what is expected; one lacking
+    variables names the missing ones. Either way: one line, non-zero exit."""
     bad = tmp_path / "bad.env"
-    bad.write_text("REDIS_URL=redis://x\nthis is not a pair\n")
+    bad.write_text(content)
     env = {"STORMPROOF_STACK_ENV_FILE": str(bad)}
     result = run_cli(
         "stack", "up", "--provider", "external", "--state-dir", str(tmp_path / "s"), env=env
     )
     line = _one_line_error(result)
-    assert f"{bad}:2" in line and "KEY=VALUE" in line
-
-
-def test_missing_variables_in_stack_env_are_named(tmp_path: Path) -> None:
-    """A stack.env lacking variables names the missing ones."""
-    bad = tmp_path / "partial.env"
-    bad.write_text("REDIS_URL=redis://127.0.0.1:1/0\n")
-    env = {"STORMPROOF_STACK_ENV_FILE": str(bad)}
-    result = run_cli(
-        "stack", "up", "--provider", "external", "--state-dir", str(tmp_path / "s"), env=env
-    )
-    line = _one_line_error(result)
-    assert "DATABASE_DIRECT_URL" in line and "missing" in line
+    for part in expected:
+        assert part.format(file=bad) in line

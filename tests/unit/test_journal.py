@@ -9,14 +9,13 @@ import shutil
 import stat
 import tempfile
 import threading
-from datetime import UTC
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reference.audit.event import MAX_FIELD_CHARS, AuditEvent
+from reference.audit.event import AuditEvent
 from reference.audit.journal import (
     Journal,
     JournalConfig,
@@ -26,31 +25,10 @@ from reference.audit.journal import (
 from reference.audit.journal_cli import verify_journal
 from reference.audit.journal_format import list_segments, read_segment
 from reference.clock import FakeClock, SystemClock
+from tests.strategies import audit_events
 
 KEY = b"secret-key-0123456789abcdef"
 
-_chars = st.characters(codec="utf-8", exclude_characters="\x00")
-_text = st.text(_chars, max_size=12)
-_field = st.text(_chars, min_size=1, max_size=MAX_FIELD_CHARS).filter(lambda s: bool(s.strip()))
-_json = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | _text,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_text, inner, max_size=3),
-    max_leaves=15,
-)
-_events = st.builds(
-    AuditEvent,
-    event_id=st.uuids().filter(lambda u: u.int != 0),
-    occurred_at=st.datetimes(timezones=st.just(UTC)),
-    actor=_field,
-    action=_field,
-    entity=_field,
-    entity_id=_field,
-    payload=st.dictionaries(_text, _json, max_size=4),
-)
 
 
 def read_all(directory: Path, key: bytes | None = None) -> list[bytes]:
@@ -72,7 +50,7 @@ async def opened(
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.lists(_events, min_size=1, max_size=12), st.booleans())
+@given(st.lists(audit_events, min_size=1, max_size=12), st.booleans())
 def test_events_round_trip_through_journal(events: list[AuditEvent], keyed: bool) -> None:
     """Arbitrary events appended concurrently read back equal, and the journal verifies."""
 
