@@ -16,6 +16,7 @@ test:
 
 lint: bootstrap
 	@.venv/bin/ruff check reference scenarios tests locustfiles
+	@.venv/bin/ruff format --check reference scenarios tests locustfiles
 	@.venv/bin/mypy reference scenarios
 
 clean:

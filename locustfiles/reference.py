@@ -177,8 +177,12 @@ class _ContractUser(FastHttpUser):
         phase = _State.phase
         context = {"stormproof_phase": phase, "stormproof_kind": kind} if kind else {}
         return self.client.request(
-            method, path, name=f"[{phase}] {method} {label}", context=context,
-            catch_response=True, **kw,
+            method,
+            path,
+            name=f"[{phase}] {method} {label}",
+            context=context,
+            catch_response=True,
+            **kw,
         )
 
 
@@ -255,8 +259,12 @@ class Writer(_ContractUser):
     def post_audit(self) -> None:
         event_id = str(uuid.uuid4())
         body = {
-            "event_id": event_id, "actor": "locust", "action": "load.audit", "entity": "load",
-            "entity_id": str(random.randint(1, 1000)), "payload": {"phase": _State.phase},
+            "event_id": event_id,
+            "actor": "locust",
+            "action": "load.audit",
+            "entity": "load",
+            "entity_id": str(random.randint(1, 1000)),
+            "payload": {"phase": _State.phase},
         }
         with self._request("POST", "/audit", "/audit", "write", json=body) as r:
             if r.status_code != 202:
@@ -280,7 +288,10 @@ def _fault_injector() -> FaultInjector:
     if not url:
         raise RuntimeError("STORMPROOF_TOXIPROXY_URL is not set: nowhere to inject the fault")
     urls = StackUrls(
-        toxiproxy_url=url, redis_url="", database_url="", redis_direct_url="",
+        toxiproxy_url=url,
+        redis_url="",
+        database_url="",
+        redis_direct_url="",
         database_direct_url="",
     )
     return FaultInjector(Stack(provider="external", urls=urls, toxiproxy=Toxiproxy(url)))
@@ -297,7 +308,9 @@ class PhaseClock:
         self.done = False
         self.record: dict[str, Any] = {
             "fault": {"name": FAULT, "applied_at": None, "reverted_at": None, "error": None},
-            "users": USERS, "user_rps": USER_RPS, "phases": [],
+            "users": USERS,
+            "user_rps": USER_RPS,
+            "phases": [],
         }
         self._greenlet: gevent.Greenlet | None = None
         self._t0 = time.monotonic()

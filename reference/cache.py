@@ -408,8 +408,9 @@ class HybridCache:
                 done += 1
         finally:
             if done:
-                _log.info("cache %s: invalidated %d keys written during an outage",
-                          self.instance_id, done)
+                _log.info(
+                    "cache %s: invalidated %d keys written during an outage", self.instance_id, done
+                )
             self._resyncing = False
 
     def flush(self) -> None:

@@ -41,6 +41,7 @@ _SECRET_QUERY_KEYS = ("pass", "pwd", "token", "secret", "key")
 MIN_HMAC_KEY_BYTES = 16
 """The journal's HMAC chain key must be at least this long (see journal_format)."""
 
+
 class ConfigError(ValueError):
     """A configuration value that cannot be used; `str()` is one line."""
 

@@ -384,8 +384,7 @@ class HistoryRecorder:
     ) -> Event:
         """Record that `process` is about to call `f`; returns the invoke event."""
         with self._lock:
-            ev = Event(self._next, process, "invoke", f, key, value, self._now(),
-                       instance=instance)
+            ev = Event(self._next, process, "invoke", f, key, value, self._now(), instance=instance)
             self._write(ev.to_json())
             self._open.add(ev.index)
             if self._keep:
@@ -407,8 +406,16 @@ class HistoryRecorder:
             if invoke_event.index not in self._open:
                 raise HistoryError(f"invoke {invoke_event.index} is not open on this recorder")
             ev = Event(
-                self._next, invoke_event.process, type, invoke_event.f, invoke_event.key, value,
-                self._now(), status=status, error=error, instance=invoke_event.instance,
+                self._next,
+                invoke_event.process,
+                type,
+                invoke_event.f,
+                invoke_event.key,
+                value,
+                self._now(),
+                status=status,
+                error=error,
+                instance=invoke_event.instance,
                 ref=invoke_event.index,
             )
             self._write(ev.to_json())

@@ -203,7 +203,8 @@ def fault_verdict(phase_log: dict[str, Any], requested: str) -> Verdict | None:
             "fault.injected", False, f"{requested}: applied={applied} reverted={reverted}"
         )
     return Verdict(
-        "fault.injected", True,
+        "fault.injected",
+        True,
         f"{requested} applied at +{applied:.1f}s, reverted at +{reverted:.1f}s",
     )
 
@@ -224,8 +225,10 @@ def audit_verdicts(acknowledged: set[str], truth: set[str], pending: int | None)
     backlog = Verdict(
         "audit.backlog",
         pending == 0,
-        "drained (0 pending)" if pending == 0
-        else "backlog endpoint never answered" if pending is None
+        "drained (0 pending)"
+        if pending == 0
+        else "backlog endpoint never answered"
+        if pending is None
         else f"{pending} events still pending after recovery",
     )
     return [lost_verdict, backlog]
@@ -262,8 +265,12 @@ def _cells(stats: PhaseStats | None) -> list[str]:
         return "-" if value is None else f"{value:.0f}"
 
     return [
-        str(stats.requests), str(stats.failures), f"{stats.rps:.1f}",
-        ms(stats.p50_ms), ms(stats.p95_ms), ms(stats.p99_ms),
+        str(stats.requests),
+        str(stats.failures),
+        f"{stats.rps:.1f}",
+        ms(stats.p50_ms),
+        ms(stats.p95_ms),
+        ms(stats.p99_ms),
     ]
 
 
@@ -274,8 +281,10 @@ def render_table(results: Sequence[VariantResult]) -> str:
     lines = [
         head + "".join(f" | {r.variant:^{group}}" for r in results),
         " " * len(head)
-        + "".join(" | " + " ".join(f"{c:>{w}}" for c, w in zip(_COLUMNS, _WIDTHS, strict=True))
-                  for _ in results),
+        + "".join(
+            " | " + " ".join(f"{c:>{w}}" for c, w in zip(_COLUMNS, _WIDTHS, strict=True))
+            for _ in results
+        ),
     ]
     lines.append("-" * len(lines[1]))
     for phase in PHASES:

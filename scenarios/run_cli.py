@@ -191,9 +191,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     prop = commands.add_parser("property", help="Hypothesis-generated fault schedules")
     prop.add_argument("--examples", type=int, default=5, help="schedules to generate")
     prop.add_argument("--seed", type=int, default=0, help="Hypothesis and workload seed")
-    prop.add_argument(
-        "--report", type=Path, default=Path("reports/property"), help="where runs go"
-    )
+    prop.add_argument("--report", type=Path, default=Path("reports/property"), help="where runs go")
     prop.add_argument("--no-shrink", action="store_true", help="report the first failure")
     prop.add_argument("--provider", default=None, help="local (default) | external | docker")
     prop.set_defaults(handler=cmd_property)

@@ -121,26 +121,45 @@ class Components:
         worker = queue = None
         if not settings.disable_redis:
             password = settings.redis_password.reveal() if settings.redis_password else None
-            queue_redis = make_redis(settings.redis_url, settings.audit_timeout_s,
-                                     password=password)
-            worker_redis = make_redis(settings.redis_url, max(2.0, settings.redis_op_timeout_s),
-                                      password=password, max_connections=4)
+            queue_redis = make_redis(
+                settings.redis_url, settings.audit_timeout_s, password=password
+            )
+            worker_redis = make_redis(
+                settings.redis_url,
+                max(2.0, settings.redis_op_timeout_s),
+                password=password,
+                max_connections=4,
+            )
             queue = AuditQueue(queue_redis, settings.audit_queue_stream)
             worker = QueueWorker(
-                worker_redis, store,
+                worker_redis,
+                store,
                 WorkerConfig.from_settings(
-                    settings, consumer=settings.instance_id, block_s=0.5,
+                    settings,
+                    consumer=settings.instance_id,
+                    block_s=0.5,
                     redis_timeout_s=max(2.0, settings.redis_op_timeout_s),
                 ),
                 clock,
             )
         audit = ResilientAudit(
-            settings, queue=queue, redis_breaker=redis_breaker, store=store,
-            db_breaker=db_breaker, journal=journal, metrics=metrics, clock=clock,
+            settings,
+            queue=queue,
+            redis_breaker=redis_breaker,
+            store=store,
+            db_breaker=db_breaker,
+            journal=journal,
+            metrics=metrics,
+            clock=clock,
         )
         recovery = RecoveryJob(
-            settings.audit_backup_path, store, journal, worker, clock,
-            settings.audit_recovery_interval_s, metrics=metrics,
+            settings.audit_backup_path,
+            store,
+            journal,
+            worker,
+            clock,
+            settings.audit_recovery_interval_s,
+            metrics=metrics,
         )
         beneficios = BeneficiosRepo(engine, db_breaker, settings.db_op_timeout_s)
 
@@ -165,11 +184,24 @@ class Components:
                 sinks.append(webhook)
             alerts = AlertEvaluator.from_settings(settings, sinks, clock, time.time)
         return cls(
-            settings=settings, clock=clock, metrics=metrics, redis_breaker=redis_breaker,
-            db_breaker=db_breaker, engine=engine, cache=cache, store=store,
-            beneficios=beneficios, journal=journal, queue_redis=queue_redis,
-            worker_redis=worker_redis, worker=worker, recovery=recovery, audit=audit,
-            health=health, alerts=alerts, webhook=webhook,
+            settings=settings,
+            clock=clock,
+            metrics=metrics,
+            redis_breaker=redis_breaker,
+            db_breaker=db_breaker,
+            engine=engine,
+            cache=cache,
+            store=store,
+            beneficios=beneficios,
+            journal=journal,
+            queue_redis=queue_redis,
+            worker_redis=worker_redis,
+            worker=worker,
+            recovery=recovery,
+            audit=audit,
+            health=health,
+            alerts=alerts,
+            webhook=webhook,
         )
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -283,7 +315,8 @@ class Components:
         body["circuit"] = circuit.value
         body["circuits"] = {"redis": circuit.value, "database": self.db_breaker.state.value}
         body["status"] = overall_status(
-            redis_ok=report.redis.ok, database_ok=report.database.ok,
+            redis_ok=report.redis.ok,
+            database_ok=report.database.ok,
             breakers=(circuit, self.db_breaker.state),
         ).value
         return body

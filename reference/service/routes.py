@@ -110,7 +110,10 @@ async def beneficio_put(beneficio_id: Key, body: BeneficioPut, c: Deps) -> dict[
     """Audit first (durably), then write, then refresh the cache: no change without a trail."""
     try:
         event = AuditEvent.new(
-            body.actor, "beneficio.update", "beneficio", beneficio_id,
+            body.actor,
+            "beneficio.update",
+            "beneficio",
+            beneficio_id,
             {"nome": body.nome, "valor": body.valor, "v": body.v},
             event_id=body.event_id,
         )
@@ -164,14 +167,15 @@ async def metrics(c: Deps) -> PlainTextResponse:
     return PlainTextResponse(generate_latest(c.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def require_admin(
-    c: Deps, authorization: Annotated[str | None, Header()] = None
-) -> None:
+def require_admin(c: Deps, authorization: Annotated[str | None, Header()] = None) -> None:
     token = c.settings.admin_token
     scheme, _, given = (authorization or "").partition(" ")
     if token is None or scheme.lower() != "bearer" or not token.matches(given):
-        raise HTTPException(401, "admin endpoints need Authorization: Bearer <ADMIN_TOKEN>",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401,
+            "admin endpoints need Authorization: Bearer <ADMIN_TOKEN>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
 
 
 Admin = Annotated[None, Depends(require_admin)]

@@ -89,9 +89,7 @@ class AuditChecker:
         found["unexpected"] = {
             eid for eid, rows in truth.audit_rows.items() if rows > 0 and eid not in attempts
         }
-        found["duplicated"] |= {
-            eid for eid in found["unexpected"] if truth.audit_rows[eid] > 1
-        }
+        found["duplicated"] |= {eid for eid in found["unexpected"] if truth.audit_rows[eid] > 1}
 
         counts = {c: len(ids) for c, ids in found.items()}
         pending = truth.audit_pending
@@ -114,8 +112,13 @@ class AuditChecker:
             passed,
             _summary(len(acked), counts, pending, self.require_drained),
             details,
-            {"lost": 0, "duplicated": 0, "unexpected": 0, "ack_mismatch": 0,
-             "pending": 0 if self.require_drained else None},
+            {
+                "lost": 0,
+                "duplicated": 0,
+                "unexpected": 0,
+                "ack_mismatch": 0,
+                "pending": 0 if self.require_drained else None,
+            },
         )
 
 

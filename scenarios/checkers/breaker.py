@@ -70,9 +70,11 @@ class BreakerTimelineChecker:
     name: str = "breaker"
 
     def check(self, history: History, truth: Truth) -> CheckResult:
-        thresholds: dict[str, JSON] = {"open_within_s": self.open_within_s,
-                                       "close_within_s": self.close_within_s,
-                                       "target": self.target}
+        thresholds: dict[str, JSON] = {
+            "open_within_s": self.open_within_s,
+            "close_within_s": self.close_within_s,
+            "target": self.target,
+        }
         bounded = self.open_within_s is not None or self.close_within_s is not None
         by_instance = observations(history.ops_for(*self.fs))
         window = next((w for w in history.fault_windows() if w.target == self.target), None)
@@ -92,8 +94,9 @@ class BreakerTimelineChecker:
             "instances": per_instance,
             "violations": violations,
         }
-        return CheckResult(self.name, not violations, _summary(violations, per_instance),
-                           details, thresholds)
+        return CheckResult(
+            self.name, not violations, _summary(violations, per_instance), details, thresholds
+        )
 
     def _instance(
         self, obs: list[Observation], window: FaultWindow | None
@@ -115,8 +118,9 @@ class BreakerTimelineChecker:
             if opened_at is None:
                 problems.append("the breaker never opened")
             elif opened_at - window.start > self.open_within_s:
-                problems.append(f"opened after {opened_at - window.start:.2f}s "
-                                f"> {self.open_within_s}s")
+                problems.append(
+                    f"opened after {opened_at - window.start:.2f}s > {self.open_within_s}s"
+                )
         if window.end is None:
             if self.close_within_s is not None:
                 problems.append(f"fault {window.name!r} was never healed")
@@ -129,8 +133,9 @@ class BreakerTimelineChecker:
             if closed_at is None:
                 problems.append("the breaker did not close after healing")
             elif closed_at - window.end > self.close_within_s:
-                problems.append(f"closed {closed_at - window.end:.2f}s after healing "
-                                f"> {self.close_within_s}s")
+                problems.append(
+                    f"closed {closed_at - window.end:.2f}s after healing > {self.close_within_s}s"
+                )
         return report, problems
 
 
@@ -141,8 +146,10 @@ def _summary(violations: list[str], per_instance: dict[str, JSON]) -> str:
     for instance, report in per_instance.items():
         if isinstance(report, dict):
             prefix = "" if instance == DEFAULT_INSTANCE else f"{instance}: "
-            parts.append(f"{prefix}opened {_secs(report['time_to_open_s'])} after the fault, "
-                         f"closed {_secs(report['time_to_close_s'])} after healing")
+            parts.append(
+                f"{prefix}opened {_secs(report['time_to_open_s'])} after the fault, "
+                f"closed {_secs(report['time_to_close_s'])} after healing"
+            )
     return "; ".join(parts) if parts else "breaker state not observed"
 
 

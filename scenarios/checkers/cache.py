@@ -72,16 +72,24 @@ class CacheAvailabilityChecker:
             "failed_by_reason": dict(Counter(_reason(op) for op in failed)),
             "failed_by_phase": dict(by_phase),
             "samples": [
-                {"t": op.start, "f": op.f, "key": op.key, "status": op.status,
-                 "outcome": op.outcome, "error": op.error}
+                {
+                    "t": op.start,
+                    "f": op.f,
+                    "key": op.key,
+                    "status": op.status,
+                    "outcome": op.outcome,
+                    "error": op.error,
+                }
                 for op in failed[:MAX_SAMPLES]
             ],
         }
         verdict = "ok" if passed else "too many"
-        summary = (f"{len(failed)} of {len(reads)} reads failed "
-                   f"(max {self.max_failed_reads}): {verdict}")
-        return CheckResult(self.name, passed, summary, details,
-                           {"max_failed_reads": self.max_failed_reads})
+        summary = (
+            f"{len(failed)} of {len(reads)} reads failed (max {self.max_failed_reads}): {verdict}"
+        )
+        return CheckResult(
+            self.name, passed, summary, details, {"max_failed_reads": self.max_failed_reads}
+        )
 
 
 @dataclass(frozen=True)
@@ -106,8 +114,11 @@ class StalenessChecker:
             if earliest is not None and op.start - earliest > self.bound_s:
                 stale.append((op.start - earliest, op, v))
         stale.sort(key=lambda s: -s[0])
-        marked = sum(1 for _, op, _ in stale
-                     if isinstance(op.response, dict) and op.response.get("source") == "stale")
+        marked = sum(
+            1
+            for _, op, _ in stale
+            if isinstance(op.response, dict) and op.response.get("source") == "stale"
+        )
         worst = stale[0][0] if stale else 0.0
         details: dict[str, JSON] = {
             "reads_checked": checked,
@@ -115,8 +126,14 @@ class StalenessChecker:
             "worst_staleness_s": worst,
             "stale_marked_by_target": marked,
             "samples": [
-                {"t": op.start, "f": op.f, "key": op.key, "read_version": v,
-                 "staleness_s": age, "source": _source(op.response)}
+                {
+                    "t": op.start,
+                    "f": op.f,
+                    "key": op.key,
+                    "read_version": v,
+                    "staleness_s": age,
+                    "source": _source(op.response),
+                }
                 for age, op, v in stale[:MAX_SAMPLES]
             ],
         }

@@ -96,8 +96,9 @@ class HealthChecker:
             "recovery_checked": after_from is not None,
         }
         passed = not violations and not problems
-        return CheckResult(self.name, passed, _summary(violations, problems, counts), details,
-                           self._thresholds())
+        return CheckResult(
+            self.name, passed, _summary(violations, problems, counts), details, self._thresholds()
+        )
 
     def _during(
         self, op: Op, status: str | None, windows: Sequence[FaultWindow]
@@ -106,7 +107,8 @@ class HealthChecker:
         if op.end is None or status is None:
             return None
         relevant = [
-            i for i, w in enumerate(windows)
+            i
+            for i, w in enumerate(windows)
             if w.start <= op.end and (w.end is None or w.end + self.grace_s > op.start)
         ]
         if not relevant:
@@ -129,8 +131,9 @@ class HealthChecker:
         for i, w in enumerate(windows):
             long_enough = w.end is None or w.end - w.start > self.grace_s
             if self.allowed({w.target}) is not None and long_enough and i not in covered:
-                problems.append(f"no health poll checked inside {w.name!r} after "
-                                f"{self.grace_s}s grace")
+                problems.append(
+                    f"no health poll checked inside {w.name!r} after {self.grace_s}s grace"
+                )
         if after_from is not None and self.expect_after and checked_after == 0:
             problems.append(f"no health poll from {after_from:.1f}s on (after recovery)")
         return problems
@@ -152,21 +155,29 @@ def _recovered_from(windows: Sequence[FaultWindow], grace_s: float) -> float | N
     return max((e for e in ends if e is not None), default=0.0) + grace_s
 
 
-def _violation(op: Op, status: str | None, allowed: AbstractSet[str], when: str
-               ) -> dict[str, JSON]:
-    return {"t": op.start, "status": status, "allowed": sorted(allowed), "when": when,
-            "instance": op.instance, "error": op.error}
+def _violation(op: Op, status: str | None, allowed: AbstractSet[str], when: str) -> dict[str, JSON]:
+    return {
+        "t": op.start,
+        "status": status,
+        "allowed": sorted(allowed),
+        "when": when,
+        "instance": op.instance,
+        "error": op.error,
+    }
 
 
-def _summary(violations: list[dict[str, JSON]], problems: list[str], counts: Counter[str]
-             ) -> str:
+def _summary(violations: list[dict[str, JSON]], problems: list[str], counts: Counter[str]) -> str:
     checked = counts["checked_during"] + counts["checked_after"]
     if not violations and not problems:
-        return (f"health matched the faults in {checked} polls "
-                f"({counts['checked_during']} during, {counts['checked_after']} after)")
+        return (
+            f"health matched the faults in {checked} polls "
+            f"({counts['checked_during']} during, {counts['checked_after']} after)"
+        )
     parts = []
     if violations:
         first = violations[0]
-        parts.append(f"{len(violations)} of {checked} polls wrong, first at "
-                      f"{float(first['t']):.1f}s: {first['status']} not in {first['allowed']}")
+        parts.append(
+            f"{len(violations)} of {checked} polls wrong, first at "
+            f"{float(first['t']):.1f}s: {first['status']} not in {first['allowed']}"
+        )
     return "; ".join(parts + problems)

@@ -60,8 +60,13 @@ class Percentiles:
     max: float | None
 
     def to_json(self) -> dict[str, JSON]:
-        return {"count": self.count, "p50": self.p50, "p95": self.p95, "p99": self.p99,
-                "max": self.max}
+        return {
+            "count": self.count,
+            "p50": self.p50,
+            "p95": self.p95,
+            "p99": self.p99,
+            "max": self.max,
+        }
 
 
 def percentiles(values: Iterable[float]) -> Percentiles:
@@ -89,8 +94,13 @@ class PhaseThresholds:
     min_throughput: float | None = None
 
     def to_json(self) -> dict[str, JSON]:
-        return {"p50_s": self.p50_s, "p95_s": self.p95_s, "p99_s": self.p99_s,
-                "max_s": self.max_s, "min_throughput": self.min_throughput}
+        return {
+            "p50_s": self.p50_s,
+            "p95_s": self.p95_s,
+            "p99_s": self.p99_s,
+            "max_s": self.max_s,
+            "min_throughput": self.min_throughput,
+        }
 
     @property
     def bounds_latency(self) -> bool:
@@ -111,8 +121,14 @@ class PhaseStats:
     """ok operations per second of the phase's span; None when the span is empty."""
 
     def to_json(self) -> dict[str, JSON]:
-        return {"phase": self.phase, "span_s": self.span_s, "ops": self.ops, "ok": self.ok,
-                "latency": self.latency.to_json(), "throughput": self.throughput}
+        return {
+            "phase": self.phase,
+            "span_s": self.span_s,
+            "ops": self.ops,
+            "ok": self.ok,
+            "latency": self.latency.to_json(),
+            "throughput": self.throughput,
+        }
 
 
 def phase_stats(history: History, fs: Sequence[str] = DEFAULT_FS) -> dict[Phase, PhaseStats]:

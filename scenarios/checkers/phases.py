@@ -54,7 +54,5 @@ def phase_spans(windows: Sequence[FaultWindow], duration: float) -> dict[Phase, 
     if all(w.end is not None for w in windows):
         last_end = max(end for _, end in intervals)
         spans["recovery"] = max(duration - last_end, 0.0)
-    spans["between"] = max(
-        duration - spans["baseline"] - spans["fault"] - spans["recovery"], 0.0
-    )
+    spans["between"] = max(duration - spans["baseline"] - spans["fault"] - spans["recovery"], 0.0)
     return spans

@@ -40,8 +40,7 @@ class ScenarioView:
     audit: Mapping[str, JSON] | None = None
 
 
-def render_html_report(summary: RunSummary, histories: Mapping[str, History] | None = None
-                       ) -> str:
+def render_html_report(summary: RunSummary, histories: Mapping[str, History] | None = None) -> str:
     """The report as a string; a scenario's history (if given) wins over its stored series."""
     env = Environment(
         loader=FileSystemLoader(TEMPLATES),
@@ -57,8 +56,9 @@ def render_html_report(summary: RunSummary, histories: Mapping[str, History] | N
     return env.get_template(TEMPLATE).render(summary=summary, views=views)
 
 
-def write_html_report(path: str | Path, summary: RunSummary,
-                      histories: Mapping[str, History] | None = None) -> Path:
+def write_html_report(
+    path: str | Path, summary: RunSummary, histories: Mapping[str, History] | None = None
+) -> Path:
     """Write the report to `path` and return it."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -79,8 +79,11 @@ def _view(i: int, result: ScenarioResult, history: History | None) -> ScenarioVi
             "band": Markup(state_band_svg(series.breaker, series.health, windows, duration)),
             "throughput": Markup(throughput_svg(series.throughput, windows, duration)),
         }
-        phases = [series.phases[p] for p in PHASES
-                  if isinstance(series.phases.get(p), dict) and series.phases[p].get("ops")]
+        phases = [
+            series.phases[p]
+            for p in PHASES
+            if isinstance(series.phases.get(p), dict) and series.phases[p].get("ops")
+        ]
     audit = next((c.details for c in result.checks if "by_path" in c.details), None)
     return ScenarioView(result, anchor, tuple(windows), series, plots, tuple(phases), audit)
 

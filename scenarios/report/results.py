@@ -92,11 +92,16 @@ class RunSummary:
     started_at: str = ""
 
     @classmethod
-    def of(cls, scenarios: Sequence[ScenarioResult], wall_s: float, started_at: str = ""
-           ) -> RunSummary:
+    def of(
+        cls, scenarios: Sequence[ScenarioResult], wall_s: float, started_at: str = ""
+    ) -> RunSummary:
         """A summary that passes iff there was a scenario and every one passed."""
-        return cls(tuple(scenarios), bool(scenarios) and all(s.passed for s in scenarios),
-                   wall_s, started_at)
+        return cls(
+            tuple(scenarios),
+            bool(scenarios) and all(s.passed for s in scenarios),
+            wall_s,
+            started_at,
+        )
 
     def to_json(self) -> dict[str, JSON]:
         return {
@@ -122,8 +127,7 @@ def write_results_json(run_dir: str | Path, summary: RunSummary) -> Path:
     path = Path(run_dir) / RESULTS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary.to_json(), indent=2, default=str) + "\n",
-                   encoding="utf-8")
+    tmp.write_text(json.dumps(summary.to_json(), indent=2, default=str) + "\n", encoding="utf-8")
     os.replace(tmp, path)
     return path
 
@@ -142,40 +146,63 @@ def write_junit_xml(path: str | Path, summary: RunSummary) -> Path:
     """JUnit XML: one testcase per scenario, one <failure> per failed check."""
     failures = sum(1 for s in summary.scenarios if s.error is None and not s.passed)
     errors = sum(1 for s in summary.scenarios if s.error is not None)
-    counts = {"tests": str(len(summary.scenarios)), "failures": str(failures),
-              "errors": str(errors), "time": f"{summary.wall_s:.3f}"}
+    counts = {
+        "tests": str(len(summary.scenarios)),
+        "failures": str(failures),
+        "errors": str(errors),
+        "time": f"{summary.wall_s:.3f}",
+    }
     root = ET.Element("testsuites", {"name": "stormproof", **counts})
-    suite = ET.SubElement(root, "testsuite", {"name": "stormproof.scenarios", **counts,
-                                              "skipped": "0"})
+    suite = ET.SubElement(
+        root, "testsuite", {"name": "stormproof.scenarios", **counts, "skipped": "0"}
+    )
     if summary.started_at:
         suite.set("timestamp", summary.started_at)
     for result in summary.scenarios:
-        case = ET.SubElement(suite, "testcase", {
-            "classname": "stormproof.scenarios",
-            "name": xml_safe(result.name),
-            "time": f"{result.wall_s:.3f}",
-        })
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            {
+                "classname": "stormproof.scenarios",
+                "name": xml_safe(result.name),
+                "time": f"{result.wall_s:.3f}",
+            },
+        )
         props = ET.SubElement(case, "properties")
         for check in result.checks:
-            ET.SubElement(props, "property", {
-                "name": xml_safe(f"check.{check.checker}"),
-                "value": xml_safe(f"{'pass' if check.passed else 'FAIL'}: {check.summary}"),
-            })
+            ET.SubElement(
+                props,
+                "property",
+                {
+                    "name": xml_safe(f"check.{check.checker}"),
+                    "value": xml_safe(f"{'pass' if check.passed else 'FAIL'}: {check.summary}"),
+                },
+            )
         if result.error is not None:
-            err = ET.SubElement(case, "error", {"message": xml_safe(result.error),
-                                                "type": "ScenarioError"})
+            err = ET.SubElement(
+                case, "error", {"message": xml_safe(result.error), "type": "ScenarioError"}
+            )
             err.text = xml_safe(result.error)
         for check in result.failed_checks:
-            failure = ET.SubElement(case, "failure", {
-                "message": xml_safe(f"{check.checker}: {check.summary}"),
-                "type": "CheckFailed",
-            })
-            failure.text = xml_safe(json.dumps(
-                {"details": check.details, "thresholds": check.thresholds},
-                indent=2, default=str))
+            failure = ET.SubElement(
+                case,
+                "failure",
+                {
+                    "message": xml_safe(f"{check.checker}: {check.summary}"),
+                    "type": "CheckFailed",
+                },
+            )
+            failure.text = xml_safe(
+                json.dumps(
+                    {"details": check.details, "thresholds": check.thresholds},
+                    indent=2,
+                    default=str,
+                )
+            )
         if not result.passed and result.error is None and not result.failed_checks:
-            ET.SubElement(case, "failure", {"message": "scenario did not pass",
-                                            "type": "ScenarioFailed"})
+            ET.SubElement(
+                case, "failure", {"message": "scenario did not pass", "type": "ScenarioFailed"}
+            )
         if result.log_excerpt:
             ET.SubElement(case, "system-out").text = xml_safe(result.log_excerpt)
     ET.indent(root)

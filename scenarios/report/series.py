@@ -54,8 +54,10 @@ class PlotSeries:
             duration=float(data.get("duration", 0.0)),
             latency=[(float(t), float(lat), str(o)) for t, lat, o in data.get("latency", [])],
             throughput=[(int(s), int(ok), int(bad)) for s, ok, bad in data.get("throughput", [])],
-            breaker={str(k): [(float(t), str(s)) for t, s in v]
-                     for k, v in (data.get("breaker") or {}).items()},
+            breaker={
+                str(k): [(float(t), str(s)) for t, s in v]
+                for k, v in (data.get("breaker") or {}).items()
+            },
             health=[(float(t), str(s)) for t, s in data.get("health", [])],
             phases=dict(data.get("phases") or {}),
             points_total=int(data.get("points_total", 0)),
@@ -70,13 +72,15 @@ def series_from_history(
     points = [(op.start, op.latency, op.outcome) for op in ops if op.latency is not None]
     polls = history.ops_for(*POLL_FS)
     health = sorted(
-        (op.end, s) for op in history.ops_for("health")
+        (op.end, s)
+        for op in history.ops_for("health")
         if op.end is not None and (s := status_of(op.response)) is not None
     )
     return PlotSeries(
         duration=history.duration,
-        latency=downsample([(t, lat, o) for t, lat, o in points if lat is not None],
-                           history.duration, max_points),
+        latency=downsample(
+            [(t, lat, o) for t, lat, o in points if lat is not None], history.duration, max_points
+        ),
         throughput=throughput(ops),
         breaker={k: state_changes(v) for k, v in observations(polls).items()},
         health=state_changes(health),

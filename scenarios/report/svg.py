@@ -53,13 +53,13 @@ def fmt_seconds(value: float) -> str:
 def _svg(kind: str, height: int, body: list[str], title: str) -> str:
     return (
         f'<svg class="plot {kind}" role="img" width="{WIDTH}" height="{height}" '
-        f'viewBox="0 0 {WIDTH} {height}"><title>{escape(title)}</title>'
-        + "".join(body) + "</svg>"
+        f'viewBox="0 0 {WIDTH} {height}"><title>{escape(title)}</title>' + "".join(body) + "</svg>"
     )
 
 
-def _windows(axis: TimeAxis, windows: Sequence[FaultWindow], top: float, bottom: float,
-             label: bool = True) -> list[str]:
+def _windows(
+    axis: TimeAxis, windows: Sequence[FaultWindow], top: float, bottom: float, label: bool = True
+) -> list[str]:
     out = []
     for w in windows:
         x0 = axis.x(w.start)
@@ -71,8 +71,10 @@ def _windows(axis: TimeAxis, windows: Sequence[FaultWindow], top: float, bottom:
             f'height="{bottom - top:.1f}"><title>{escape(tip)}</title></rect>'
         )
         if label:
-            out.append(f'<text class="fault-label" x="{x0 + 3:.1f}" y="{top - 5:.1f}">'
-                       f"{escape(w.name)}</text>")
+            out.append(
+                f'<text class="fault-label" x="{x0 + 3:.1f}" y="{top - 5:.1f}">'
+                f"{escape(w.name)}</text>"
+            )
     return out
 
 
@@ -81,13 +83,18 @@ def _x_axis(axis: TimeAxis, bottom: float, top: float) -> list[str]:
     for t in axis.ticks():
         x = axis.x(t)
         out.append(f'<line class="grid" x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{bottom}"/>')
-        out.append(f'<text class="tick" x="{x:.1f}" y="{bottom + 14}" '
-                   f'text-anchor="middle">{t:g}s</text>')
+        out.append(
+            f'<text class="tick" x="{x:.1f}" y="{bottom + 14}" text-anchor="middle">{t:g}s</text>'
+        )
     return out
 
 
-def latency_svg(points: Sequence[LatencyPoint], windows: Sequence[FaultWindow],
-                duration: float, height: int = 280) -> str:
+def latency_svg(
+    points: Sequence[LatencyPoint],
+    windows: Sequence[FaultWindow],
+    duration: float,
+    height: int = 280,
+) -> str:
     """Latency of each operation against its start time, log scale, faults shaded."""
     axis = TimeAxis(duration)
     top, bottom = TOP, height - BOTTOM
@@ -102,23 +109,33 @@ def latency_svg(points: Sequence[LatencyPoint], windows: Sequence[FaultWindow],
     body = _windows(axis, windows, top, bottom) + _x_axis(axis, bottom, top)
     for decade in range(lo, hi + 1):
         yy = y(10.0**decade)
-        body.append(f'<line class="grid" x1="{LEFT}" y1="{yy:.1f}" x2="{WIDTH - RIGHT}" '
-                    f'y2="{yy:.1f}"/>')
-        body.append(f'<text class="tick" x="{LEFT - 6}" y="{yy + 4:.1f}" text-anchor="end">'
-                    f"{fmt_seconds(10.0**decade)}</text>")
+        body.append(
+            f'<line class="grid" x1="{LEFT}" y1="{yy:.1f}" x2="{WIDTH - RIGHT}" y2="{yy:.1f}"/>'
+        )
+        body.append(
+            f'<text class="tick" x="{LEFT - 6}" y="{yy + 4:.1f}" text-anchor="end">'
+            f"{fmt_seconds(10.0**decade)}</text>"
+        )
     for outcome in ("ok", "fail", "info"):
         d = "".join(f"M{axis.x(t):.1f} {y(lat):.1f}h0" for t, lat, o in points if o == outcome)
         if d:
             body.append(f'<path class="points {outcome}" d="{d}"/>')
-    body.append(_legend([("ok", "ok"), ("fail", "fail"), ("info", "unknown (info)"),
-                         ("fault", "fault window")]))
+    body.append(
+        _legend(
+            [("ok", "ok"), ("fail", "fail"), ("info", "unknown (info)"), ("fault", "fault window")]
+        )
+    )
     if not points:
         body.append(_empty(height))
     return _svg("latency", height, body, "Operation latency over time")
 
 
-def throughput_svg(buckets: Sequence[ThroughputBucket], windows: Sequence[FaultWindow],
-                   duration: float, height: int = 200) -> str:
+def throughput_svg(
+    buckets: Sequence[ThroughputBucket],
+    windows: Sequence[FaultWindow],
+    duration: float,
+    height: int = 200,
+) -> str:
     """Completions per second, ok stacked under not-ok, faults shaded."""
     axis = TimeAxis(duration)
     top, bottom = TOP, height - BOTTOM
@@ -128,10 +145,13 @@ def throughput_svg(buckets: Sequence[ThroughputBucket], windows: Sequence[FaultW
     body = _windows(axis, windows, top, bottom) + _x_axis(axis, bottom, top)
     for frac in (0.5, 1.0):
         yy = bottom - frac * peak * scale
-        body.append(f'<line class="grid" x1="{LEFT}" y1="{yy:.1f}" x2="{WIDTH - RIGHT}" '
-                    f'y2="{yy:.1f}"/>')
-        body.append(f'<text class="tick" x="{LEFT - 6}" y="{yy + 4:.1f}" text-anchor="end">'
-                    f"{frac * peak:g}/s</text>")
+        body.append(
+            f'<line class="grid" x1="{LEFT}" y1="{yy:.1f}" x2="{WIDTH - RIGHT}" y2="{yy:.1f}"/>'
+        )
+        body.append(
+            f'<text class="tick" x="{LEFT - 6}" y="{yy + 4:.1f}" text-anchor="end">'
+            f"{frac * peak:g}/s</text>"
+        )
     ok_d, bad_d = [], []
     for second, ok, bad in buckets:
         x = axis.x(second)
@@ -150,8 +170,12 @@ def throughput_svg(buckets: Sequence[ThroughputBucket], windows: Sequence[FaultW
     return _svg("throughput", height, body, "Throughput (completions per second)")
 
 
-def state_band_svg(breaker: Mapping[str, Sequence[StatePoint]], health: Sequence[StatePoint],
-                   windows: Sequence[FaultWindow], duration: float) -> str:
+def state_band_svg(
+    breaker: Mapping[str, Sequence[StatePoint]],
+    health: Sequence[StatePoint],
+    windows: Sequence[FaultWindow],
+    duration: float,
+) -> str:
     """One row per instance's breaker state, and one for reported health, over time."""
     rows: list[tuple[str, Sequence[StatePoint]]] = [
         (f"breaker {name}" if len(breaker) > 1 else "breaker", changes)
@@ -165,8 +189,10 @@ def state_band_svg(breaker: Mapping[str, Sequence[StatePoint]], health: Sequence
     body: list[str] = _x_axis(axis, bottom, top)
     for i, (label, changes) in enumerate(rows):
         y = top + i * BAND_ROW
-        body.append(f'<text class="row-label" x="{LEFT - 6}" y="{y + 15}" '
-                    f'text-anchor="end">{escape(label)}</text>')
+        body.append(
+            f'<text class="row-label" x="{LEFT - 6}" y="{y + 15}" '
+            f'text-anchor="end">{escape(label)}</text>'
+        )
         for j, (t, state) in enumerate(changes):
             end = changes[j + 1][0] if j + 1 < len(changes) else axis.span
             x0, x1 = axis.x(t), axis.x(end)
@@ -176,11 +202,19 @@ def state_band_svg(breaker: Mapping[str, Sequence[StatePoint]], health: Sequence
                 f'width="{max(x1 - x0, 1):.1f}" height="{BAND_ROW - 4}">'
                 f"<title>{escape(f'{label}: {state} from {t:.1f}s')}</title></rect>"
             )
-    body += [s.replace('class="fault"', 'class="fault outline"')
-             for s in _windows(axis, windows, top, bottom, label=False)]
-    body.append(_legend([("state-closed", "CLOSED / HEALTHY"),
-                         ("state-half-open", "HALF_OPEN / DEGRADED"),
-                         ("state-open", "OPEN / UNHEALTHY")]))
+    body += [
+        s.replace('class="fault"', 'class="fault outline"')
+        for s in _windows(axis, windows, top, bottom, label=False)
+    ]
+    body.append(
+        _legend(
+            [
+                ("state-closed", "CLOSED / HEALTHY"),
+                ("state-half-open", "HALF_OPEN / DEGRADED"),
+                ("state-open", "OPEN / UNHEALTHY"),
+            ]
+        )
+    )
     return _svg("breaker-band", height, body, "Breaker state and reported health")
 
 
@@ -188,12 +222,15 @@ def _legend(items: list[tuple[str, str]]) -> str:
     out = ['<g class="legend">']
     x = WIDTH - RIGHT - 170 * len(items)
     for cls, label in items:
-        out.append(f'<rect class="swatch {cls}" x="{x}" y="{LEGEND_Y}" width="10" height="10"/>'
-                   f'<text x="{x + 14}" y="{LEGEND_Y + 9}">{escape(label)}</text>')
+        out.append(
+            f'<rect class="swatch {cls}" x="{x}" y="{LEGEND_Y}" width="10" height="10"/>'
+            f'<text x="{x + 14}" y="{LEGEND_Y + 9}">{escape(label)}</text>'
+        )
         x += 170
     return "".join(out) + "</g>"
 
 
 def _empty(height: int) -> str:
-    return (f'<text class="empty" x="{WIDTH / 2}" y="{height / 2}" text-anchor="middle">'
-            "no data</text>")
+    return (
+        f'<text class="empty" x="{WIDTH / 2}" y="{height / 2}" text-anchor="middle">no data</text>'
+    )

@@ -167,8 +167,11 @@ class NoResync(HybridCache):
         return None
 
 
-@pytest.mark.parametrize(("kind", "stale"), [(HybridCache, False), (NoResync, True)],
-                         ids=["resync", "broken-variant-no-resync"])
+@pytest.mark.parametrize(
+    ("kind", "stale"),
+    [(HybridCache, False), (NoResync, True)],
+    ids=["resync", "broken-variant-no-resync"],
+)
 async def test_write_made_while_cut_off_does_not_leave_others_stale(
     cache_a: HybridCache, side_proxy: Proxy, kind: type[HybridCache], stale: bool
 ) -> None:

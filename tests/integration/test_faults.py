@@ -15,7 +15,9 @@ pytestmark = pytest.mark.integration
 
 def _client(stack: Stack, timeout_s: float = 0.5) -> redis.Redis:
     return redis.Redis.from_url(
-        stack.urls.redis_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+        stack.urls.redis_url,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
         retry=None,
     )
 
@@ -97,8 +99,9 @@ def test_revert_all_survives_errors_and_empties(stormproof_stack: Stack) -> None
     injector = FaultInjector(stormproof_stack)
     injector.apply(FaultSpec("latency", "postgres", {"latency": 10}))
     injector.apply(FaultSpec("down", "redis"))
-    stormproof_stack.toxiproxy.request("DELETE", "/proxies/postgres/toxics/" +
-                                       stormproof_stack.postgres_proxy.toxics()[0].name)
+    stormproof_stack.toxiproxy.request(
+        "DELETE", "/proxies/postgres/toxics/" + stormproof_stack.postgres_proxy.toxics()[0].name
+    )
     assert injector.revert_all() == []  # a toxic already gone is not an error
     assert injector.active == []
     assert stormproof_stack.redis_proxy.refresh().enabled

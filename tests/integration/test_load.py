@@ -73,8 +73,12 @@ def test_reference_passes_under_a_redis_black_hole(
     assert table_rows(out) == PHASE_ROWS
     judged = verdicts(data, "reference")
     assert judged == {
-        "reads.fault.failures": True, "reads.fault.p99": True, "reads.fault.rps": True,
-        "fault.injected": True, "audit.lost": True, "audit.backlog": True,
+        "reads.fault.failures": True,
+        "reads.fault.p99": True,
+        "reads.fault.rps": True,
+        "fault.injected": True,
+        "audit.lost": True,
+        "audit.backlog": True,
     }
     result = data["results"][0]
     assert result["acknowledged_events"] > 100  # the loss check checked something
@@ -116,15 +120,29 @@ def test_the_fault_is_reverted_when_locust_is_terminated(stormproof_stack: Stack
     env = {
         **os.environ,
         "STORMPROOF_TOXIPROXY_URL": stormproof_stack.urls.toxiproxy_url,
-        "STORMPROOF_LOAD_PHASES": "0.5,60,1", "STORMPROOF_LOAD_WARMUP_S": "0",
-        "STORMPROOF_LOAD_USERS": "1", "STORMPROOF_LOAD_USER_RPS": "1",
+        "STORMPROOF_LOAD_PHASES": "0.5,60,1",
+        "STORMPROOF_LOAD_WARMUP_S": "0",
+        "STORMPROOF_LOAD_USERS": "1",
+        "STORMPROOF_LOAD_USER_RPS": "1",
         "STORMPROOF_LOAD_FAULT": "redis-down",
     }
     proxy = stormproof_stack.redis_proxy
     locust = subprocess.Popen(
-        [sys.executable, "-m", "locust", "-f", str(DEFAULT_LOCUSTFILE), "--headless",
-         "--host", "http://127.0.0.1:9", "--only-summary"],
-        env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(DEFAULT_LOCUSTFILE),
+            "--headless",
+            "--host",
+            "http://127.0.0.1:9",
+            "--only-summary",
+        ],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     try:
@@ -148,7 +166,10 @@ def test_the_test_suite_does_not_load_locust(request: pytest.FixtureRequest) -> 
     assert "gevent" not in sys.modules
     listed = subprocess.run(
         [sys.executable, "-m", "pytest", "--fixtures", "-q", "tests/unit/test_load_stats.py"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert listed.returncode == 0, listed.stdout + listed.stderr
     assert "pytest_locust" not in listed.stdout

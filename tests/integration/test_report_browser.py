@@ -27,8 +27,14 @@ from scenarios.report import RunSummary, ScenarioResult, write_html_report
 pytestmark = pytest.mark.browser
 
 CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 )
 TIMEOUT_S = 90
 SCENARIOS = ("redis-blackhole", "redis-blackhole-no-timeout")
@@ -67,26 +73,37 @@ def record(path: Path, slow: bool) -> History:
                 rec.fault("end", "redis-blackhole", "redis", "timeout")
             faulty = 100 <= tick < 250
             inv = rec.invoke(tick % 8, "cache_get", f"k{tick % 5}", None)
-            clock.t += (2.0 if slow else 0.05 + 0.002 * (tick % 7)) if faulty else \
-                0.002 + 0.0005 * (tick % 11)
+            clock.t += (
+                (2.0 if slow else 0.05 + 0.002 * (tick % 7))
+                if faulty
+                else 0.002 + 0.0005 * (tick % 11)
+            )
             if faulty and tick % 9 == 0:
-                rec.complete(inv, "info" if slow else "fail", None, None if slow else 503,
-                             "timeout")
+                rec.complete(
+                    inv, "info" if slow else "fail", None, None if slow else 503, "timeout"
+                )
             else:
                 rec.complete(inv, "ok", {"value": {"v": 1}, "source": "l2"}, 200)
             if tick % 10 == 3:
                 inv = rec.invoke(20, "audit", None, {"event_id": f"e{tick}"})
                 clock.t += 0.01
-                rec.complete(inv, "ok", {"event_id": f"e{tick}",
-                                         "path": "db" if faulty else "queue"}, 202)
+                rec.complete(
+                    inv, "ok", {"event_id": f"e{tick}", "path": "db" if faulty else "queue"}, 202
+                )
             if tick % 5 == 0:
-                state = ("OPEN" if 105 <= tick < 240 else "HALF_OPEN" if tick < 255
-                         else "CLOSED") if not slow and tick >= 105 else "CLOSED"
+                state = (
+                    ("OPEN" if 105 <= tick < 240 else "HALF_OPEN" if tick < 255 else "CLOSED")
+                    if not slow and tick >= 105
+                    else "CLOSED"
+                )
                 inv = rec.invoke(30, "health", None, None)
                 clock.t += 0.003
-                rec.complete(inv, "ok", {
-                    "status": "HEALTHY" if state == "CLOSED" else "DEGRADED",
-                    "circuit": state}, 200)
+                rec.complete(
+                    inv,
+                    "ok",
+                    {"status": "HEALTHY" if state == "CLOSED" else "DEGRADED", "circuit": state},
+                    200,
+                )
     return History.load(path)
 
 
@@ -97,23 +114,35 @@ def build_report(tmp_path: Path) -> Path:
         slow = name.endswith("no-timeout")
         history = record(tmp_path / f"{name}.jsonl", slow)
         eids = [op.request["event_id"] for op in history.ops_for("audit")]
-        truth = Truth(audit_rows={e: 1 for e in eids[3 if slow else 0:]}, audit_pending=0)
-        checks = run_checkers([
-            AuditChecker(),
-            BreakerTimelineChecker(open_within_s=2, close_within_s=5),
-            HealthChecker(grace_s=2),
-            LatencyChecker({"baseline": PhaseThresholds(p99_s=0.05),
-                            "fault": PhaseThresholds(p99_s=0.5)}),
-        ], history, truth)
-        results.append(ScenarioResult(
-            name=name, description="Redis black hole for 15 s under read/audit load",
-            passed=all(c.passed for c in checks), checks=checks, wall_s=41.0,
-            fault_windows=history.fault_windows(), started_at="2024-05-01T12:00:00+00:00",
-            log_excerpt="INFO ready\n<script>document.title='pwned'</script>\nWARN breaker OPEN",
-        ))
+        truth = Truth(audit_rows={e: 1 for e in eids[3 if slow else 0 :]}, audit_pending=0)
+        checks = run_checkers(
+            [
+                AuditChecker(),
+                BreakerTimelineChecker(open_within_s=2, close_within_s=5),
+                HealthChecker(grace_s=2),
+                LatencyChecker(
+                    {"baseline": PhaseThresholds(p99_s=0.05), "fault": PhaseThresholds(p99_s=0.5)}
+                ),
+            ],
+            history,
+            truth,
+        )
+        results.append(
+            ScenarioResult(
+                name=name,
+                description="Redis black hole for 15 s under read/audit load",
+                passed=all(c.passed for c in checks),
+                checks=checks,
+                wall_s=41.0,
+                fault_windows=history.fault_windows(),
+                started_at="2024-05-01T12:00:00+00:00",
+                log_excerpt=(
+                    "INFO ready\n<script>document.title='pwned'</script>\nWARN breaker OPEN"
+                ),
+            )
+        )
         histories[name] = history
-    return write_html_report(tmp_path / "report.html", RunSummary.of(results, 82.0),
-                             histories)
+    return write_html_report(tmp_path / "report.html", RunSummary.of(results, 82.0), histories)
 
 
 class DomScan(HTMLParser):
@@ -145,7 +174,10 @@ class DomScan(HTMLParser):
 def run_chromium(binary: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-        capture_output=True, text=True, timeout=TIMEOUT_S, check=False,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=False,
     )
 
 
@@ -166,8 +198,14 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     assert "<title>stormproof report: FAIL</title>" in dom.stdout
 
     png = tmp_path / "report.png"
-    shot = run_chromium(binary, tmp_path / "profile-shot", f"--screenshot={png}",
-                        "--window-size=1280,2000", "--hide-scrollbars", url)
+    shot = run_chromium(
+        binary,
+        tmp_path / "profile-shot",
+        f"--screenshot={png}",
+        "--window-size=1280,2000",
+        "--hide-scrollbars",
+        url,
+    )
     assert shot.returncode == 0, shot.stderr[-2000:]
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"

@@ -154,7 +154,7 @@ def test_external_stack_is_not_wiped_without_allow_reset(tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("body", "problem"),
     [
-        ('latency = { falut = { p99_s = 0.001 } }', "unknown key(s) ['falut']"),
+        ("latency = { falut = { p99_s = 0.001 } }", "unknown key(s) ['falut']"),
         ('health = { during = { redis = "DEGRADED" } }', "list of strings"),
     ],
 )

@@ -54,7 +54,8 @@ class Receiver:
     def named(self, name: str, state: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
             return [
-                e for e in self.events
+                e
+                for e in self.events
                 if e["name"] == name and (state is None or e["state"] == state)
             ]
 
@@ -180,8 +181,7 @@ def test_hanging_webhook_does_not_slow_requests(
 
         def firings() -> int:
             return sum(
-                "alert firing SYSTEM_UNHEALTHY" in r.get("msg", "")
-                for r in service.log_records()
+                "alert firing SYSTEM_UNHEALTHY" in r.get("msg", "") for r in service.log_records()
             )
 
         wait_until(lambda: firings() >= 4, 5.0, what="evaluations go on while the hook hangs")

@@ -41,8 +41,12 @@ AUDIT_CASES: list[Case] = [
     ("POST", "/audit", {"content": json.dumps(audit_body()).encode()}, (422, 415)),
     ("POST", "/audit", {"json": audit_body(event_id="not-a-uuid")}, (422,)),
     ("POST", "/audit", {"json": {**audit_body(), "event_id": 12345}}, (422,)),
-    ("POST", "/audit", {"json": audit_body(event_id="00000000-0000-0000-0000-000000000000")},
-     (422,)),
+    (
+        "POST",
+        "/audit",
+        {"json": audit_body(event_id="00000000-0000-0000-0000-000000000000")},
+        (422,),
+    ),
     ("POST", "/audit", {"json": audit_body(actor=7)}, (422,)),
     ("POST", "/audit", {"json": audit_body(actor="")}, (422,)),
     ("POST", "/audit", {"json": audit_body(actor="x" * 201)}, (422,)),
@@ -52,22 +56,23 @@ AUDIT_CASES: list[Case] = [
     ("POST", "/audit", {"json": audit_body(payload="text")}, (422,)),
     ("POST", "/audit", {"json": audit_body(payload={"s": "nul\u0000"})}, (422,)),
     # a lone surrogate as a payload key: pydantic replaces it with U+FFFD (lossy, not 5xx)
-    ("POST", "/audit", _raw(json.dumps(audit_body()).replace('"valor"', '"\\udfff"')),
-     (422, 202)),
+    ("POST", "/audit", _raw(json.dumps(audit_body()).replace('"valor"', '"\\udfff"')), (422, 202)),
     ("POST", "/audit", _raw(json.dumps(audit_body()).replace("10}", "1e999}")), (422,)),
     ("POST", "/audit", {"json": audit_body(payload={"big": "x" * 70_000})}, (422,)),
     ("POST", "/audit", _raw(json.dumps(audit_body()).replace("10}", _deep(100) + "}")), (422,)),
     # too deep / too many digits for Python's json: FastAPI answers 400 "error parsing"
-    ("POST", "/audit", _raw(json.dumps(audit_body()).replace("10}", _deep(20_000) + "}")),
-     (422, 400)),
-    ("POST", "/audit", _raw(json.dumps(audit_body()).replace("10}", "1" * 5000 + "}")),
-     (422, 400)),
+    (
+        "POST",
+        "/audit",
+        _raw(json.dumps(audit_body()).replace("10}", _deep(20_000) + "}")),
+        (422, 400),
+    ),
+    ("POST", "/audit", _raw(json.dumps(audit_body()).replace("10}", "1" * 5000 + "}")), (422, 400)),
     ("POST", "/audit", {"json": audit_body(occurred_at="yesterday")}, (422,)),
     ("POST", "/audit", {"json": audit_body(occurred_at="2024-01-01T00:00:00")}, (422, 202)),
     ("POST", "/audit", {"json": audit_body(occurred_at="99999-01-01T00:00:00Z")}, (422,)),
     ("POST", "/audit", {"json": {**audit_body(), "extra": 1}}, (422,)),
-    ("POST", "/audit", {"json": {k: v for k, v in audit_body().items() if k != "actor"}},
-     (422,)),
+    ("POST", "/audit", {"json": {k: v for k, v in audit_body().items() if k != "actor"}}, (422,)),
 ]
 
 CACHE_CASES: list[Case] = [
@@ -111,9 +116,12 @@ BENEFICIO_CASES: list[Case] = [
     ("PUT", "/beneficios/b1", _raw('{"nome": "\\ud800", "valor": 1}'), (422,)),
     ("PUT", "/beneficios/b1", {"json": {"nome": "x", "valor": 1, "actor": "a\u0000"}}, (422,)),
     ("PUT", "/beneficios/b1", _raw('{"nome": "x", "valor": 1, "actor": "\\udc00"}'), (422,)),
-    ("PUT", "/beneficios/b1",
-     {"json": {"nome": "x", "valor": 1, "event_id": "00000000-0000-0000-0000-000000000000"}},
-     (422,)),
+    (
+        "PUT",
+        "/beneficios/b1",
+        {"json": {"nome": "x", "valor": 1, "event_id": "00000000-0000-0000-0000-000000000000"}},
+        (422,),
+    ),
     ("PUT", "/beneficios/b1", {"json": {"nome": "x", "valor": 1, "extra": True}}, (422,)),
 ]
 
@@ -122,8 +130,12 @@ ROUTE_CASES: list[Case] = [
     ("POST", "/cache/k", {"json": {"value": 1}}, (405,)),
     ("DELETE", "/audit", {}, (405,)),
     ("GET", "/admin", {}, (404,)),
-    ("GET", "/admin/audit/backlog",
-     {"headers": {"Authorization": "Bearer \u00e9\u00e8".encode("latin-1")}}, (401,)),
+    (
+        "GET",
+        "/admin/audit/backlog",
+        {"headers": {"Authorization": "Bearer \u00e9\u00e8".encode("latin-1")}},
+        (401,),
+    ),
     ("PUT", "/health", {}, (405,)),
 ]
 
@@ -134,8 +146,9 @@ def _check_all(service: Service, cases: list[Case]) -> None:
     for method, path, kwargs, expected in cases:
         response = service.client.request(method, path, **kwargs)
         if response.status_code not in expected:
-            wrong.append(f"{method} {path} {str(kwargs)[:80]}: {response.status_code} "
-                         f"{response.text[:160]}")
+            wrong.append(
+                f"{method} {path} {str(kwargs)[:80]}: {response.status_code} {response.text[:160]}"
+            )
         elif response.status_code >= 400:
             body = response.json()
             if not body.get("detail"):

@@ -64,7 +64,9 @@ def test_cache_reads_l2_written_by_someone_else(service: Service) -> None:
         got = service.client.get("/cache/contract:other")
         assert got.status_code == 200, got.text
         assert got.json() == {
-            "key": "contract:other", "value": {"from": "elsewhere"}, "source": "l2"
+            "key": "contract:other",
+            "value": {"from": "elsewhere"},
+            "source": "l2",
         }
 
         assert service.client.put("/cache/contract:mine", json={"value": [1, 2]}).status_code == 204
@@ -193,7 +195,8 @@ def test_health_resilience_and_metrics_shapes(service: Service) -> None:
     ):
         assert name in text, f"{name} missing from /metrics"
     queue_line = next(
-        line for line in text.splitlines()
+        line
+        for line in text.splitlines()
         if line.startswith('stormproof_audit_events_total{path="queue"}')
     )
     assert float(queue_line.split()[-1]) >= 1.0
@@ -224,7 +227,8 @@ def test_admin_endpoints_need_the_token(service: Service, method: str, path: str
     ok = c.request(method, path, headers=AUTH)
     assert ok.status_code == 200, ok.text
     expected = (
-        {"replayed", "remaining"} if path == "/admin/recovery"
+        {"replayed", "remaining"}
+        if path == "/admin/recovery"
         else {"journal_pending", "queue_pending"}
     )
     body = ok.json()

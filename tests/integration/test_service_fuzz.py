@@ -72,10 +72,17 @@ def test_served_schema_is_the_fuzzed_one(live_url: str) -> None:
     assert served.json() == OPENAPI
     paths = {f"{m.upper()} {p}" for p, ops in OPENAPI["paths"].items() for m in ops}
     assert paths >= {
-        "GET /cache/{key}", "PUT /cache/{key}", "DELETE /cache/{key}",
-        "GET /beneficios/{beneficio_id}", "PUT /beneficios/{beneficio_id}", "POST /audit",
-        "GET /health", "GET /resilience", "GET /metrics",
-        "POST /admin/recovery", "GET /admin/audit/backlog",
+        "GET /cache/{key}",
+        "PUT /cache/{key}",
+        "DELETE /cache/{key}",
+        "GET /beneficios/{beneficio_id}",
+        "PUT /beneficios/{beneficio_id}",
+        "POST /audit",
+        "GET /health",
+        "GET /resilience",
+        "GET /metrics",
+        "POST /admin/recovery",
+        "GET /admin/audit/backlog",
     }
 
 

@@ -52,8 +52,11 @@ def test_log_is_json_and_has_no_secret(
         DATABASE_URL=_with_password(stormproof_stack.urls.database_url, DB_PASSWORD),
     )
     answers = [service.client.get("/health").text]
-    answers.append(service.client.post("/admin/recovery", headers={
-        "Authorization": f"Bearer {ADMIN_TOKEN[:-1]}"}).text)
+    answers.append(
+        service.client.post(
+            "/admin/recovery", headers={"Authorization": f"Bearer {ADMIN_TOKEN[:-1]}"}
+        ).text
+    )
     with service.stack.postgres_proxy.down():
         answers.append(service.client.get("/health").text)
         answers.append(service.client.get("/beneficios/b1").text)

@@ -50,11 +50,22 @@ class Synth:
         process: int = 0,
     ) -> Synth:
         i = len(self.events)
-        self.events.append(Event(i, process, "invoke", f, key, request, start,
-                                 instance=instance))
+        self.events.append(Event(i, process, "invoke", f, key, request, start, instance=instance))
         if end is not None:
-            self.events.append(Event(i + 1, process, outcome, f, key, response, end,
-                                     status=status, instance=instance, ref=i))
+            self.events.append(
+                Event(
+                    i + 1,
+                    process,
+                    outcome,
+                    f,
+                    key,
+                    response,
+                    end,
+                    status=status,
+                    instance=instance,
+                    ref=i,
+                )
+            )
         return self
 
     def history(self, *windows: FaultWindow) -> History:
@@ -70,12 +81,20 @@ def assert_json_safe(result: CheckResult) -> None:
 # --- audit ---------------------------------------------------------------------------
 
 
-def audit_op(s: Synth, eid: str, outcome: Outcome, t: float, path: str = "queue",
-             status: int | None = None) -> None:
+def audit_op(
+    s: Synth, eid: str, outcome: Outcome, t: float, path: str = "queue", status: int | None = None
+) -> None:
     response = {"event_id": eid, "path": path} if outcome == "ok" else None
     code = status if status is not None else {"ok": 202, "fail": 503, "info": None}[outcome]
-    s.op("audit", t, t + 0.01, outcome, request={"event_id": eid, "actor": "x"},
-         response=response, status=code)
+    s.op(
+        "audit",
+        t,
+        t + 0.01,
+        outcome,
+        request={"event_id": eid, "actor": "x"},
+        response=response,
+        status=code,
+    )
 
 
 def test_audit_healthy_history_passes_and_reports_every_category() -> None:
@@ -121,18 +140,24 @@ def test_audit_flags_lost_duplicated_and_unexpected_events() -> None:
 
 @pytest.mark.parametrize(
     ("require_drained", "pending", "passed", "phrase"),
-    [(True, 3, False, "3 pending"), (False, 3, True, "3 pending"),
-     (True, 0, True, "0 pending"), (True, None, False, "backlog not read"),
-     (False, None, True, "backlog not read")],
+    [
+        (True, 3, False, "3 pending"),
+        (False, 3, True, "3 pending"),
+        (True, 0, True, "0 pending"),
+        (True, None, False, "backlog not read"),
+        (False, None, True, "backlog not read"),
+    ],
 )
-def test_audit_pending_backlog(require_drained: bool, pending: int | None, passed: bool,
-                               phrase: str) -> None:
+def test_audit_pending_backlog(
+    require_drained: bool, pending: int | None, passed: bool, phrase: str
+) -> None:
     """A backlog left after recovery, or one never read, fails only when draining is
     required."""
     s = Synth()
     audit_op(s, "a", "ok", 1)
     result = AuditChecker(require_drained=require_drained).check(
-        s.history(), Truth(audit_rows={"a": 1}, audit_pending=pending))
+        s.history(), Truth(audit_rows={"a": 1}, audit_pending=pending)
+    )
     assert result.passed is passed
     assert phrase in result.summary
 
@@ -146,8 +171,15 @@ def test_audit_retry_after_unknown_counts_as_acked_and_mismatched_ack_fails() ->
     assert not result.passed and result.details["counts"]["lost"] == 1
     assert result.details["counts"]["unknown_absent"] == 0
     s2 = Synth()
-    s2.op("audit", 1, 1.1, "ok", request={"event_id": "e2"},
-          response={"event_id": "other", "path": "db"}, status=202)
+    s2.op(
+        "audit",
+        1,
+        1.1,
+        "ok",
+        request={"event_id": "e2"},
+        response={"event_id": "other", "path": "db"},
+        status=202,
+    )
     bad = AuditChecker().check(s2.history(), Truth(audit_rows={"e2": 1}, audit_pending=0))
     assert not bad.passed and bad.details["counts"]["ack_mismatch"] == 1
 
@@ -155,10 +187,24 @@ def test_audit_retry_after_unknown_counts_as_acked_and_mismatched_ack_fails() ->
 def test_audit_counts_events_recorded_by_beneficio_updates() -> None:
     """A beneficio PUT that returns its audit event_id is an attempt like POST /audit."""
     s = Synth()
-    s.op("beneficio_put", 1, 1.1, key="b1", request={"v": 1},
-         response={"id": "b1", "event_id": "ben-1"}, status=200)
-    s.op("beneficio_put", 2, 2.1, key="b2", request={"v": 1},
-         response={"id": "b2", "event_id": "ben-2"}, status=200)
+    s.op(
+        "beneficio_put",
+        1,
+        1.1,
+        key="b1",
+        request={"v": 1},
+        response={"id": "b1", "event_id": "ben-1"},
+        status=200,
+    )
+    s.op(
+        "beneficio_put",
+        2,
+        2.1,
+        key="b2",
+        request={"v": 1},
+        response={"id": "b2", "event_id": "ben-2"},
+        status=200,
+    )
     s.op("beneficio_put", 3, 3.1, "fail", key="b3", request={"v": 1}, status=503)
     truth = Truth(audit_rows={"ben-1": 1}, audit_pending=0)
     result = AuditChecker().check(s.history(), truth)
@@ -197,8 +243,7 @@ def test_cache_availability_flags_5xx_and_unknown_reads() -> None:
     assert not result.passed
     assert result.details["failed"] == 3
     assert result.details["failed_by_phase"] == {"fault": 3}
-    assert result.details["failed_by_reason"] == {"http 500": 1, "unknown (info)": 1,
-                                                  "http 502": 1}
+    assert result.details["failed_by_reason"] == {"http 500": 1, "unknown (info)": 1, "http 502": 1}
     tolerant = CacheAvailabilityChecker(max_failed_reads=3).check(s.history(window), NO_TRUTH)
     assert tolerant.passed
     assert_json_safe(result)
@@ -219,8 +264,15 @@ def read(s: Synth, t: float, v: int | None, key: str = "k", source: str = "l2") 
     if v is None:
         s.op("cache_get", t, t + 0.01, "ok", key=key, status=404)
     else:
-        s.op("cache_get", t, t + 0.01, "ok", key=key, status=200,
-             response={"key": key, "value": {"v": v}, "source": source})
+        s.op(
+            "cache_get",
+            t,
+            t + 0.01,
+            "ok",
+            key=key,
+            status=200,
+            response={"key": key, "value": {"v": v}, "source": source},
+        )
 
 
 def test_staleness_passes_reads_within_the_bound() -> None:
@@ -273,11 +325,18 @@ def test_phase_of_and_spans() -> None:
     """Baseline before the first fault, fault inside, between gaps, recovery after."""
     windows = [FaultWindow("a", "redis", 2, 4), FaultWindow("b", "redis", 6, 8)]
     assert [phase_of(t, windows) for t in (1, 2, 3.9, 4, 5, 7, 8, 20)] == [
-        "baseline", "fault", "fault", "between", "between", "fault", "recovery", "recovery"]
+        "baseline",
+        "fault",
+        "fault",
+        "between",
+        "between",
+        "fault",
+        "recovery",
+        "recovery",
+    ]
     assert phase_of(5, []) == "baseline"
     assert phase_of(50, [FaultWindow("c", "postgres", 2, None)]) == "fault"
-    assert phase_spans(windows, 10) == {"baseline": 2, "fault": 4, "between": 2,
-                                        "recovery": 2}
+    assert phase_spans(windows, 10) == {"baseline": 2, "fault": 4, "between": 2, "recovery": 2}
     overlapping = [FaultWindow("a", "redis", 1, 5), FaultWindow("b", "postgres", 3, 6)]
     assert phase_spans(overlapping, 10)["fault"] == 5
     assert phase_spans([FaultWindow("c", "redis", 4, None)], 10)["recovery"] == 0
@@ -329,8 +388,7 @@ def test_latency_without_fault_windows_skips_fault_thresholds() -> None:
     result = LatencyChecker(THRESHOLDS).check(s.history(), NO_TRUTH)
     assert result.passed, result.summary
     assert result.details["skipped_phases"] == ["fault", "recovery"]
-    slow = LatencyChecker({"baseline": PhaseThresholds(p50_s=0.001)}).check(s.history(),
-                                                                           NO_TRUTH)
+    slow = LatencyChecker({"baseline": PhaseThresholds(p50_s=0.001)}).check(s.history(), NO_TRUTH)
     assert not slow.passed
 
 
@@ -345,7 +403,8 @@ def test_latency_phase_with_only_unknown_outcomes_fails() -> None:
     result = LatencyChecker({"fault": PhaseThresholds(p99_s=1)}).check(history, NO_TRUTH)
     assert not result.passed
     assert result.details["violations"] == [
-        "fault: no successful operation out of 1", "fault: p99 5.000s > 1.000s"
+        "fault: no successful operation out of 1",
+        "fault: p99 5.000s > 1.000s",
     ]
     with pytest.raises(ValueError, match="unknown phases"):
         LatencyChecker({"during": PhaseThresholds()})
@@ -354,14 +413,21 @@ def test_latency_phase_with_only_unknown_outcomes_fails() -> None:
 # --- breaker ---------------------------------------------------------------------------
 
 
-def polls(s: Synth, states: Sequence[tuple[float, float, str]], instance: str | None = None,
-          f: str = "health") -> None:
+def polls(
+    s: Synth,
+    states: Sequence[tuple[float, float, str]],
+    instance: str | None = None,
+    f: str = "health",
+) -> None:
     """Polls every 0.5 s from `a` to `b` reporting `state`."""
     for a, b, state in states:
         t = a
         while t < b:
-            response: JSON = ({"status": "HEALTHY", "circuit": state} if f == "health"
-                              else {"redis": {"circuitState": state.lower()}})
+            response: JSON = (
+                {"status": "HEALTHY", "circuit": state}
+                if f == "health"
+                else {"redis": {"circuitState": state.lower()}}
+            )
             s.op(f, t, t + 0.01, key=None, status=200, response=response, instance=instance)
             t += 0.5
 
@@ -374,13 +440,13 @@ def test_breaker_opens_and_closes_in_time() -> None:
     s = Synth()
     polls(s, [(0, 11, "CLOSED"), (11, 24, "OPEN"), (24, 25, "HALF_OPEN"), (25, 30, "CLOSED")])
     result = BreakerTimelineChecker(open_within_s=2, close_within_s=10).check(
-        s.history(REDIS_WINDOW), NO_TRUTH)
+        s.history(REDIS_WINDOW), NO_TRUTH
+    )
     assert result.passed, result.summary
     report = result.details["instances"]["default"]
     assert report["time_to_open_s"] == pytest.approx(1.01)
     assert report["time_to_close_s"] == pytest.approx(5.01)
-    assert [state for _, state in report["timeline"]] == ["CLOSED", "OPEN", "HALF_OPEN",
-                                                          "CLOSED"]
+    assert [state for _, state in report["timeline"]] == ["CLOSED", "OPEN", "HALF_OPEN", "CLOSED"]
     assert_json_safe(result)
 
 
@@ -389,7 +455,8 @@ def test_breaker_that_never_opens_is_flagged() -> None:
     s = Synth()
     polls(s, [(0, 30, "CLOSED")])
     result = BreakerTimelineChecker(open_within_s=2, close_within_s=10).check(
-        s.history(REDIS_WINDOW), NO_TRUTH)
+        s.history(REDIS_WINDOW), NO_TRUTH
+    )
     assert not result.passed
     assert "never opened" in result.summary
 
@@ -399,7 +466,8 @@ def test_breaker_opening_late_or_never_closing_is_flagged() -> None:
     s = Synth()
     polls(s, [(0, 16, "CLOSED"), (16, 30, "OPEN")], f="resilience")
     result = BreakerTimelineChecker(open_within_s=2, close_within_s=5).check(
-        s.history(REDIS_WINDOW), NO_TRUTH)
+        s.history(REDIS_WINDOW), NO_TRUTH
+    )
     assert not result.passed
     violations = result.details["violations"]
     assert any(v.startswith("opened after 6.01s") for v in violations)
@@ -413,8 +481,7 @@ def test_breaker_without_redis_window_or_polls() -> None:
     pg = FaultWindow("pg-down", "postgres", 1, 3, "down")
     assert not BreakerTimelineChecker(open_within_s=2).check(s.history(pg), NO_TRUTH).passed
     assert BreakerTimelineChecker().check(s.history(pg), NO_TRUTH).passed
-    empty = BreakerTimelineChecker(open_within_s=2).check(Synth().history(REDIS_WINDOW),
-                                                          NO_TRUTH)
+    empty = BreakerTimelineChecker(open_within_s=2).check(Synth().history(REDIS_WINDOW), NO_TRUTH)
     assert not empty.passed and "no breaker state was observed" in empty.summary
 
 
@@ -424,7 +491,8 @@ def test_breaker_checks_each_instance() -> None:
     polls(s, [(0, 11, "CLOSED"), (11, 21, "OPEN"), (21, 30, "CLOSED")], instance="a")
     polls(s, [(0, 30, "CLOSED")], instance="b")
     result = BreakerTimelineChecker(open_within_s=2, close_within_s=5).check(
-        s.history(REDIS_WINDOW), NO_TRUTH)
+        s.history(REDIS_WINDOW), NO_TRUTH
+    )
     assert not result.passed
     assert result.details["violations"] == ["b: the breaker never opened"]
 
@@ -440,8 +508,13 @@ def health_polls(s: Synth, spans: Sequence[tuple[float, float, str | None]]) -> 
             if status is None:
                 s.op("health", t, t + 0.4, "info")
             else:
-                s.op("health", t, t + 0.01, status=200 if status == "HEALTHY" else 503,
-                     response={"status": status, "circuit": "CLOSED"})
+                s.op(
+                    "health",
+                    t,
+                    t + 0.01,
+                    status=200 if status == "HEALTHY" else 503,
+                    response={"status": status, "circuit": "CLOSED"},
+                )
             t += 0.5
 
 
@@ -472,8 +545,9 @@ def test_health_expectations_per_target_and_combination() -> None:
     health_polls(wrong, [(0, 10, "HEALTHY"), (10, 20, "DEGRADED"), (20, 40, "HEALTHY")])
     assert not HealthChecker(grace_s=2).check(wrong.history(pg), NO_TRUTH).passed
     both = Synth()
-    health_polls(both, [(0, 10, "HEALTHY"), (10, 14, "DEGRADED"), (14, 20, "UNHEALTHY"),
-                        (20, 40, "HEALTHY")])
+    health_polls(
+        both, [(0, 10, "HEALTHY"), (10, 14, "DEGRADED"), (14, 20, "UNHEALTHY"), (20, 40, "HEALTHY")]
+    )
     redis = FaultWindow("redis-down", "redis", 10, 20, "down")
     pg2 = FaultWindow("pg-down", "postgres", 12, 20, "down")
     result = HealthChecker(grace_s=2).check(both.history(redis, pg2), NO_TRUTH)
@@ -492,8 +566,16 @@ def test_health_needs_observations_and_answers_after_recovery() -> None:
     result = HealthChecker(grace_s=2).check(sparse.history(REDIS_WINDOW), NO_TRUTH)
     assert not result.passed and result.details["coverage_problems"]
     silent = Synth()
-    health_polls(silent, [(0, 11, "HEALTHY"), (11, 20, "DEGRADED"), (20, 30, "HEALTHY"),
-                          (30, 31, None), (31, 40, "HEALTHY")])
+    health_polls(
+        silent,
+        [
+            (0, 11, "HEALTHY"),
+            (11, 20, "DEGRADED"),
+            (20, 30, "HEALTHY"),
+            (30, 31, None),
+            (31, 40, "HEALTHY"),
+        ],
+    )
     result = HealthChecker(grace_s=2).check(silent.history(REDIS_WINDOW), NO_TRUTH)
     assert not result.passed
     assert result.details["violations"] == 2
@@ -525,8 +607,7 @@ class Exploding:
 
 def test_run_checkers_turns_a_crash_into_a_failed_result() -> None:
     """A checker that raises fails its own check without stopping the others."""
-    results = run_checkers([Exploding(), CacheAvailabilityChecker()], Synth().history(),
-                           NO_TRUTH)
+    results = run_checkers([Exploding(), CacheAvailabilityChecker()], Synth().history(), NO_TRUTH)
     assert [r.checker for r in results] == ["exploding", "cache-availability"]
     assert not results[0].passed and "KeyError" in results[0].summary
     assert results[1].passed

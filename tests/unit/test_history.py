@@ -42,8 +42,16 @@ def test_recorder_writes_jsonl_lines_with_increasing_indexes(tmp_path: Path) -> 
     lines = path.read_text().splitlines()
     assert [json.loads(line)["index"] for line in lines] == [0, 1]
     first, second = (json.loads(line) for line in lines)
-    assert first == {"index": 0, "type": "invoke", "process": 3, "f": "cache_put", "key": "k1",
-                     "value": {"value": {"v": 1}}, "time": 0.0, "instance": "a"}
+    assert first == {
+        "index": 0,
+        "type": "invoke",
+        "process": 3,
+        "f": "cache_put",
+        "key": "k1",
+        "value": {"value": {"v": 1}},
+        "time": 0.0,
+        "instance": "a",
+    }
     assert second["type"] == "ok" and second["ref"] == 0 and second["status"] == 204
     assert second["time"] == 0.25 and second["instance"] == "a"
     assert "error" not in second
@@ -92,9 +100,16 @@ def test_fault_lines_become_windows(tmp_path: Path) -> None:
         rec.fault("start", "pg-blackhole", "postgres", "timeout")
         clock.advance(4)
     raw = [json.loads(line) for line in path.read_text().splitlines()]
-    assert raw[0] == {"index": 0, "type": "fault", "edge": "start", "name": "redis-down",
-                      "target": "redis", "kind": "down", "time": 1.0,
-                      "detail": {"proxy": "redis"}}
+    assert raw[0] == {
+        "index": 0,
+        "type": "fault",
+        "edge": "start",
+        "name": "redis-down",
+        "target": "redis",
+        "kind": "down",
+        "time": 1.0,
+        "detail": {"proxy": "redis"},
+    }
     windows = History.load(path).fault_windows()
     assert windows == (
         FaultWindow("redis-down", "redis", 1.0, 3.0, "down"),
@@ -136,8 +151,10 @@ def test_bad_fields_are_reported_with_line_numbers(tmp_path: Path) -> None:
     path.write_text('{"index": 0, "type": "weird", "process": 0, "f": "a", "time": 0}\n')
     with pytest.raises(HistoryError, match="unknown event type"):
         History.load(path)
-    path.write_text('{"index": 0, "type": "fault", "edge": "end", "name": "n", '
-                    '"target": "redis", "kind": "down", "time": 1}\n')
+    path.write_text(
+        '{"index": 0, "type": "fault", "edge": "end", "name": "n", '
+        '"target": "redis", "kind": "down", "time": 1}\n'
+    )
     with pytest.raises(HistoryError, match="never started"):
         History.load(path)
 
@@ -151,8 +168,7 @@ def test_completion_without_ref_pairs_by_process() -> None:
         Event(3, 7, "info", "cache_get", "a", None, 1.0, error="timeout"),
     ]
     ops = History(events).ops()
-    assert [(op.key, op.outcome, op.end) for op in ops] == [("a", "info", 1.0),
-                                                           ("b", "ok", 0.2)]
+    assert [(op.key, op.outcome, op.end) for op in ops] == [("a", "info", 1.0), ("b", "ok", 0.2)]
     with pytest.raises(HistoryError, match="no open invoke"):
         History([Event(0, 1, "ok", "x", None, None, 0.0)]).ops()
 
@@ -166,8 +182,7 @@ def test_mixed_ref_and_process_pairing() -> None:
         Event(3, 1, "fail", "cache_get", "b", None, 0.3, status=500),
     ]
     ops = History(events).ops()
-    assert [(op.key, op.outcome, op.status) for op in ops] == [("a", "ok", 200),
-                                                              ("b", "fail", 500)]
+    assert [(op.key, op.outcome, op.status) for op in ops] == [("a", "ok", 200), ("b", "fail", 500)]
     with pytest.raises(HistoryError, match="not an open invoke"):
         History([*events, Event(4, 1, "ok", "cache_get", "a", None, 0.4, ref=0)]).ops()
 

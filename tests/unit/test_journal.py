@@ -30,7 +30,6 @@ from tests.strategies import audit_events
 KEY = b"secret-key-0123456789abcdef"
 
 
-
 def read_all(directory: Path, key: bytes | None = None) -> list[bytes]:
     """Every intact payload in the journal, in segment order."""
     out: list[bytes] = []

@@ -21,16 +21,56 @@ from scenarios.load_stats import (
 )
 
 HEADER = [
-    "Type", "Name", "Request Count", "Failure Count", "Median Response Time",
-    "Average Response Time", "Min Response Time", "Max Response Time", "Average Content Size",
-    "Requests/s", "Failures/s", "50%", "66%", "75%", "80%", "90%", "95%", "98%", "99%",
-    "99.9%", "99.99%", "100%",
+    "Type",
+    "Name",
+    "Request Count",
+    "Failure Count",
+    "Median Response Time",
+    "Average Response Time",
+    "Min Response Time",
+    "Max Response Time",
+    "Average Content Size",
+    "Requests/s",
+    "Failures/s",
+    "50%",
+    "66%",
+    "75%",
+    "80%",
+    "90%",
+    "95%",
+    "98%",
+    "99%",
+    "99.9%",
+    "99.99%",
+    "100%",
 ]
 
 
 def _row(kind: str, name: str, count: int, fails: int, p50: str, p95: str, p99: str) -> list[str]:
-    return [kind, name, str(count), str(fails), p50, "1", "1", "1", "1", "1", "0",
-            p50, p50, p50, p50, p95, p95, p99, p99, p99, p99, p99]
+    return [
+        kind,
+        name,
+        str(count),
+        str(fails),
+        p50,
+        "1",
+        "1",
+        "1",
+        "1",
+        "1",
+        "0",
+        p50,
+        p50,
+        p50,
+        p50,
+        p95,
+        p95,
+        p99,
+        p99,
+        p99,
+        p99,
+        p99,
+    ]
 
 
 def _csv(tmp_path: Path, rows: list[list[str]]) -> Path:
@@ -47,13 +87,16 @@ def _stats(phase: str, kind: str, n: int, fails: int, p99: float, secs: float = 
 
 
 def test_phase_rows_are_read_and_endpoint_rows_ignored(tmp_path: Path) -> None:
-    path = _csv(tmp_path, [
-        _row("GET", "[baseline] GET /beneficios/[id]", 900, 0, "5", "9", "12"),
-        _row("PHASE", "[baseline] reads", 1000, 0, "5", "10", "20"),
-        _row("PHASE", "[fault] reads", 950, 2, "6", "30", "N/A"),
-        _row("PHASE", "[warmup] reads", 50, 0, "5", "10", "20"),
-        _row("", "Aggregated", 2000, 2, "5", "10", "20"),
-    ])
+    path = _csv(
+        tmp_path,
+        [
+            _row("GET", "[baseline] GET /beneficios/[id]", 900, 0, "5", "9", "12"),
+            _row("PHASE", "[baseline] reads", 1000, 0, "5", "10", "20"),
+            _row("PHASE", "[fault] reads", 950, 2, "6", "30", "N/A"),
+            _row("PHASE", "[warmup] reads", 50, 0, "5", "10", "20"),
+            _row("", "Aggregated", 2000, 2, "5", "10", "20"),
+        ],
+    )
     stats = read_phase_stats(path, {"baseline": 10.0, "fault": 9.5})
     assert set(stats) == {("baseline", "reads"), ("fault", "reads")}
     base = stats[("baseline", "reads")]
@@ -63,10 +106,12 @@ def test_phase_rows_are_read_and_endpoint_rows_ignored(tmp_path: Path) -> None:
 
 
 def test_phase_durations_skip_the_unfinished_phase() -> None:
-    log = {"phases": [
-        {"name": "baseline", "start_s": 2.0, "end_s": 8.0},
-        {"name": "stop", "start_s": 8.0, "end_s": None},
-    ]}
+    log = {
+        "phases": [
+            {"name": "baseline", "start_s": 2.0, "end_s": 8.0},
+            {"name": "stop", "start_s": 8.0, "end_s": None},
+        ]
+    }
     assert phase_durations(log) == {"baseline": 6.0}
 
 
@@ -126,14 +171,20 @@ def test_acks_from_the_file_and_its_worker_siblings(tmp_path: Path) -> None:
 
 
 def test_table_and_ratio_for_two_variants() -> None:
-    ref = VariantResult("reference", stats={
-        ("baseline", "reads"): _stats("baseline", "reads", 1000, 0, 20.0),
-        ("fault", "reads"): _stats("fault", "reads", 990, 0, 40.0),
-    })
-    naive = VariantResult("naive", stats={
-        ("baseline", "reads"): _stats("baseline", "reads", 1000, 0, 20.0),
-        ("fault", "reads"): _stats("fault", "reads", 100, 9, 5000.0),
-    })
+    ref = VariantResult(
+        "reference",
+        stats={
+            ("baseline", "reads"): _stats("baseline", "reads", 1000, 0, 20.0),
+            ("fault", "reads"): _stats("fault", "reads", 990, 0, 40.0),
+        },
+    )
+    naive = VariantResult(
+        "naive",
+        stats={
+            ("baseline", "reads"): _stats("baseline", "reads", 1000, 0, 20.0),
+            ("fault", "reads"): _stats("fault", "reads", 100, 9, 5000.0),
+        },
+    )
     table = render_table([ref, naive])
     assert "reference" in table and "naive" in table
     assert "RPS ratio fault/baseline (reads): reference 0.99, naive 0.10" in table

@@ -68,21 +68,28 @@ def record_run(path: Path, breaker_opens: bool) -> History:
             if tick % 10 == 5:
                 inv = rec.invoke(9, "audit", None, {"event_id": f"e{tick}"})
                 clock.t += 0.01
-                rec.complete(inv, "ok", {"event_id": f"e{tick}",
-                                         "path": "db" if faulty else "queue"}, 202)
+                rec.complete(
+                    inv, "ok", {"event_id": f"e{tick}", "path": "db" if faulty else "queue"}, 202
+                )
             if tick % 5 == 0:
                 open_now = breaker_opens and 105 <= tick < 205
                 inv = rec.invoke(10, "health", None, None)
                 clock.t += 0.002
-                rec.complete(inv, "ok", {
-                    "status": "DEGRADED" if open_now else "HEALTHY",
-                    "circuit": "OPEN" if open_now else "CLOSED",
-                }, 200)
+                rec.complete(
+                    inv,
+                    "ok",
+                    {
+                        "status": "DEGRADED" if open_now else "HEALTHY",
+                        "circuit": "OPEN" if open_now else "CLOSED",
+                    },
+                    200,
+                )
     return History.load(path)
 
 
-def scenario(tmp_path: Path, name: str, breaker_opens: bool, lose: int = 0
-             ) -> tuple[ScenarioResult, History]:
+def scenario(
+    tmp_path: Path, name: str, breaker_opens: bool, lose: int = 0
+) -> tuple[ScenarioResult, History]:
     history = record_run(tmp_path / f"{name}.jsonl", breaker_opens)
     acked = [op.request["event_id"] for op in history.ops_for("audit")]
     truth = Truth(audit_rows={eid: 1 for eid in acked[lose:]}, audit_pending=0)
@@ -115,10 +122,15 @@ def scenario(tmp_path: Path, name: str, breaker_opens: bool, lose: int = 0
 def summary_of(tmp_path: Path) -> tuple[RunSummary, dict[str, History]]:
     good, good_h = scenario(tmp_path, "redis-down", breaker_opens=True)
     bad, bad_h = scenario(tmp_path, "redis-down-broken", breaker_opens=False, lose=2)
-    bare = ScenarioResult("target-<kill>", "no history & no series", False, (), 1.0,
-                          error="target did not start: port in use")
-    summary = RunSummary.of([good, bad, bare], wall_s=64.0,
-                            started_at="2024-05-01T12:00:00+00:00")
+    bare = ScenarioResult(
+        "target-<kill>",
+        "no history & no series",
+        False,
+        (),
+        1.0,
+        error="target did not start: port in use",
+    )
+    summary = RunSummary.of([good, bad, bare], wall_s=64.0, started_at="2024-05-01T12:00:00+00:00")
     return summary, {"redis-down": good_h, "redis-down-broken": bad_h}
 
 
@@ -138,7 +150,10 @@ def test_results_json_round_trips(tmp_path: Path) -> None:
     assert path == tmp_path / "run" / "results.json"
     raw = json.loads(path.read_text())
     assert raw["passed"] is False and [s["name"] for s in raw["scenarios"]] == [
-        "redis-down", "redis-down-broken", "target-<kill>"]
+        "redis-down",
+        "redis-down-broken",
+        "target-<kill>",
+    ]
     back = read_results_json(path)
     assert back == summary
     assert back.scenarios[1].checks[0].details["counts"]["lost"] == 2
@@ -172,7 +187,7 @@ def test_html_report_lists_every_scenario_with_plots(tmp_path: Path) -> None:
     summary, histories = summary_of(tmp_path)
     path = write_html_report(tmp_path / "report.html", summary, histories)
     html = path.read_text()
-    verdicts = html[html.index('id="verdicts"'):html.index("</table>")]
+    verdicts = html[html.index('id="verdicts"') : html.index("</table>")]
     for name in ("redis-down", "redis-down-broken", "target-&lt;kill&gt;"):
         assert f">{name}</a>" in verdicts
     assert html.index('id="verdicts"') < html.index('class="plot latency"')
@@ -185,7 +200,7 @@ def test_html_report_lists_every_scenario_with_plots(tmp_path: Path) -> None:
     assert html.count('class="percentiles"') == 2
     assert "No history for this scenario" in html
     assert "open_within_s=2, close_within_s=5" in html
-    broken = html[html.index('data-scenario="redis-down-broken"'):]
+    broken = html[html.index('data-scenario="redis-down-broken"') :]
     assert re.search(r'<td class="num bad">2</td>', broken)
 
 
