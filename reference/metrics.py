@@ -24,6 +24,7 @@ from reference.breaker import CircuitBreaker, CircuitState
 
 __all__ = [
     "BREAKER_STATE_VALUES",
+    "HEALTH_STATUS_VALUES",
     "AuditPath",
     "CacheTier",
     "L2ErrorKind",
@@ -41,6 +42,7 @@ BREAKER_STATE_VALUES: dict[CircuitState, int] = {
     CircuitState.HALF_OPEN: 1,
     CircuitState.OPEN: 2,
 }
+HEALTH_STATUS_VALUES: dict[str, int] = {"HEALTHY": 0, "DEGRADED": 1, "UNHEALTHY": 2}
 _TIERS: tuple[CacheTier, ...] = ("l1", "l2")
 _L2_KINDS: tuple[L2ErrorKind, ...] = ("error", "timeout", "rejected")
 _PATHS: tuple[AuditPath, ...] = ("queue", "db", "file")
@@ -152,6 +154,28 @@ class ResilienceMetrics:
             "Wall-clock time of the last Redis failure (0 = never)",
             registry=r,
         )
+        # operators' gauges (deploy/prometheus/rules.yml), refreshed when /metrics is read
+        self._health_status = Gauge(
+            "stormproof_health_status",
+            "Overall health (0 HEALTHY, 1 DEGRADED, 2 UNHEALTHY)",
+            registry=r,
+        )
+        self._dependency_up = Gauge(
+            "stormproof_dependency_up",
+            "Whether the last health probe of a dependency answered (1) or not (0)",
+            ["dependency"],
+            registry=r,
+        )
+        self._dead_letters = Gauge(
+            "stormproof_audit_dead_letters",
+            "Audit stream entries given up on (rows in the dead-letter table), as last read",
+            registry=r,
+        )
+        self._queue_backlog = Gauge(
+            "stormproof_audit_queue_backlog",
+            "Audit stream entries not yet committed to the database, as last read",
+            registry=r,
+        )
 
     # -- cache --------------------------------------------------------------------------
 
@@ -209,6 +233,20 @@ class ResilienceMetrics:
     def record_redis_failure(self) -> None:
         self._redis_failures.inc()
         self._redis_last_failure.set(self._wall_clock())
+
+    # -- operators' gauges ----------------------------------------------------------------
+
+    def set_health(self, status: str, *, redis_ok: bool, database_ok: bool) -> None:
+        """Publish the overall status ("HEALTHY" | "DEGRADED" | "UNHEALTHY") and probes."""
+        self._health_status.set(HEALTH_STATUS_VALUES[status])
+        self._dependency_up.labels(dependency="redis").set(int(redis_ok))
+        self._dependency_up.labels(dependency="database").set(int(database_ok))
+
+    def set_dead_letters(self, entries: int) -> None:
+        self._dead_letters.set(entries)
+
+    def set_queue_backlog(self, entries: int) -> None:
+        self._queue_backlog.set(entries)
 
     # -- snapshot -----------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from reference.audit.event import AuditEvent, InvalidAuditEvent
 from reference.audit.resilient import AuditUnavailable
 from reference.service.components import Components
+from reference.service.readings import publish_gauges
 
 router = APIRouter()
 # /cache keys live in their own namespace: a client of the cache API cannot forge the
@@ -164,6 +165,7 @@ async def metrics(c: Deps) -> PlainTextResponse:
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
     await c.refresh_gauges()
+    await publish_gauges(c)
     return PlainTextResponse(generate_latest(c.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
