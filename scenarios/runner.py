@@ -22,6 +22,7 @@ import redis
 from scenarios.checkers import CheckResult, Truth, run_checkers
 from scenarios.faults import FaultInjector
 from scenarios.history import History, HistoryRecorder
+from scenarios.prometheus_evidence import collect_alerts, expected_alerts, watch_targets
 from scenarios.report import (
     RunSummary,
     ScenarioResult,
@@ -53,6 +54,8 @@ class RunOptions:
     truth_query: str = TRUTH_QUERY
     allow_reset: bool = False
     """Allow dropping the tables and flushing Redis on an external stack."""
+    prometheus: bool = False
+    """Run a Prometheus scraping the targets for every scenario (`--with-prometheus`)."""
 
 
 def run_catalogue(
@@ -67,17 +70,18 @@ def run_catalogue(
     run_dir.mkdir(parents=True, exist_ok=True)
     results: list[ScenarioResult] = []
     histories: dict[str, History] = {}
-    stacks: dict[bool, Stack] = {}
+    stacks: dict[tuple[bool, bool], Stack] = {}
     try:
         for number, scenario in enumerate(scenarios):
             aof = bool(scenario.stack.get("redis_aof", True))
-            if aof not in stacks:
-                stacks[aof] = open_stack(
-                    options.provider, base_dir=run_dir / "stack", redis_aof=aof
+            key = (aof, wants_prometheus(scenario, options.prometheus))
+            if key not in stacks:
+                stacks[key] = open_stack(
+                    options.provider, base_dir=run_dir / "stack", redis_aof=aof, prometheus=key[1]
                 )
             report = progress(number, scenario) if progress else None
             result, history = asyncio.run(
-                run_scenario(scenario, stacks[aof], options, run_dir / scenario.name, report)
+                run_scenario(scenario, stacks[key], options, run_dir / scenario.name, report)
             )
             results.append(result)
             if history is not None:
@@ -133,6 +137,7 @@ async def run_scenario(
         instance_env=lambda n: {"REDIS_URL": extra_proxies[n]} if extra_proxies else {},
     )
     injector = FaultInjector(stack, targets=lambda: list(targets.instances))
+    prometheus = stack.prometheus if wants_prometheus(scenario, options.prometheus) else None
     error: str | None = None
     history: History | None = None
     checks: tuple[CheckResult, ...] = ()
@@ -140,8 +145,10 @@ async def run_scenario(
         say("starting target", 0.0)
         await asyncio.to_thread(targets.start)
         await wait_healthy(targets.urls, 15.0)
+        if prometheus is not None:
+            await asyncio.to_thread(watch_targets, prometheus, targets.urls, scenario.name)
         loop = asyncio.get_running_loop()
-        t0 = loop.time()
+        t0, wall_t0 = loop.time(), time.time()
         with HistoryRecorder(history_path, lambda: loop.time() - t0, flush_every=64) as recorder:
             workload = Workload(
                 scenario.workload,
@@ -158,12 +165,26 @@ async def run_scenario(
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await asyncio.wait_for(driver, scenario.workload.request_timeout_s + 5)
                 await asyncio.to_thread(_heal, stack, injector, targets)
+            healed_wall = time.time()
             say("recovering", 0.9)
             pending = await settle(targets, scenario.settle_s)
             history = recorder.history()
+        alerts = None
+        if prometheus is not None:
+            say("reading alerts from Prometheus", 0.95)
+            fire, resolve_within_s = expected_alerts(scenario.expect)
+            alerts = await asyncio.to_thread(
+                collect_alerts,
+                prometheus,
+                wall_t0=wall_t0,
+                healed_wall=healed_wall,
+                fire=fire,
+                resolve_within_s=resolve_within_s,
+            )
         truth = Truth(
             audit_rows=await asyncio.to_thread(read_truth, stack, options.truth_query),
             audit_pending=pending,
+            alerts=alerts,
         )
         checks = run_checkers(scenario.checkers(), history, truth)
     except Exception as exc:
@@ -171,6 +192,8 @@ async def run_scenario(
     finally:
         errors = injector.revert_all()
         await asyncio.to_thread(targets.stop)
+        if prometheus is not None:
+            prometheus.set_targets([])
         for n in extra_proxies:
             with contextlib.suppress(Exception):
                 stack.toxiproxy.delete_proxy(f"redis.i{n}")
@@ -229,6 +252,11 @@ async def _play_schedule(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def wants_prometheus(scenario: Scenario, everywhere: bool = False) -> bool:
+    """Whether `scenario` runs with a Prometheus (its stack option, or `--with-prometheus`)."""
+    return everywhere or bool(scenario.stack.get("prometheus"))
 
 
 def _heal(stack: Stack, injector: FaultInjector, targets: TargetGroup) -> None:

@@ -36,14 +36,23 @@ from scenarios.checkers import (
     HealthChecker,
     LatencyChecker,
     PhaseThresholds,
+    PrometheusAlertsChecker,
     StalenessChecker,
 )
 from scenarios.faults import FaultError, FaultSpec
 from scenarios.workload import WorkloadError, WorkloadSpec
 
-EXPECTATIONS = ("audit", "cache_availability", "staleness", "latency", "breaker", "health")
+EXPECTATIONS = (
+    "audit",
+    "cache_availability",
+    "staleness",
+    "latency",
+    "breaker",
+    "health",
+    "prometheus_alerts",
+)
 PHASES = ("baseline", "fault", "between", "recovery")
-STACK_OPTIONS = ("redis_aof", "redis_proxy_per_instance")
+STACK_OPTIONS = ("redis_aof", "redis_proxy_per_instance", "prometheus")
 FULL_SCALE = 3.0
 
 
@@ -116,6 +125,8 @@ def _checker(kind: str, options: Mapping[str, Any]) -> Checker:
         if "after" in options:
             kwargs["expect_after"] = frozenset(_statuses(options["after"]))
         return HealthChecker(**kwargs)
+    if kind == "prometheus_alerts":
+        return PrometheusAlertsChecker(**options)
     if kind == "latency":
         unknown = set(options) - {*PHASES, "fs"}
         if unknown:
@@ -243,6 +254,8 @@ def parse_scenario(raw: Mapping[str, Any]) -> Scenario:
         raise ScenarioError(f"{where}: bad expectation: {exc}") from exc
     if not isinstance(raw.get("expect", {}), Mapping):
         raise ScenarioError(f"{where}: expect must be a table")
+    if "prometheus_alerts" in scenario.expect and not stack.get("prometheus"):
+        raise ScenarioError(f"{where}: prometheus_alerts needs stack = {{ prometheus = true }}")
     return scenario
 
 

@@ -104,7 +104,7 @@ class PrometheusAlertsChecker:
         }
 
     def check(self, history: History, truth: Truth) -> CheckResult:
-        timeline: AlertTimeline | None = getattr(truth, "alerts", None)
+        timeline = truth.alerts
         if timeline is None or timeline.error is not None:
             why = timeline.error if timeline is not None else "no Prometheus in this run"
             return self._result(False, f"insufficient evidence: {why}", {})
@@ -153,7 +153,7 @@ class PrometheusAlertsChecker:
             ]
         last = timeline.last(alert)
         assert last is not None
-        if last >= timeline.observed_until - timeline.step_s / 2:
+        if last >= timeline.observed_until - 1.5 * timeline.step_s:
             return [
                 f"{alert} still firing at the end of the observation "
                 f"({timeline.observed_until - last_end:.1f}s after healing)"

@@ -8,10 +8,13 @@ import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from scenarios.stack.errors import StackError
 from scenarios.toxiproxy import Proxy, Toxiproxy
+
+if TYPE_CHECKING:
+    from scenarios.stack.prometheus import PrometheusServer
 
 REDIS_PROXY = "redis"
 POSTGRES_PROXY = "postgres"
@@ -80,6 +83,8 @@ class Stack:
     toxiproxy: Toxiproxy
     services: Mapping[str, Service] = field(default_factory=dict)
     _closers: list[object] = field(default_factory=list, repr=False)
+    prometheus: PrometheusServer | None = None
+    """A Prometheus scraping the targets (started on request: `open_stack(prometheus=True)`)."""
 
     def proxy(self, name: str) -> Proxy:
         return self.toxiproxy.proxy(name)

@@ -18,12 +18,15 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from scenarios.stack.errors import StackError
 from scenarios.stack.process import ManagedProcess
+
+if TYPE_CHECKING:
+    from scenarios.stack.base import Stack
 
 __all__ = [
     "DEFAULT_RULES",
@@ -32,6 +35,7 @@ __all__ = [
     "PrometheusError",
     "PrometheusServer",
     "Series",
+    "attach_prometheus",
     "find_prometheus",
 ]
 
@@ -250,3 +254,23 @@ def _series(data: Mapping[str, Any]) -> list[Series]:
             )
         )
     return out
+
+
+def attach_prometheus(stack: Stack, base_dir: Path | None = None) -> PrometheusServer:
+    """Start a Prometheus for `stack` (any provider: the targets run here); the stack stops
+    it on close. When it cannot start, the stack is closed and StackError raised."""
+    parent = base_dir or Path(tempfile.gettempdir())
+    parent.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="stormproof-prometheus-", dir=parent))
+    server = PrometheusServer(root)
+    try:
+        server.start()
+    except BaseException as exc:
+        server.close()
+        stack.close()
+        if isinstance(exc, PrometheusError):
+            raise StackError(f"prometheus: {exc}") from exc
+        raise
+    stack.prometheus = server
+    stack._closers.append(server)
+    return server

@@ -33,8 +33,21 @@ def open_stack(
     base_dir: Path | None = None,
     *,
     redis_aof: bool = True,
+    prometheus: bool = False,
 ) -> Stack:
-    """Start (or attach to) a stack; raises StackError with one line when it cannot."""
+    """Start (or attach to) a stack; raises StackError with one line when it cannot.
+    `prometheus=True` also starts our own Prometheus (`stack.prometheus`), stopped with it."""
+    stack = _open(name, env, base_dir, redis_aof=redis_aof)
+    if prometheus:
+        from scenarios.stack.prometheus import attach_prometheus
+
+        attach_prometheus(stack, base_dir)
+    return stack
+
+
+def _open(
+    name: str | None, env: Mapping[str, str] | None, base_dir: Path | None, *, redis_aof: bool
+) -> Stack:
     env = os.environ if env is None else env
     provider = resolve_provider(name, env)
     if not redis_aof and provider != "local":

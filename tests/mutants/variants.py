@@ -91,6 +91,15 @@ def _health_always_healthy() -> None:
     components.overall_status = always  # type: ignore[assignment]
 
 
+def _redis_failures_never_counted() -> None:
+    from reference.metrics import ResilienceMetrics
+
+    def record_redis_failure(self: ResilienceMetrics) -> None:
+        return None  # the failure counter (and its timestamp) never move
+
+    ResilienceMetrics.record_redis_failure = record_redis_failure  # type: ignore[method-assign]
+
+
 MUTANTS: dict[str, Mutant] = {
     m.name: m
     for m in (
@@ -149,6 +158,13 @@ MUTANTS: dict[str, Mutant] = {
             "redis-down",
             "health",
             patch=_health_always_healthy,
+        ),
+        Mutant(
+            "redis-failures-never-counted",
+            "stormproof_redis_failures_total never moves (Prometheus cannot alert)",
+            "redis-down",
+            "prometheus_alerts",
+            patch=_redis_failures_never_counted,
         ),
         Mutant(
             "redis-without-aof",
