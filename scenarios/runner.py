@@ -22,7 +22,12 @@ import redis
 from scenarios.checkers import CheckResult, Truth, run_checkers
 from scenarios.faults import FaultInjector
 from scenarios.history import History, HistoryRecorder
-from scenarios.prometheus_evidence import collect_alerts, expected_alerts, watch_targets
+from scenarios.prometheus_evidence import (
+    EXPECTATION,
+    collect_alerts,
+    expected_alerts,
+    watch_targets,
+)
 from scenarios.report import (
     RunSummary,
     ScenarioResult,
@@ -170,7 +175,7 @@ async def run_scenario(
             pending = await settle(targets, scenario.settle_s)
             history = recorder.history()
         alerts = None
-        if prometheus is not None:
+        if prometheus is not None and EXPECTATION in scenario.expect:
             say("reading alerts from Prometheus", 0.95)
             fire, resolve_within_s = expected_alerts(scenario.expect)
             alerts = await asyncio.to_thread(
