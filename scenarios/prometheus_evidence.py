@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from scenarios.checkers.prometheus import AlertTimeline, timeline_from_alerts
@@ -47,6 +48,7 @@ def collect_alerts(
     """Which alerts fired when, from `wall_t0` until now (after the expected ones resolved
     or `resolve_within_s` after `healed_wall` passed)."""
     step = prometheus.config.evaluation_interval_s
+    started = time.monotonic()
     try:
         deadline = healed_wall + resolve_within_s + RESOLVE_MARGIN_S
         while time.time() < deadline:
@@ -59,9 +61,10 @@ def collect_alerts(
         series = prometheus.query_range("ALERTS", wall_t0, now, step)
     except PrometheusError as exc:
         return AlertTimeline({}, step, 0.0, wall_t0, error=str(exc))
-    return timeline_from_alerts(
+    timeline = timeline_from_alerts(
         ((s.labels, s.samples) for s in series),
         wall_t0=wall_t0,
         step_s=step,
         observed_until_wall=now,
     )
+    return replace(timeline, waited_s=time.monotonic() - started)

@@ -40,6 +40,8 @@ class AlertTimeline:
     """The unix time of history time 0 (to ask Prometheus about a moment of the run)."""
     error: str | None = None
     """Why the timeline is missing or partial (Prometheus did not answer...)."""
+    waited_s: float = 0.0
+    """How long the runner waited after healing for the expected alerts to resolve."""
 
     def first(
         self, alert: str, start: float = float("-inf"), end: float = float("inf")
@@ -115,6 +117,7 @@ class PrometheusAlertsChecker:
         details: dict[str, JSON] = {
             "wall_t0": timeline.wall_t0,
             "observed_until_s": timeline.observed_until,
+            "waited_for_resolution_s": round(timeline.waited_s, 1),
             "firing": {
                 name: _spans(times, timeline.step_s) for name, times in timeline.firing.items()
             },
