@@ -66,4 +66,6 @@ async def dashboard_state(c: Components, bound_s: float = READ_BOUND_S) -> dict[
         "alertsEnabled": c.alerts is not None,
         "queueBacklog": queue,
         "deadLetters": dead,
+        # 1 when the queue's Redis cannot be durable; null while no such gauge exists
+        "queueUnsafe": c.metrics.registry.get_sample_value("stormproof_audit_queue_unsafe"),
     }
