@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -97,3 +98,45 @@ def test_alerts_from_prometheus_pass_the_reference_and_flag_a_silent_failure_cou
     )
     # the variant is otherwise the reference: its breaker still opened in the outage
     assert verdict(mutant, "breaker").passed, verdict(mutant, "breaker").summary
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Pids whose command line contains `text`."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text.encode() in cmdline.read_bytes():
+                found.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_run_with_prometheus_scrapes_and_leaves_no_process(tmp_path: Path) -> None:
+    """`stormproof run --with-prometheus` on a scenario without the option: Prometheus ran
+    (its write-ahead log holds data) and is gone when the command returns."""
+    report = tmp_path / "report"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scenarios.cli",
+            "run",
+            "redis-latency",
+            "--quick",
+            "--with-prometheus",
+            "--provider",
+            "local",
+            "--report",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    [prometheus_dir] = list(report.glob("run-*/stack/stormproof-prometheus-*"))
+    wal = list((prometheus_dir / "data" / "wal").glob("0*"))
+    assert wal and sum(p.stat().st_size for p in wal) > 10_000, "nothing was scraped"
+    assert processes_mentioning(str(prometheus_dir)) == []
