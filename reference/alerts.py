@@ -36,8 +36,6 @@ from reference.clock import Clock
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-    from reference.config import Settings
-
 __all__ = [
     "RULES",
     "AlertEvaluator",
@@ -77,14 +75,6 @@ class AlertThresholds:
     redis_failures: int = 5
     fallback_usage: float = 0.5
     min_cache_reads: int = 20
-
-    @classmethod
-    def from_settings(cls, settings: Settings, *, min_cache_reads: int = 20) -> AlertThresholds:
-        return cls(
-            redis_failures=settings.alert_redis_failures_threshold,
-            fallback_usage=settings.alert_fallback_usage_threshold,
-            min_cache_reads=min_cache_reads,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -463,23 +453,6 @@ class AlertEvaluator:
         self._rules = tuple(rules)
         self._log = logger or logging.getLogger(__name__)
         self._states = {rule.name: _RuleState() for rule in self._rules}
-
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        sinks: Sequence[AlertSink],
-        clock: Clock,
-        wall_clock: Callable[[], float],
-    ) -> AlertEvaluator:
-        return cls(
-            AlertThresholds.from_settings(settings),
-            sinks,
-            clock,
-            wall_clock,
-            settings.alert_cooldown_s,
-            settings.instance_id,
-        )
 
     @property
     def active(self) -> frozenset[str]:

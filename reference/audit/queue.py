@@ -45,7 +45,6 @@ from sqlalchemy.exc import DataError, IntegrityError
 from reference.audit.event import AuditEvent, InvalidAuditEvent
 from reference.audit.store import AuditStore, DeadLetter
 from reference.clock import SYSTEM_CLOCK, Clock
-from reference.config import Settings
 
 __all__ = [
     "EVENT_FIELD",
@@ -106,18 +105,6 @@ class WorkerConfig:
             raise ValueError("block_s must be >= 0; claim_idle_s, redis_timeout_s > 0")
         if not 0 < self.backoff_initial_s <= self.backoff_max_s:
             raise ValueError("need 0 < backoff_initial_s <= backoff_max_s")
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> WorkerConfig:
-        """Stream, delivery limit and timeouts from `settings`; anything else overridden."""
-        values: dict[str, Any] = {
-            "stream": settings.audit_queue_stream,
-            "max_deliveries": settings.audit_max_deliveries,
-            "redis_timeout_s": settings.redis_op_timeout_s,
-            "db_timeout_s": settings.db_op_timeout_s,
-        }
-        values.update(overrides)
-        return cls(**values)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import redis.asyncio as aioredis
@@ -40,6 +41,7 @@ from reference.audit.store import AuditStore
 from reference.clock import SYSTEM_CLOCK
 from reference.config import Settings
 from reference.redis_client import make_redis
+from reference.service.configs import audit_config, breakers
 from scenarios.stack import Stack, open_stack
 
 __all__ = ["BenchPlan", "main", "measure"]
@@ -111,6 +113,14 @@ async def measure(stack: Stack, workdir: Path, plan: BenchPlan) -> dict[str, Pai
     }
 
 
+def _audit(settings: Settings, **parts: Any) -> ResilientAudit:
+    """A ResilientAudit configured from `settings` as the service builds it."""
+    redis_breaker, db_breaker = breakers(settings)
+    return ResilientAudit(
+        audit_config(settings), redis_breaker=redis_breaker, db_breaker=db_breaker, **parts
+    )
+
+
 # -- the four comparisons ------------------------------------------------------------------
 
 
@@ -118,7 +128,7 @@ async def _queue(settings: Settings, events: Sequence[AuditEvent], plan: BenchPl
     stream = f"bench:audit:{uuid.uuid4().hex[:8]}"
     client = make_redis(settings.redis_url, settings.redis_op_timeout_s, max_connections=WRITERS)
     bare = aioredis.Redis.from_url(settings.redis_url, max_connections=WRITERS)
-    audit = ResilientAudit(settings, queue=AuditQueue(client, stream))
+    audit = _audit(settings, queue=AuditQueue(client, stream))
     payloads = [e.to_json_bytes() for e in events]
     try:
         ours = await _rate(plan, len(events), lambda i: audit.record(events[i]))
@@ -139,7 +149,7 @@ async def _db(settings: Settings, events: Sequence[AuditEvent], plan: BenchPlan)
     )
     async with _tables(engine, 2) as (ours_table, bare_table):
         store = AuditStore(engine, table=ours_table, dead_letter_table=f"{ours_table}_dl")
-        audit = ResilientAudit(settings, store=store)
+        audit = _audit(settings, store=store)
         insert = text(
             f"INSERT INTO {bare_table} ({_COLUMNS}) VALUES (:event_id, :occurred_at, :actor, "
             ":action, :entity, :entity_id, CAST(:payload AS jsonb), 'db') "
@@ -165,7 +175,7 @@ async def _journal(
 ) -> Pair:
     journal = Journal(JournalConfig(workdir / "journal-path"), SYSTEM_CLOCK)
     await journal.open()
-    audit = ResilientAudit(settings, journal=journal)
+    audit = _audit(settings, journal=journal)
     try:
         ours = await _rate(plan, len(events), lambda i: audit.record(events[i]))
     finally:

@@ -26,6 +26,7 @@ from reference.audit.store import AuditStore
 from reference.clock import SYSTEM_CLOCK
 from reference.config import Settings
 from reference.redis_client import make_redis
+from reference.service.configs import audit_config, breakers
 
 
 def _settings(redis_url: str, database_url: str, journal_dir: Path) -> Settings:
@@ -49,8 +50,11 @@ async def record(redis_url: str, database_url: str, journal_dir: Path, table: st
     journal = Journal(JournalConfig(journal_dir, segment_max_bytes=32 * 1024), SYSTEM_CLOCK)
     await journal.open()
     redis = make_redis(settings.redis_url, settings.redis_op_timeout_s)
+    redis_breaker, db_breaker = breakers(settings)
     audit = ResilientAudit(
-        settings,
+        audit_config(settings),
+        redis_breaker=redis_breaker,
+        db_breaker=db_breaker,
         queue=AuditQueue(redis, settings.audit_queue_stream),
         store=store,
         journal=journal,

@@ -23,6 +23,7 @@ from reference.audit.resilient import AuditUnavailable, ResilientAudit
 from reference.audit.store import AuditStore
 from reference.clock import SYSTEM_CLOCK
 from reference.redis_client import make_redis
+from reference.service.configs import audit_config, breakers
 from scenarios.faults import FaultInjector, FaultSpec
 from scenarios.stack import Stack
 from tests.integration.audit_support import (
@@ -160,8 +161,11 @@ async def test_unwritable_backup_path_refuses(stormproof_stack: Stack, tmp_path:
         await journal.open()
     engine = make_engine(settings)
     redis = make_redis(settings.redis_url, settings.redis_op_timeout_s)
+    redis_breaker, db_breaker = breakers(settings)
     audit = ResilientAudit(
-        settings,
+        audit_config(settings),
+        redis_breaker=redis_breaker,
+        db_breaker=db_breaker,
         queue=AuditQueue(redis, settings.audit_queue_stream),
         store=AuditStore(engine),
         journal=journal,

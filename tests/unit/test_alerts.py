@@ -28,6 +28,7 @@ from reference.alerts import (
 from reference.clock import FakeClock
 from reference.config import Settings
 from reference.metrics import ResilienceMetrics
+from reference.service.configs import alert_evaluator, alert_thresholds
 
 WALL = 1_700_000_000.0
 COOLDOWN = 300.0
@@ -266,10 +267,10 @@ def test_thresholds_and_evaluator_from_settings() -> None:
         alert_cooldown_s=7.0,
         instance_id="blue",
     )
-    thresholds = AlertThresholds.from_settings(settings, min_cache_reads=3)
+    thresholds = alert_thresholds(settings, min_cache_reads=3)
     assert thresholds == AlertThresholds(redis_failures=2, fallback_usage=0.25, min_cache_reads=3)
     clock, sink = FakeClock(), RecordingSink()
-    evaluator = AlertEvaluator.from_settings(settings, [sink], clock, lambda: WALL)
+    evaluator = alert_evaluator(settings, [sink], clock, lambda: WALL)
     evaluator.evaluate(AlertSignals(redis_failures_recent=2))
     clock.advance(6.999)
     evaluator.evaluate(AlertSignals(redis_failures_recent=2))
