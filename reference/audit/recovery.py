@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import fcntl
 import hashlib
 import json
@@ -39,11 +38,9 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
-from sqlalchemy.exc import DataError, IntegrityError
-
+from reference.audit._fs import atomic_replace, fsync_dir
 from reference.audit.event import AuditEvent, InvalidAuditEvent
-from reference.audit.journal import LOCK_FILE, Journal, JournalWriteError
+from reference.audit.journal import Journal, JournalWriteError, writer_alive
 from reference.audit.journal_format import (
     CorruptRegion,
     JournalRecord,
@@ -54,7 +51,7 @@ from reference.audit.journal_format import (
     read_segment,
 )
 from reference.audit.queue import QueueWorker
-from reference.audit.store import AuditStore
+from reference.audit.store import POISON_ERRORS, AuditStore
 from reference.clock import SYSTEM_CLOCK, Clock
 from reference.metrics import ResilienceMetrics
 
@@ -71,10 +68,6 @@ __all__ = [
 CHECKPOINT_FILE = "recovery.checkpoint"
 RECOVERY_LOCK_FILE = ".recovery.lock"
 _log = logging.getLogger(__name__)
-# A row the database rejects for its data. Not ProgrammingError: a missing table or a
-# permission problem is the database's state, not the event's, and must fail the pass
-# (back off, retry) rather than push valid events towards the dead letter.
-_POISON = (DataError, IntegrityError, psycopg.DataError, psycopg.IntegrityError)
 
 
 @dataclass(frozen=True)
@@ -118,7 +111,7 @@ def write_checkpoint(directory: Path, checkpoint: Checkpoint | None) -> None:
     if checkpoint is None:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-            _fsync_dir(directory)
+            fsync_dir(directory)
         return
     data = json.dumps(
         {
@@ -127,22 +120,7 @@ def write_checkpoint(directory: Path, checkpoint: Checkpoint | None) -> None:
             "first_record": checkpoint.first_record,
         }
     ).encode()
-    tmp = directory / f"{CHECKPOINT_FILE}.tmp"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(directory)
+    atomic_replace(path, data)
 
 
 class RecoveryJob:
@@ -299,7 +277,7 @@ class RecoveryJob:
             inserted = await self.store.copy_replay_json(
                 [r.payload for r in batch], "file", timeout_s=timeout
             )
-        except _POISON as exc:
+        except POISON_ERRORS as exc:
             if getattr(exc, "connection_invalidated", False):
                 raise
             _log.warning("recovery: %s batch rejected (%s); validating", scan.path.name, exc)
@@ -365,23 +343,9 @@ def _segments_without_live_writer(directory: Path) -> list[Path]:
         segments = [path for _, path in list_segments(directory)]
     except FileNotFoundError:
         return []
-    if segments and _writer_alive(directory):
+    if segments and writer_alive(directory):
         segments.pop()
     return segments
-
-
-def _writer_alive(directory: Path) -> bool:
-    try:
-        fd = os.open(directory / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # also releases the probe lock
-    return False
 
 
 @dataclass(frozen=True)
@@ -459,15 +423,4 @@ def _remove_segment(path: Path) -> None:
         path.unlink()
     except FileNotFoundError:
         return
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        if exc.errno != errno.EINVAL:  # some filesystems cannot fsync a directory
-            raise
-    finally:
-        os.close(fd)
+    fsync_dir(path.parent)
