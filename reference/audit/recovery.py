@@ -59,6 +59,7 @@ __all__ = [
     "CHECKPOINT_FILE",
     "RECOVERY_LOCK_FILE",
     "Checkpoint",
+    "RecoveryConfig",
     "RecoveryJob",
     "RecoveryResult",
     "read_checkpoint",
@@ -123,33 +124,47 @@ def write_checkpoint(directory: Path, checkpoint: Checkpoint | None) -> None:
     atomic_replace(path, data)
 
 
+@dataclass(frozen=True, slots=True)
+class RecoveryConfig:
+    """Where the journal is, how often to replay it, and the replay's bounds."""
+
+    directory: Path
+    interval_s: float = 300.0
+    batch_size: int = 20000
+    batch_timeout_s: float = 30.0
+    redrive_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.interval_s <= 0:
+            raise ValueError("batch_size must be >= 1 and interval_s > 0")
+
+
 class RecoveryJob:
-    """Replays the journal in `directory` into `store`; see the module docstring."""
+    """Replays the journal in `config.directory` into `store`; see the module docstring.
+
+    `journal` (this process's writer, rolled before a run) and `worker` (whose pending
+    queue entries a run re-drives) are optional.
+    """
 
     def __init__(
         self,
-        directory: Path,
+        config: RecoveryConfig,
         store: AuditStore,
+        *,
         journal: Journal | None = None,
         worker: QueueWorker | None = None,
         clock: Clock = SYSTEM_CLOCK,
-        interval_s: float = 300.0,
-        *,
-        batch_size: int = 20000,
-        batch_timeout_s: float = 30.0,
-        redrive_timeout_s: float = 10.0,
         metrics: ResilienceMetrics | None = None,
     ) -> None:
-        if batch_size < 1 or interval_s <= 0:
-            raise ValueError("batch_size must be >= 1 and interval_s > 0")
-        self.directory = directory
+        self.config = config
+        self.directory = config.directory
         self.store = store
         self.journal = journal
         self.worker = worker
-        self.interval_s = interval_s
-        self.batch_size = batch_size
-        self.batch_timeout_s = batch_timeout_s
-        self.redrive_timeout_s = redrive_timeout_s
+        self.interval_s = config.interval_s
+        self.batch_size = config.batch_size
+        self.batch_timeout_s = config.batch_timeout_s
+        self.redrive_timeout_s = config.redrive_timeout_s
         self._clock = clock
         self._metrics = metrics
         self._scans: dict[str, _ScanSummary] = {}

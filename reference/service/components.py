@@ -47,6 +47,7 @@ from reference.service.configs import (
     audit_config,
     breakers,
     cache_config,
+    recovery_config,
     redis_client,
     worker_config,
 )
@@ -165,12 +166,11 @@ class Components:
             metrics=metrics,
         )
         recovery = RecoveryJob(
-            settings.audit_backup_path,
+            recovery_config(settings),
             store,
-            journal,
-            worker,
-            clock,
-            settings.audit_recovery_interval_s,
+            journal=journal,
+            worker=worker,
+            clock=clock,
             metrics=metrics,
         )
         beneficios = BeneficiosRepo(engine, db_breaker, settings.db_op_timeout_s)

@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 
 from reference.alerts import AlertEvaluator, AlertSink, AlertThresholds
 from reference.audit.queue import WorkerConfig
+from reference.audit.recovery import RecoveryConfig
 from reference.audit.resilient import AuditConfig
 from reference.breaker import BreakerConfig, CircuitBreaker
 from reference.cache import CacheConfig
@@ -28,6 +29,7 @@ __all__ = [
     "breaker_config",
     "breakers",
     "cache_config",
+    "recovery_config",
     "redis_client",
     "worker_config",
 ]
@@ -126,4 +128,11 @@ def alert_evaluator(
         wall_clock,
         settings.alert_cooldown_s,
         settings.instance_id,
+    )
+
+
+def recovery_config(settings: Settings) -> RecoveryConfig:
+    """The journal directory and the replay interval."""
+    return RecoveryConfig(
+        directory=settings.audit_backup_path, interval_s=settings.audit_recovery_interval_s
     )

@@ -35,7 +35,7 @@ from reference.audit.event import AuditEvent
 from reference.audit.journal import Journal, JournalConfig
 from reference.audit.journal_format import encode_record
 from reference.audit.queue import AuditQueue
-from reference.audit.recovery import RecoveryJob
+from reference.audit.recovery import RecoveryConfig, RecoveryJob
 from reference.audit.resilient import ResilientAudit
 from reference.audit.store import AuditStore
 from reference.clock import SYSTEM_CLOCK
@@ -205,7 +205,7 @@ async def _drain(settings: Settings, workdir: Path, plan: BenchPlan) -> Pair:
             async with _tables(engine, 2) as (ours_table, bare_table):
                 store = AuditStore(engine, table=ours_table, dead_letter_table=f"{ours_table}_dl")
                 started = time.perf_counter()
-                result = await RecoveryJob(directory, store).run_once()
+                result = await RecoveryJob(RecoveryConfig(directory), store).run_once()
                 ours = max(ours, result.replayed / (time.perf_counter() - started))
                 base = max(base, len(rows) / await _bare_copy(settings, bare_table, rows))
     finally:

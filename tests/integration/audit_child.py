@@ -20,7 +20,7 @@ from reference.audit.db import make_engine
 from reference.audit.event import AuditEvent
 from reference.audit.journal import Journal, JournalConfig
 from reference.audit.queue import AuditQueue
-from reference.audit.recovery import RecoveryJob
+from reference.audit.recovery import RecoveryConfig, RecoveryJob
 from reference.audit.resilient import AuditUnavailable, ResilientAudit
 from reference.audit.store import AuditStore
 from reference.clock import SYSTEM_CLOCK
@@ -78,7 +78,7 @@ async def recover(database_url: str, journal_dir: Path, table: str) -> None:
     settings = Settings(database_url=database_url)
     engine = make_engine(settings)
     store = AuditStore(engine, table=table, dead_letter_table=f"{table}_dl")
-    job = RecoveryJob(journal_dir, store, batch_size=200)
+    job = RecoveryJob(RecoveryConfig(journal_dir, batch_size=200), store)
     print("ready", flush=True)
     await asyncio.to_thread(sys.stdin.readline)  # the parent says go
     result = await job.run_once()

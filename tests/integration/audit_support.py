@@ -22,7 +22,7 @@ from reference.audit.db import make_engine
 from reference.audit.event import AuditEvent
 from reference.audit.journal import Journal, JournalConfig
 from reference.audit.queue import AuditQueue, QueueWorker
-from reference.audit.recovery import RecoveryJob
+from reference.audit.recovery import RecoveryConfig, RecoveryJob
 from reference.audit.resilient import AuditUnavailable, ResilientAudit
 from reference.audit.store import AuditStore
 from reference.clock import SYSTEM_CLOCK
@@ -206,7 +206,9 @@ async def audit_rig(
         **(worker_config or {}),
     }
     worker = QueueWorker(worker_redis, store, build_worker_config(settings, **config))
-    recovery = RecoveryJob(journal_dir, store, journal, worker, batch_timeout_s=10.0)
+    recovery = RecoveryJob(
+        RecoveryConfig(journal_dir, batch_timeout_s=10.0), store, journal=journal, worker=worker
+    )
     rig = Rig(
         stack, settings, store, redis, worker_redis, journal, audit, worker, recovery, metrics
     )

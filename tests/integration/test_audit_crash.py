@@ -18,7 +18,7 @@ from reference.audit.event import AuditEvent
 from reference.audit.journal import Journal, JournalConfig, JournalWriteError
 from reference.audit.journal_format import list_segments, read_segment
 from reference.audit.queue import AuditQueue
-from reference.audit.recovery import RecoveryJob
+from reference.audit.recovery import RecoveryConfig, RecoveryJob
 from reference.audit.resilient import AuditUnavailable, ResilientAudit
 from reference.audit.store import AuditStore
 from reference.clock import SYSTEM_CLOCK
@@ -88,7 +88,7 @@ async def test_sigkill_mid_burst_loses_no_acknowledged_event(
             assert child.returncode == -signal.SIGKILL
         assert len(list_segments(journal_dir)) > 1  # it really spread over segments
 
-        result = await RecoveryJob(journal_dir, store).run_once()
+        result = await RecoveryJob(RecoveryConfig(journal_dir), store).run_once()
         rows = await rows_per_event(stormproof_stack, store.table)
     acked_ids = {uuid.UUID(line) for line in acked}
     assert len(acked_ids) == len(acked) >= 1500
