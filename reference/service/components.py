@@ -47,6 +47,7 @@ from reference.service.configs import (
     audit_config,
     breakers,
     cache_config,
+    database_config,
     recovery_config,
     redis_client,
     worker_config,
@@ -107,7 +108,7 @@ class Components:
         redis_breaker, db_breaker = breakers(settings, clock)
         metrics.watch_breaker(redis_breaker)
         metrics.watch_breaker(db_breaker)
-        engine = make_engine(settings)
+        engine = make_engine(database_config(settings))
         store = AuditStore(engine, op_timeout_s=settings.db_op_timeout_s)
         # the cache adds a random suffix to INSTANCE_ID: two processes started with the
         # same INSTANCE_ID must not ignore each other's invalidations

@@ -6,12 +6,15 @@ built here, and its Redis clients, made here.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TextIO
+from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
 
 from reference.alerts import AlertEvaluator, AlertSink, AlertThresholds
+from reference.audit.db import DatabaseConfig
 from reference.audit.queue import WorkerConfig
 from reference.audit.recovery import RecoveryConfig
 from reference.audit.resilient import AuditConfig
@@ -19,6 +22,7 @@ from reference.breaker import BreakerConfig, CircuitBreaker
 from reference.cache import CacheConfig
 from reference.clock import SYSTEM_CLOCK, Clock
 from reference.config import Settings
+from reference.logs import configure_logging
 from reference.redis_client import make_redis
 
 __all__ = [
@@ -29,8 +33,11 @@ __all__ = [
     "breaker_config",
     "breakers",
     "cache_config",
+    "database_config",
+    "log_secrets",
     "recovery_config",
     "redis_client",
+    "setup_logging",
     "worker_config",
 ]
 
@@ -135,4 +142,61 @@ def recovery_config(settings: Settings) -> RecoveryConfig:
     """The journal directory and the replay interval."""
     return RecoveryConfig(
         directory=settings.audit_backup_path, interval_s=settings.audit_recovery_interval_s
+    )
+
+
+_MIN_PATH_SECRET = 8
+"""A webhook URL's path or query at least this long is taken as a secret too."""
+
+
+def log_secrets(settings: Settings) -> list[str]:
+    """Every secret value `settings` holds: tokens, keys, URL passwords, the webhook URL
+    (what `reference.logs.configure_logging` redacts)."""
+    found = [
+        s.reveal()
+        for s in (settings.redis_password, settings.admin_token, settings.audit_hmac_key)
+        if s is not None
+    ]
+    for url in (settings.redis_url, settings.database_url):
+        password = _url_password(url)
+        if password:
+            found += [password, unquote(password)]
+    webhook = settings.alert_webhook_url
+    if webhook:
+        found.append(webhook)
+        try:
+            parts = urlsplit(webhook)
+        except ValueError:
+            parts = None
+        if parts is not None:
+            found += [p for p in (parts.path, parts.query) if len(p) >= _MIN_PATH_SECRET]
+    return [s for s in found if s]
+
+
+def _url_password(url: str) -> str | None:
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
+
+
+def database_config(settings: Settings) -> DatabaseConfig:
+    """The database URL (SQLAlchemy form) and its timeouts."""
+    return DatabaseConfig(
+        url=settings.sqlalchemy_url,
+        op_timeout_s=settings.db_op_timeout_s,
+        connect_timeout_s=settings.db_connect_timeout_s,
+    )
+
+
+def setup_logging(
+    settings: Settings, stream: TextIO | None = None, *, logger: logging.Logger | None = None
+) -> logging.Handler:
+    """`configure_logging` with the settings' format, instance id and secrets."""
+    return configure_logging(
+        settings.log_format,
+        stream,
+        secrets=log_secrets(settings),
+        instance_id=settings.instance_id,
+        logger=logger,
     )

@@ -41,7 +41,7 @@ from reference.audit.store import AuditStore
 from reference.clock import SYSTEM_CLOCK
 from reference.config import Settings
 from reference.redis_client import make_redis
-from reference.service.configs import audit_config, breakers
+from reference.service.configs import audit_config, breakers, database_config
 from scenarios.stack import Stack, open_stack
 
 __all__ = ["BenchPlan", "main", "measure"]
@@ -143,8 +143,8 @@ async def _queue(settings: Settings, events: Sequence[AuditEvent], plan: BenchPl
 
 
 async def _db(settings: Settings, events: Sequence[AuditEvent], plan: BenchPlan) -> Pair:
-    engine = make_engine(settings)
-    bare_engine = make_engine(settings, pre_ping=False).execution_options(
+    engine = make_engine(database_config(settings))
+    bare_engine = make_engine(database_config(settings), pre_ping=False).execution_options(
         isolation_level="AUTOCOMMIT"
     )
     async with _tables(engine, 2) as (ours_table, bare_table):
@@ -190,7 +190,7 @@ async def _drain(settings: Settings, workdir: Path, plan: BenchPlan) -> Pair:
     so a single one is at the mercy of a checkpoint or autovacuum)."""
     events = [_event(i) for i in range(plan.drain_rows)]
     rows = [_copy_row(e) for e in events]
-    engine = make_engine(settings)
+    engine = make_engine(database_config(settings))
     ours = base = 0.0
     try:
         for round_ in range(DRAIN_ROUNDS):

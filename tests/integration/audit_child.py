@@ -26,7 +26,7 @@ from reference.audit.store import AuditStore
 from reference.clock import SYSTEM_CLOCK
 from reference.config import Settings
 from reference.redis_client import make_redis
-from reference.service.configs import audit_config, breakers
+from reference.service.configs import audit_config, breakers, database_config
 
 
 def _settings(redis_url: str, database_url: str, journal_dir: Path) -> Settings:
@@ -45,7 +45,7 @@ def _settings(redis_url: str, database_url: str, journal_dir: Path) -> Settings:
 
 async def record(redis_url: str, database_url: str, journal_dir: Path, table: str) -> None:
     settings = _settings(redis_url, database_url, journal_dir)
-    engine = make_engine(settings)
+    engine = make_engine(database_config(settings))
     store = AuditStore(engine, table=table, dead_letter_table=f"{table}_dl")
     journal = Journal(JournalConfig(journal_dir, segment_max_bytes=32 * 1024), SYSTEM_CLOCK)
     await journal.open()
@@ -76,7 +76,7 @@ async def record(redis_url: str, database_url: str, journal_dir: Path, table: st
 
 async def recover(database_url: str, journal_dir: Path, table: str) -> None:
     settings = Settings(database_url=database_url)
-    engine = make_engine(settings)
+    engine = make_engine(database_config(settings))
     store = AuditStore(engine, table=table, dead_letter_table=f"{table}_dl")
     job = RecoveryJob(RecoveryConfig(journal_dir, batch_size=200), store)
     print("ready", flush=True)

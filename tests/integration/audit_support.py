@@ -29,7 +29,7 @@ from reference.clock import SYSTEM_CLOCK
 from reference.config import Settings
 from reference.metrics import AuditPath, ResilienceMetrics
 from reference.redis_client import make_redis
-from reference.service.configs import audit_config, breakers
+from reference.service.configs import audit_config, breakers, database_config
 from reference.service.configs import worker_config as build_worker_config
 from scenarios.stack import Stack
 
@@ -173,7 +173,7 @@ async def audit_rig(
     journal_dir = tmp_path / f"journal-{uuid.uuid4().hex[:6]}"
     settings = rig_settings(stack, journal_dir, **overrides)
     suffix = uuid.uuid4().hex[:10]
-    engine = make_engine(settings)
+    engine = make_engine(database_config(settings))
     store = store_class(
         engine,
         table=f"audit_log_{suffix}",
@@ -250,7 +250,7 @@ async def fresh_store(stack: Stack, op_timeout_s: float = 2.0) -> AsyncIterator[
     """A store with fresh tables (reached through the proxy), dropped afterwards."""
     name = f"audit_t_{uuid.uuid4().hex[:10]}"
     settings = Settings(database_url=stack.urls.database_url, db_op_timeout_s=op_timeout_s)
-    engine = make_engine(settings)
+    engine = make_engine(database_config(settings))
     store = AuditStore(
         engine, table=name, dead_letter_table=f"{name}_dl", op_timeout_s=op_timeout_s
     )

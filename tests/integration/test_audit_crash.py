@@ -23,7 +23,7 @@ from reference.audit.resilient import AuditUnavailable, ResilientAudit
 from reference.audit.store import AuditStore
 from reference.clock import SYSTEM_CLOCK
 from reference.redis_client import make_redis
-from reference.service.configs import audit_config, breakers
+from reference.service.configs import audit_config, breakers, database_config
 from scenarios.faults import FaultInjector, FaultSpec
 from scenarios.stack import Stack
 from tests.integration.audit_support import (
@@ -159,7 +159,7 @@ async def test_unwritable_backup_path_refuses(stormproof_stack: Stack, tmp_path:
     journal = Journal(JournalConfig(settings.audit_backup_path), SYSTEM_CLOCK)
     with pytest.raises(JournalWriteError):
         await journal.open()
-    engine = make_engine(settings)
+    engine = make_engine(database_config(settings))
     redis = make_redis(settings.redis_url, settings.redis_op_timeout_s)
     redis_breaker, db_breaker = breakers(settings)
     audit = ResilientAudit(
