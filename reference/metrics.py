@@ -26,6 +26,7 @@ __all__ = [
     "BREAKER_STATE_VALUES",
     "AuditPath",
     "CacheTier",
+    "CounterTotals",
     "L2ErrorKind",
     "ResilienceMetrics",
     "ResilienceSnapshot",
@@ -44,6 +45,19 @@ BREAKER_STATE_VALUES: dict[CircuitState, int] = {
 _TIERS: tuple[CacheTier, ...] = ("l1", "l2")
 _L2_KINDS: tuple[L2ErrorKind, ...] = ("error", "timeout", "rejected")
 _PATHS: tuple[AuditPath, ...] = ("queue", "db", "file")
+
+
+@dataclass(frozen=True, slots=True)
+class CounterTotals:
+    """Cumulative counter totals since start (what the alert rules are computed from)."""
+
+    redis_failures: int = 0
+    cache_hits_l1: int = 0
+    cache_hits_l2: int = 0
+    cache_misses: int = 0
+    cache_stale_served: int = 0
+    cache_loader_fallbacks: int = 0
+    audit_file_events: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +225,18 @@ class ResilienceMetrics:
         self._redis_last_failure.set(self._wall_clock())
 
     # -- snapshot -----------------------------------------------------------------------
+
+    def totals(self) -> CounterTotals:
+        """The cumulative counters, typed (no metric-name strings for the reader)."""
+        return CounterTotals(
+            redis_failures=int(_value(self._redis_failures)),
+            cache_hits_l1=int(_value(self._hits["l1"])),
+            cache_hits_l2=int(_value(self._hits["l2"])),
+            cache_misses=int(_value(self._misses)),
+            cache_stale_served=int(_value(self._stale)),
+            cache_loader_fallbacks=int(_value(self._loader_fallbacks)),
+            audit_file_events=int(_value(self._audit_events["file"])),
+        )
 
     def snapshot(self) -> ResilienceSnapshot:
         hits = _values(self._hits)

@@ -363,7 +363,7 @@ class Components:
     async def _signals(self, window: SignalWindow) -> AlertSignals:
         report = await self.health_report()
         return window.observe(
-            CumulativeCounters.from_registry(self.metrics.registry),
+            CumulativeCounters.from_totals(self.metrics.totals()),
             redis_circuit=self.redis_breaker.state.value,
             journal_backlog=await self._journal_backlog(),
             health_status=str(report["status"]),

@@ -333,8 +333,8 @@ def test_window_never_negative_and_passes_through_state() -> None:
     assert signals == AlertSignals(0, "OPEN", 0, 0.0, 0, 4, "DEGRADED")
 
 
-def test_counters_from_registry_follow_resilience_metrics() -> None:
-    """The totals read from the registry match what ResilienceMetrics recorded."""
+def test_counters_from_totals_follow_resilience_metrics() -> None:
+    """The totals ResilienceMetrics hands over match what it recorded."""
     metrics = ResilienceMetrics()
     for _ in range(3):
         metrics.record_cache_hit("l1")
@@ -346,7 +346,7 @@ def test_counters_from_registry_follow_resilience_metrics() -> None:
     metrics.record_redis_failure()
     metrics.record_audit_event("file")
     metrics.record_audit_event("db")
-    counters = CumulativeCounters.from_registry(metrics.registry)
+    counters = CumulativeCounters.from_totals(metrics.totals())
     assert counters == CumulativeCounters(
         redis_failures=2, cache_reads=6, cache_fallbacks=2, file_backups=1
     )
