@@ -11,8 +11,7 @@ loader because L2 was unavailable additionally records `record_loader_fallback()
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, TypeVar
@@ -21,6 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.metrics import MetricWrapperBase
 
 from reference.breaker import CircuitBreaker, CircuitState
+from reference.clock import SYSTEM_CLOCK, Clock
 
 __all__ = [
     "BREAKER_STATE_VALUES",
@@ -97,11 +97,11 @@ class ResilienceMetrics:
         self,
         registry: CollectorRegistry | None = None,
         *,
-        wall_clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
         breakers: Iterable[str] = ("redis", "database"),
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
-        self._wall_clock = wall_clock
+        self._clock = clock
         r = self.registry
 
         hits = Counter("stormproof_cache_hits", "Cache hits per tier", ["tier"], registry=r)
@@ -222,7 +222,7 @@ class ResilienceMetrics:
 
     def record_redis_failure(self) -> None:
         self._redis_failures.inc()
-        self._redis_last_failure.set(self._wall_clock())
+        self._redis_last_failure.set(self._clock.now())
 
     # -- snapshot -----------------------------------------------------------------------
 

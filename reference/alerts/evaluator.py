@@ -53,7 +53,6 @@ class AlertEvaluator:
         thresholds: AlertThresholds,
         sinks: Sequence[AlertSink],
         clock: Clock,
-        wall_clock: Callable[[], float],
         cooldown_s: float,
         instance_id: str,
         *,
@@ -65,7 +64,6 @@ class AlertEvaluator:
         self._thresholds = thresholds
         self._sinks = tuple(sinks)
         self._clock = clock
-        self._wall_clock = wall_clock
         self._cooldown_s = cooldown_s
         self._instance_id = instance_id
         self._rules = tuple(rules)
@@ -126,7 +124,7 @@ class AlertEvaluator:
                 self._log.warning("alert signals not ready within %.3g s; skipped", bound)
             except Exception:
                 self._log.exception("alert evaluation failed")
-            await asyncio.sleep(interval_s)
+            await self._clock.sleep(interval_s)
 
     def _event(
         self, rule: AlertRule, state: AlertState, reading: Reading, message: str, at: str
@@ -150,5 +148,5 @@ class AlertEvaluator:
                 self._log.exception("alert sink %s failed", type(sink).__name__)
 
     def _now_iso(self) -> str:
-        moment = datetime.fromtimestamp(self._wall_clock(), UTC)
+        moment = datetime.fromtimestamp(self._clock.now(), UTC)
         return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -195,7 +194,7 @@ class Components:
             if settings.alert_webhook_url:
                 webhook = WebhookSink(settings.alert_webhook_url, timeout_s=2.0)
                 sinks.append(webhook)
-            alerts = alert_evaluator(settings, sinks, clock, time.time)
+            alerts = alert_evaluator(settings, sinks, clock)
         return cls(
             settings=settings,
             clock=clock,

@@ -7,7 +7,7 @@ built here, and its Redis clients, made here.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple, TextIO
 from urllib.parse import unquote, urlsplit
 
@@ -125,14 +125,12 @@ def alert_evaluator(
     settings: Settings,
     sinks: Sequence[AlertSink],
     clock: Clock,
-    wall_clock: Callable[[], float],
 ) -> AlertEvaluator:
     """The evaluator with the settings' thresholds, cooldown and instance id."""
     return AlertEvaluator(
         alert_thresholds(settings),
         sinks,
         clock,
-        wall_clock,
         settings.alert_cooldown_s,
         settings.instance_id,
     )
