@@ -191,7 +191,7 @@ class HealthMonitor:
                 await self.check()
             except Exception:  # a bug, not a dependency failure: keep polling
                 _log.exception("health: check failed")
-            await asyncio.sleep(interval_s)
+            await self._clock.sleep(interval_s)
 
     async def _probe(self, ping: Ping | None, timeout_s: float) -> ProbeResult:
         if ping is None:

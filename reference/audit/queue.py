@@ -283,7 +283,7 @@ class QueueWorker:
                     delay = self.config.backoff_initial_s
                 except Exception as exc:
                     _log.info("audit worker drain: %s; retrying in %.2fs", _brief(exc), delay)
-                    await asyncio.sleep(delay)
+                    await self._clock.sleep(delay)
                     delay = min(delay * 2, self.config.backoff_max_s)
 
     async def backlog(self) -> int:
@@ -429,9 +429,16 @@ class QueueWorker:
             return await call
 
     async def _pause(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._stopping.wait()
+        """Sleep `seconds` on the clock, or less if `stop()` is called meanwhile."""
+        if self._stopping.is_set():
+            return
+        sleeper = asyncio.ensure_future(self._clock.sleep(seconds))
+        stopper = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            stopper.cancel()
 
 
 def _default_consumer() -> str:

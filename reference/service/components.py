@@ -258,7 +258,7 @@ class Components:
                 break
             except Exception as exc:
                 _log.warning("schema not ready (%s); retrying", type(exc).__name__)
-                await asyncio.sleep(RETRY_S)
+                await self.clock.sleep(RETRY_S)
         if self.worker is not None:
             self._spawn(self.worker.run(), "queue-worker")
         self._spawn(self.recovery.run_forever(), "recovery")
@@ -278,7 +278,7 @@ class Components:
             await select_one(self.engine, self.settings.db_op_timeout_s)
 
         while True:
-            await asyncio.sleep(interval)
+            await self.clock.sleep(interval)
             for _ in range(breaker.config.half_open_max_calls):
                 if breaker.state is not CircuitState.HALF_OPEN:
                     break
@@ -292,7 +292,7 @@ class Components:
             return _CRITICAL_VALUES[key]
 
         loaders = {key: (lambda key=key: constant(key)) for key in CRITICAL_KEYS}
-        await warm_up(self.cache, loaders)
+        await warm_up(self.cache, loaders, clock=self.clock)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         self._tasks.append(asyncio.create_task(coro, name=name))
