@@ -49,6 +49,8 @@ _URL_SECRET = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
 
 
 class HealthStatus(StrEnum):
+    """The overall verdict: HEALTHY, DEGRADED or UNHEALTHY (docs/health.md)."""
+
     HEALTHY = "HEALTHY"
     DEGRADED = "DEGRADED"
     UNHEALTHY = "UNHEALTHY"
@@ -63,6 +65,7 @@ class ProbeResult:
     error: str | None = None
 
     def to_dict(self) -> dict[str, bool | float | str | None]:
+        """The probe as the `/health` JSON shows it."""
         latency = None if self.latency_ms is None else round(self.latency_ms, 3)
         return {"ok": self.ok, "latency_ms": latency, "error": self.error}
 

@@ -68,33 +68,43 @@ class JournalConfig:
 class JournalMetrics(Protocol):
     """Counting hooks: cheap, never raising, callable from the journal's I/O thread."""
 
-    def records_appended(self, count: int) -> None: ...
+    def records_appended(self, count: int) -> None:
+        """`count` records were appended."""
 
-    def fsynced(self, records: int, seconds: float) -> None: ...
+    def fsynced(self, records: int, seconds: float) -> None:
+        """One fsync made `records` records durable in `seconds`."""
 
-    def write_failed(self, records: int) -> None: ...
+    def write_failed(self, records: int) -> None:
+        """A write or fsync of `records` records failed."""
 
-    def segment_opened(self, sequence: int) -> None: ...
+    def segment_opened(self, sequence: int) -> None:
+        """Segment number `sequence` was created."""
 
-    def corrupt_quarantined(self, count: int) -> None: ...
+    def corrupt_quarantined(self, count: int) -> None:
+        """`count` corrupt regions were quarantined."""
 
 
 class NullJournalMetrics:
     """Metrics that count nothing."""
 
     def records_appended(self, count: int) -> None:
+        """Ignored."""
         pass
 
     def fsynced(self, records: int, seconds: float) -> None:
+        """Ignored."""
         pass
 
     def write_failed(self, records: int) -> None:
+        """Ignored."""
         pass
 
     def segment_opened(self, sequence: int) -> None:
+        """Ignored."""
         pass
 
     def corrupt_quarantined(self, count: int) -> None:
+        """Ignored."""
         pass
 
 
@@ -110,19 +120,24 @@ class JournalCounters:
     fsync_seconds: float = 0.0
 
     def records_appended(self, count: int) -> None:
+        """Count appended records."""
         self.appended += count
 
     def fsynced(self, records: int, seconds: float) -> None:
+        """Count one fsync, its records and its duration."""
         self.fsyncs += 1
         self.fsync_seconds += seconds
 
     def write_failed(self, records: int) -> None:
+        """Count a failed write."""
         self.failed += records
 
     def segment_opened(self, sequence: int) -> None:
+        """Count an opened segment."""
         self.segments += 1
 
     def corrupt_quarantined(self, count: int) -> None:
+        """Count quarantined regions."""
         self.quarantined += count
 
 

@@ -78,6 +78,8 @@ async def select_one(engine: AsyncEngine, timeout_s: float) -> None:
 
 @dataclass
 class Components:
+    """Every component of the service, built by `build`, run by `start`, ended by `stop`."""
+
     settings: Settings
     clock: Clock
     metrics: ResilienceMetrics
@@ -103,6 +105,7 @@ class Components:
 
     @classmethod
     async def build(cls, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Components:
+        """Build every component from `settings` (configs and clients from `configs.py`)."""
         metrics = ResilienceMetrics()
         redis_breaker, db_breaker = breakers(settings, clock)
         metrics.watch_breaker(redis_breaker)
@@ -335,6 +338,7 @@ class Components:
         return body
 
     async def resilience(self) -> dict[str, Any]:
+        """The `/resilience` body: the metrics snapshot with live states and backlog."""
         body: dict[str, Any] = self.metrics.snapshot().to_dict()
         body["redis"]["circuitState"] = self.redis_breaker.state.value
         body["auditoria"]["journalBacklog"] = await self._journal_backlog()
@@ -343,6 +347,7 @@ class Components:
         return body
 
     async def refresh_gauges(self) -> None:
+        """Update the gauges read at scrape time (the journal backlog)."""
         self.metrics.set_journal_backlog(await self._journal_backlog())
 
     async def run_recovery(self) -> dict[str, int]:
@@ -353,6 +358,7 @@ class Components:
         return {"replayed": result.replayed, "remaining": result.remaining}
 
     async def backlog(self) -> dict[str, int]:
+        """Journal records and queue entries not yet in the database."""
         queue = 0 if self.worker is None else await self.worker.backlog()
         return {"journal_pending": await self._journal_backlog(), "queue_pending": queue}
 
