@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from scenarios.scenario import ScenarioError
+from scenarios.run.scenario import ScenarioError
 from scenarios.stack.errors import StackError
 
 DEFAULT_STATE_DIR = Path(".stormproof")
@@ -94,14 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Later modules register their sub-commands here (run, list, bench, load).
 def _register_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from scenarios.run_cli import register
+    from scenarios.run.cli import register
 
     register(commands)
 
 
 _EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
     _register_run,
-    lambda commands: __import__("scenarios.load", fromlist=["register"]).register(commands),
+    lambda commands: __import__("scenarios.load.command", fromlist=["register"]).register(commands),
 ]
 
 

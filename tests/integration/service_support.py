@@ -24,7 +24,7 @@ import httpx
 import psycopg
 import pytest
 
-from scenarios.runner import reset_state
+from scenarios.run.runner import reset_state
 from scenarios.stack import Stack
 from scenarios.target import TargetGroup, TargetInstance, TargetSpec
 

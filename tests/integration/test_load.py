@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from scenarios.cli import main as cli_main
-from scenarios.load import DEFAULT_LOCUSTFILE, REPO_ROOT
+from scenarios.load.command import DEFAULT_LOCUSTFILE, REPO_ROOT
 from scenarios.pytest_plugin import unavailable
 from scenarios.stack import Stack
 

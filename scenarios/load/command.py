@@ -4,7 +4,7 @@ For each variant (the reference, the naive variant, or both in turn, on one stac
 the state, start the target, seed the beneficios and cache keys, run Locust headless in its
 own process(es) with locustfiles/reference.py (which injects and reverts the fault), heal,
 run the audit recovery until the backlog is empty, read the audit truth over the direct
-database URL, then judge: the read thresholds of `scenarios.load_stats`, the fault really
+database URL, then judge: the read thresholds of `scenarios.load.stats`, the fault really
 injected, and no acknowledged audit event lost.
 
 Locust is never imported here (it monkey-patches the whole process with gevent): it runs as
@@ -37,7 +37,7 @@ from pathlib import Path
 import httpx
 
 from scenarios.faults import NETWORK_KINDS, FaultError, FaultSpec
-from scenarios.load_stats import (
+from scenarios.load.stats import (
     Thresholds,
     VariantResult,
     Verdict,
@@ -51,12 +51,12 @@ from scenarios.load_stats import (
     render_table,
     render_verdicts,
 )
-from scenarios.runner import TRUTH_QUERY, read_truth, reset_state, settle, wait_healthy
+from scenarios.run.runner import TRUTH_QUERY, read_truth, reset_state, settle, wait_healthy
 from scenarios.stack import Stack, open_stack
 from scenarios.stack.local import free_port
 from scenarios.target import DEFAULT_COMMAND, TargetGroup, TargetSpec
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_LOCUSTFILE = REPO_ROOT / "locustfiles" / "reference.py"
 VARIANTS: dict[str, tuple[str, ...]] = {
     "reference": DEFAULT_COMMAND,
@@ -95,7 +95,7 @@ class LoadOptions:
 
 def target_env() -> dict[str, str]:
     """The catalogue's default target settings plus the load's overrides."""
-    text = resources.files("scenarios").joinpath("catalogue.toml").read_text()
+    text = resources.files("scenarios.run").joinpath("catalogue.toml").read_text()
     defaults = tomllib.loads(text).get("defaults", {}).get("target_env", {})
     return {**{str(k): str(v) for k, v in defaults.items()}, **LOAD_ENV_OVERRIDES}
 

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 
 from scenarios.faults import FaultSpec
-from scenarios.scenario import Scenario, ScheduledFault
+from scenarios.run.scenario import Scenario, ScheduledFault
 
 KINDS = ("down", "blackhole", "latency", "reset_peer", "sigkill")
 TARGETS = ("redis", "postgres")
@@ -99,7 +99,7 @@ def check_property(run: PropertyRun, runner: Runner, *, shrink: bool = True) -> 
 
 def property_scenario(faults: tuple[ScheduledFault, ...]) -> Scenario:
     """The scenario a generated schedule runs in (the same as `run --schedule`)."""
-    from scenarios.run_cli import schedule_scenario
+    from scenarios.run.cli import schedule_scenario
 
     return schedule_scenario(faults, None)
 
@@ -110,7 +110,7 @@ def run_property_cli(
     """`stormproof property`: generated schedules against the reference on one stack."""
     import asyncio
 
-    from scenarios.runner import RunOptions, run_scenario
+    from scenarios.run.runner import RunOptions, run_scenario
     from scenarios.stack import open_stack
 
     options = RunOptions(report_dir=report_dir, seed=seed, provider=provider)

@@ -30,7 +30,7 @@ from scenarios.report import (
     write_junit_xml,
     write_results_json,
 )
-from scenarios.scenario import Scenario, ScheduledFault
+from scenarios.run.scenario import Scenario, ScheduledFault
 from scenarios.stack import Stack, StackError, open_stack
 from scenarios.stack.local import free_port
 from scenarios.target import TargetGroup, TargetSpec

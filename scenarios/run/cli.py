@@ -8,10 +8,10 @@ import sys
 import time
 from pathlib import Path
 
-from scenarios.catalogue import load_catalogue, select
 from scenarios.faults import FaultError
-from scenarios.runner import TRUTH_QUERY
-from scenarios.scenario import (
+from scenarios.run.catalogue import load_catalogue, select
+from scenarios.run.runner import TRUTH_QUERY
+from scenarios.run.scenario import (
     Scenario,
     ScenarioError,
     ScheduledFault,
@@ -82,7 +82,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from scenarios.runner import RunOptions, run_catalogue
+    from scenarios.run.runner import RunOptions, run_catalogue
 
     try:
         scenarios = resolve(args)
@@ -152,7 +152,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_property(args: argparse.Namespace) -> int:
-    from scenarios.schedules import run_property_cli
+    from scenarios.run.schedules import run_property_cli
 
     if args.examples < 1:
         print("stormproof: --examples must be >= 1", file=sys.stderr)
