@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from scenarios.stack.base import Stack
-from scenarios.toxiproxy import Proxy, ToxiproxyError
+from scenarios.toxiproxy import Proxy, Toxiproxy, ToxiproxyError
 
 NETWORK_TARGETS = ("redis", "postgres")
 # A per-instance proxy is named like "redis.i2" (scenarios with per-instance proxies).
@@ -106,18 +106,34 @@ Revert = Callable[[], None]
 
 
 class FaultInjector:
-    """Applies faults to a stack (and target processes) and reverts them reliably."""
+    """Applies faults through a Toxiproxy client (and to processes) and reverts them reliably.
+
+    Network faults need only `toxiproxy`; process faults need the stack's `services` (the
+    local stack's Redis and PostgreSQL) or the `targets` (the target instances).
+    """
 
     def __init__(
-        self, stack: Stack, targets: Callable[[], list[ProcessHandle]] | None = None
+        self,
+        toxiproxy: Toxiproxy,
+        services: Mapping[str, ProcessHandle] | None = None,
+        targets: Callable[[], list[ProcessHandle]] | None = None,
     ) -> None:
-        self._stack = stack
+        self._toxiproxy = toxiproxy
+        self._services: Mapping[str, ProcessHandle] = services or {}
         self._targets = targets or (lambda: [])
         self._active: list[tuple[FaultSpec, Revert]] = []
         self._lock = threading.Lock()
 
+    @classmethod
+    def on_stack(
+        cls, stack: Stack, targets: Callable[[], list[ProcessHandle]] | None = None
+    ) -> FaultInjector:
+        """An injector on a running stack: its Toxiproxy and the services it can signal."""
+        return cls(stack.toxiproxy, stack.services, targets)
+
     @property
     def active(self) -> list[FaultSpec]:
+        """The faults applied and not yet reverted, oldest first."""
         with self._lock:
             return [spec for spec, _ in self._active]
 
@@ -153,7 +169,7 @@ class FaultInjector:
     def _apply(self, spec: FaultSpec) -> Revert:
         if spec.kind in PROCESS_KINDS:
             return self._apply_process(spec)
-        proxy = self._stack.proxy(spec.target)
+        proxy = self._toxiproxy.proxy(spec.target)
         if spec.kind == "down":
             proxy.disable()
             return lambda: _ignore(proxy.enable())
@@ -207,9 +223,9 @@ class FaultInjector:
             if not handles:
                 raise FaultError("no target process to signal")
             return handles
-        service = self._stack.services.get(target)
+        service = self._services.get(target)
         if service is None:
-            raise FaultError(f"the {self._stack.provider} stack cannot signal {target!r}")
+            raise FaultError(f"this stack cannot signal {target!r} (not a local process)")
         return [service]
 
 

@@ -8,45 +8,22 @@ import sys
 import time
 from pathlib import Path
 
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
 from scenarios.faults import FaultError
 from scenarios.run.catalogue import load_catalogue, select
-from scenarios.run.runner import TRUTH_QUERY
+from scenarios.run.runner import RunOptions, run_catalogue
 from scenarios.run.scenario import (
     Scenario,
     ScenarioError,
-    ScheduledFault,
     load_scenarios,
     parse_schedule,
 )
+from scenarios.run.schedules import run_property_cli, schedule_scenario
 from scenarios.stack.errors import StackError
 from scenarios.target import TargetSpec
-from scenarios.workload import WorkloadSpec
-
-SCHEDULE_TAIL_S = 5.0
-
-
-def schedule_scenario(faults: tuple[ScheduledFault, ...], base: Scenario | None) -> Scenario:
-    """A scenario running `faults`: the named one's, or the property runs' default."""
-    end = max((f.at_s + f.duration_s for f in faults), default=0.0)
-    if base is not None:
-        from dataclasses import replace
-
-        return replace(base, faults=faults, duration_s=max(base.duration_s, end + SCHEDULE_TAIL_S))
-    catalogue = {s.name: s for s in load_catalogue()}
-    env = catalogue["redis-down"].target_env
-    return Scenario(
-        name="schedule",
-        description="A fault schedule given on the command line (or found by a property run).",
-        duration_s=end + SCHEDULE_TAIL_S,
-        workload=WorkloadSpec(
-            rate_per_s=150,
-            concurrency=12,
-            mix={"cache_get": 4, "cache_put": 1, "audit": 4},
-        ),
-        faults=faults,
-        expect={"audit": {}, "cache_availability": {"max_failed_reads": 0, "fs": ["cache_get"]}},
-        target_env=env,
-    )
+from scenarios.truth import TRUTH_QUERY
 
 
 def resolve(args: argparse.Namespace) -> list[Scenario]:
@@ -79,11 +56,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from scenarios.run.runner import RunOptions, run_catalogue
-
     try:
         scenarios = resolve(args)
         target = TargetSpec.from_command_line(args.target_cmd)
@@ -152,8 +124,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_property(args: argparse.Namespace) -> int:
-    from scenarios.run.schedules import run_property_cli
-
     if args.examples < 1:
         print("stormproof: --examples must be >= 1", file=sys.stderr)
         return 2

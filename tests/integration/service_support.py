@@ -24,9 +24,9 @@ import httpx
 import psycopg
 import pytest
 
-from scenarios.run.runner import reset_state
 from scenarios.stack import Stack
 from scenarios.target import TargetGroup, TargetInstance, TargetSpec
+from scenarios.truth import reset_state
 
 ADMIN_TOKEN = "svc-test-admin-token-5f1c2a9e"
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -14,8 +14,8 @@ import psycopg
 import pytest
 import redis
 
+from scenarios.ports import free_port
 from scenarios.stack.envfile import read_stack_urls
-from scenarios.stack.local import free_port
 from scenarios.toxiproxy import Toxiproxy
 
 pytestmark = pytest.mark.integration
