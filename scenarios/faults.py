@@ -57,9 +57,11 @@ class FaultSpec:
 
     @property
     def name(self) -> str:
+        """The fault's name in histories and reports, e.g. "redis-latency"."""
         return f"{self.target}-{self.kind}"
 
     def validate(self) -> FaultSpec:
+        """This spec, or FaultError naming what is wrong (kind, target, parameter)."""
         if self.kind not in KINDS:
             raise FaultError(f"unknown fault {self.kind!r} (choose one of {', '.join(KINDS)})")
         targets = NETWORK_TARGETS if self.kind in NETWORK_KINDS else PROCESS_TARGETS
@@ -93,13 +95,17 @@ class FaultSpec:
 class ProcessHandle(Protocol):
     """What a process fault needs (ManagedProcess implements it)."""
 
-    def kill(self) -> None: ...
+    def kill(self) -> None:
+        """SIGKILL the process."""
 
-    def start(self, timeout_s: float = 30.0) -> None: ...
+    def start(self, timeout_s: float = 30.0) -> None:
+        """Start (or restart) the process and wait until it is ready."""
 
-    def pause(self) -> None: ...
+    def pause(self) -> None:
+        """SIGSTOP the process."""
 
-    def resume(self) -> None: ...
+    def resume(self) -> None:
+        """SIGCONT the process (a no-op when it is not paused)."""
 
 
 Revert = Callable[[], None]
@@ -138,6 +144,7 @@ class FaultInjector:
             return [spec for spec, _ in self._active]
 
     def apply(self, spec: FaultSpec) -> FaultSpec:
+        """Make the fault happen and remember how to undo it; returns the spec."""
         spec.validate()
         revert = self._apply(spec)
         with self._lock:
@@ -145,6 +152,7 @@ class FaultInjector:
         return spec
 
     def revert(self, spec: FaultSpec) -> None:
+        """Undo one applied fault (the same spec object); a no-op when not active."""
         with self._lock:
             index = next((i for i, (s, _) in enumerate(self._active) if s is spec), None)
             if index is None:

@@ -52,6 +52,7 @@ class TargetSpec:
 
     @classmethod
     def from_command_line(cls, command: str | None, **kwargs: object) -> TargetSpec:
+        """A spec running `command` (shell words; None: the reference)."""
         argv = tuple(shlex.split(command)) if command else DEFAULT_COMMAND
         return cls(command=argv, **kwargs)  # type: ignore[arg-type]
 
@@ -74,25 +75,32 @@ class TargetInstance:
 
     @property
     def pid(self) -> int | None:
+        """The process id, None when not running."""
         return self.process.pid
 
     @property
     def running(self) -> bool:
+        """True while the process is alive."""
         return self.process.running
 
     def start(self, timeout_s: float = 30.0) -> None:
+        """Start the instance and wait until /health answers."""
         self.process.start(timeout_s)
 
     def kill(self) -> None:
+        """SIGKILL the instance."""
         self.process.kill()
 
     def pause(self) -> None:
+        """SIGSTOP the instance."""
         self.process.pause()
 
     def resume(self) -> None:
+        """SIGCONT the instance."""
         self.process.resume()
 
     def stop(self) -> None:
+        """Stop the instance gracefully, SIGKILL after 15 s."""
         self.process.stop(timeout_s=15.0)
 
 
@@ -141,9 +149,11 @@ class TargetGroup:
 
     @property
     def urls(self) -> list[str]:
+        """The base URL of each instance."""
         return [instance.url for instance in self.instances]
 
     def start(self) -> None:
+        """Start every instance and wait until each answers /health."""
         for instance in self.instances:
             instance.start(self.spec.startup_timeout_s)
 
@@ -155,6 +165,7 @@ class TargetGroup:
                 instance.start(self.spec.startup_timeout_s)
 
     def stop(self) -> None:
+        """Stop every instance."""
         for instance in self.instances:
             instance.stop()
 

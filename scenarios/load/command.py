@@ -34,6 +34,7 @@ from scenarios.stack import open_stack
 
 
 def run_load(options: LoadOptions) -> list[VariantResult]:
+    """Run every variant on one stack; writes load.json and returns the results."""
     stamp = datetime.now(UTC).strftime("load-%Y%m%dT%H%M%S")
     base = options.report_dir / stamp
     base.mkdir(parents=True, exist_ok=True)
@@ -62,6 +63,7 @@ def exit_code(results: Sequence[VariantResult]) -> int:
 
 
 def report(results: Sequence[VariantResult]) -> str:
+    """The text report: the per-phase table, each variant's verdicts, the comparison."""
     lines = [render_table(results), ""]
     for result in results:
         lines.extend([render_verdicts(result), ""])
@@ -79,6 +81,7 @@ def report(results: Sequence[VariantResult]) -> str:
 
 
 def options_from_args(args: argparse.Namespace) -> LoadOptions:
+    """LoadOptions from the command line; ValueError or FaultError on bad input."""
     if args.users < 1 or args.duration < 3 or args.workers < 0 or args.user_rps <= 0:
         raise ValueError("expected --users >= 1, --duration >= 3, --workers >= 0, --user-rps > 0")
     if args.warmup < 0 or args.settle <= 0 or args.p99_factor < 1 or args.p99_slack_ms < 0:
@@ -111,6 +114,7 @@ def options_from_args(args: argparse.Namespace) -> LoadOptions:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
+    """`stormproof load`: the exit code of the run (2 on bad usage)."""
     try:
         options = options_from_args(args)
     except (ValueError, FaultError) as exc:
@@ -122,6 +126,7 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `load` sub-command."""
     load = commands.add_parser(
         "load",
         help="Locust load in phases (baseline, fault, recovery) with thresholds",

@@ -25,6 +25,8 @@ fault would never touch the read path; a short L1 stands in for a key space larg
 
 @dataclass(frozen=True)
 class LoadOptions:
+    """Everything one `stormproof load` run needs, built from the command line."""
+
     fault: str = "redis-blackhole"
     users: int = 20
     duration_s: float = 60.0
@@ -42,6 +44,7 @@ class LoadOptions:
 
     @property
     def phases(self) -> tuple[float, float, float]:
+        """Seconds of baseline, fault and recovery (equal thirds of the duration)."""
         third = self.duration_s / 3
         return third, third, third
 

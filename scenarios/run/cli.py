@@ -48,6 +48,7 @@ def default_provider(given: str | None) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    """`stormproof list`: one line per scenario."""
     catalogue = load_scenarios(args.scenario_file) if args.scenario_file else load_catalogue()
     width = max(len(s.name) for s in catalogue)
     for scenario in catalogue:
@@ -56,6 +57,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """`stormproof run`: run the scenarios with a progress display; 0 all passed."""
     try:
         scenarios = resolve(args)
         target = TargetSpec.from_command_line(args.target_cmd)
@@ -124,6 +126,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_property(args: argparse.Namespace) -> int:
+    """`stormproof property`: generated fault schedules; 0 the property held."""
     if args.examples < 1:
         print("stormproof: --examples must be >= 1", file=sys.stderr)
         return 2
@@ -133,6 +136,7 @@ def cmd_property(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `run`, `property` and `list` sub-commands."""
     run = commands.add_parser("run", help="run scenarios against the target and write a report")
     run.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="names from `list`")
     run.add_argument("--all", action="store_true", help="the whole catalogue")

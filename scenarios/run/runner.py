@@ -17,7 +17,8 @@ from pathlib import Path
 
 from scenarios.checkers import CheckResult, Truth, run_checkers
 from scenarios.faults import FaultInjector
-from scenarios.history import History, HistoryRecorder
+from scenarios.history import History
+from scenarios.history_recorder import HistoryRecorder
 from scenarios.ports import free_port
 from scenarios.report import (
     RunSummary,
@@ -40,6 +41,8 @@ Progress = Callable[[str, float], None]
 
 @dataclass(frozen=True)
 class RunOptions:
+    """How to run scenarios: where reports go, the target, quick or long, the seed."""
+
     report_dir: Path = Path("reports")
     target: TargetSpec = field(default_factory=TargetSpec)
     quick: bool = True

@@ -60,15 +60,19 @@ def schedules() -> st.SearchStrategy[tuple[ScheduledFault, ...]]:
 
 
 def schedule_json(faults: tuple[ScheduledFault, ...]) -> str:
+    """The schedule in the `--schedule` JSON format (compact)."""
     return json.dumps([f.to_json() for f in faults], separators=(",", ":"))
 
 
 def replay_command(faults: tuple[ScheduledFault, ...], seed: int) -> str:
+    """The command that replays this schedule."""
     return f"stormproof run --quick --schedule {shlex.quote(schedule_json(faults))} --seed {seed}"
 
 
 @dataclass(frozen=True)
 class PropertyRun:
+    """A property run's settings: how many schedules, the seed, the report dir."""
+
     examples: int
     seed: int
     report_dir: Path

@@ -6,7 +6,7 @@ service keeps in the stack (tables `audit_log`, `audit_dead_letter`, `beneficios
 Redis FLUSHALL, both over the direct URLs). Every process it started is stopped at teardown.
 The truth (`audit_rows`) is read over the direct database URL, never through the proxies.
 
-Test modules use it with `pytest_plugins = ["tests.integration.service_support"]` (and import
+tests/conftest.py registers it as a plugin for the whole suite (test modules import
 its helpers: PYTEST_DONT_REWRITE keeps pytest from warning that it was imported first).
 """
 

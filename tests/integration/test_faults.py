@@ -63,7 +63,7 @@ def test_flapping_alternates_then_reverts(stormproof_stack: Stack) -> None:
     """Flapping toggles the proxy with its period; revert leaves it enabled."""
     injector = FaultInjector.on_stack(stormproof_stack)
     injector.apply(FaultSpec("flapping", "redis", {"period_s": 0.4}))
-    seen = set()
+    seen: set[bool] = set()
     deadline = time.monotonic() + 2.0
     while time.monotonic() < deadline and len(seen) < 2:
         seen.add(stormproof_stack.redis_proxy.refresh().enabled)
