@@ -89,6 +89,7 @@ class LocalStack:
         self._pg_root: Path | None = None
 
     def start(self) -> Stack:
+        """Start Redis, PostgreSQL and Toxiproxy as local processes; the running stack."""
         redis_bin = find_binary("redis-server", "STORMPROOF_REDIS_SERVER", [])
         pg_dirs = _postgres_bin_dirs()
         initdb = find_binary("initdb", "STORMPROOF_INITDB", pg_dirs)
@@ -269,6 +270,7 @@ class LocalStack:
 
     @property
     def pids(self) -> list[int]:
+        """The pids of the processes still running."""
         return [p.pid for p in self._processes if p.pid is not None and p.running]
 
     def close(self) -> None:
