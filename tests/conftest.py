@@ -1,0 +1,9 @@
+"""Shared fixtures of the whole suite, in one place.
+
+The stack fixtures (`stormproof_stack`, ...) come from the `stormproof` pytest plugin
+(scenarios/pytest_plugin.py, an entry point); the service rig (`service_factory`,
+`service`) from tests/integration/service_support.py, registered here once instead of in
+each test module. Fixtures are built only for the tests that ask for them.
+"""
+
+pytest_plugins = ["tests.integration.service_support"]
