@@ -7,3 +7,10 @@ each test module. Fixtures are built only for the tests that ask for them.
 """
 
 pytest_plugins = ["tests.integration.service_support"]
+
+import os
+
+# The suite's shared stack is local unless STORMPROOF_STACK says otherwise: with a Docker
+# daemon up (the Docker tests start one), the provider's "auto" would pick docker. The
+# Docker tests choose the docker provider themselves.
+os.environ.setdefault("STORMPROOF_STACK", "local")
