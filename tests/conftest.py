@@ -6,9 +6,9 @@ The stack fixtures (`stormproof_stack`, ...) come from the `stormproof` pytest p
 each test module. Fixtures are built only for the tests that ask for them.
 """
 
-pytest_plugins = ["tests.integration.service_support"]
-
 import os
+
+pytest_plugins = ["tests.integration.service_support"]
 
 # The suite's shared stack is local unless STORMPROOF_STACK says otherwise: with a Docker
 # daemon up (the Docker tests start one), the provider's "auto" would pick docker. The
