@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from scenarios.ports import free_port
 from scenarios.stack.errors import StackError
 from scenarios.stack.process import ManagedProcess
 
@@ -101,12 +102,6 @@ def _duration(seconds: float) -> str:
     return f"{round(seconds * 1000)}ms"
 
 
-def _free_port() -> int:
-    from scenarios.stack.local import free_port
-
-    return free_port()
-
-
 class PrometheusServer:
     """One Prometheus process we own, and a small typed client of its HTTP API."""
 
@@ -115,7 +110,7 @@ class PrometheusServer:
             rules=Path(os.environ.get(_RULES_ENV) or DEFAULT_RULES)
         )
         self.root = root
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.targets_file = root / "targets.json"
         self._process: ManagedProcess | None = None

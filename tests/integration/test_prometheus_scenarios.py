@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from scenarios.catalogue import load_catalogue, select
 from scenarios.pytest_plugin import unavailable
 from scenarios.report import ScenarioResult
-from scenarios.runner import RunOptions, run_scenario
+from scenarios.run.catalogue import load_catalogue, select
+from scenarios.run.runner import RunOptions, run_scenario
 from scenarios.stack import Stack, StackError, open_stack
 from scenarios.stack.prometheus import PrometheusError
 from scenarios.target import TargetSpec

@@ -5,6 +5,7 @@ message, and leaves no process behind."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,14 +20,14 @@ pytest_plugins = ["tests.integration.service_support"]
 
 
 @pytest.fixture
-def prometheus(tmp_path: Path) -> PrometheusServer:
+def prometheus(tmp_path: Path) -> Iterator[PrometheusServer]:
     try:
         find_prometheus()
     except StackError as exc:
         unavailable(str(exc))
     server = PrometheusServer(tmp_path / "prometheus").start()
     try:
-        yield server  # type: ignore[misc]
+        yield server
     finally:
         server.close()
 
