@@ -15,6 +15,7 @@ from scenarios.checkers.prometheus import (
     timeline_from_alerts,
 )
 from scenarios.history import FaultWindow, History
+from scenarios.run.scenario import ScenarioError, parse_scenario
 
 WALL_T0 = 1_700_000_000.0
 FAULT = FaultWindow("redis-down", "redis", 3.0, 8.0, "down")
@@ -128,3 +129,36 @@ def test_timeline_from_alerts_keeps_firing_samples_in_history_time() -> None:
     tl = timeline_from_alerts(series, wall_t0=WALL_T0, step_s=1.0, observed_until_wall=WALL_T0 + 30)
     assert tl.firing == {ALERT: (5.0, 6.0)}
     assert tl.observed_until == 30.0
+
+
+def scenario_data(**changes: object) -> dict[str, object]:
+    """A minimal scenario table with `prometheus_alerts` and the Prometheus stack option."""
+    raw: dict[str, object] = {
+        "name": "p",
+        "duration_s": 10,
+        "faults": [{"at_s": 2, "fault": "redis-down", "duration_s": 3}],
+        "stack": {"prometheus": True},
+        "expect": {"prometheus_alerts": {"fire": [ALERT]}},
+    }
+    raw.update(changes)
+    return raw
+
+
+def test_a_scenario_with_prometheus_alerts_parses_into_the_checker() -> None:
+    """The catalogue entry builds a PrometheusAlertsChecker with the given names."""
+    [checker] = parse_scenario(scenario_data()).checkers()
+    assert isinstance(checker, PrometheusAlertsChecker)
+    assert list(checker.fire) == [ALERT]
+
+
+def test_prometheus_alerts_without_prometheus_is_refused_up_front() -> None:
+    """Nothing starts: the one-line error says which option is missing."""
+    with pytest.raises(ScenarioError, match=r"prometheus_alerts needs stack = \{ prometheus"):
+        parse_scenario(scenario_data(stack={}))
+
+
+def test_bad_prometheus_alerts_options_are_refused_up_front() -> None:
+    with pytest.raises(ScenarioError, match="bad expectation"):
+        parse_scenario(scenario_data(expect={"prometheus_alerts": {"fire": ALERT}}))
+    with pytest.raises(ScenarioError, match="bad expectation"):
+        parse_scenario(scenario_data(expect={"prometheus_alerts": {"fyre": [ALERT]}}))
