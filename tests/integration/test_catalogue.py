@@ -15,7 +15,9 @@ import pytest
 from scenarios.pytest_plugin import unavailable
 from scenarios.run.catalogue import load_catalogue
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# the run's own bound (the subprocess timeout below), not pytest's default 300 s: the quick
+# catalogue takes ~6 min on 2 loaded cores, a minute of it waiting for Prometheus's alerts
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM_FLAGS = [
     "--headless",
