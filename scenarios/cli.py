@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(handler=_journal)
 
     bench = commands.add_parser("bench", help="benchmarks: figures as ratios to a raw baseline")
-    bench.add_argument("subject", choices=["cache", "audit"], help="what to measure")
+    bench.add_argument("subject", choices=["cache", "audit", "fs"], help="what to measure")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.set_defaults(handler=_bench)
 
