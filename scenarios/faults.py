@@ -33,13 +33,20 @@ _TOXICS: dict[str, tuple[str, dict[str, Any], tuple[str, ...]]] = {
 }
 NETWORK_KINDS = ("down", "flapping", *_TOXICS)
 PROCESS_KINDS = ("sigkill", "sigstop")
-KINDS = (*NETWORK_KINDS, *PROCESS_KINDS)
+# Forgetful-disk faults (scenarios/fs, docs/powercut.md): a power cut of a process's disk,
+# and the journal disk refusing writes.
+POWER_TARGETS = ("redis", "target")
+DISK_TARGETS = ("journal",)
+DISK_KINDS = ("disk_full", "disk_eio", "disk_readonly")
+KINDS = (*NETWORK_KINDS, *PROCESS_KINDS, "powercut", *DISK_KINDS)
 _PARAMS: dict[str, set[str]] = {
     **{kind: set(attrs) for kind, (_, attrs, _) in _TOXICS.items()},
     "down": set(),
     "flapping": {"period_s"},
     "sigkill": {"restart"},
     "sigstop": set(),
+    "powercut": set(),
+    **{kind: set() for kind in DISK_KINDS},
 }
 
 
@@ -62,7 +69,11 @@ class FaultSpec:
     def validate(self) -> FaultSpec:
         if self.kind not in KINDS:
             raise FaultError(f"unknown fault {self.kind!r} (choose one of {', '.join(KINDS)})")
-        targets = NETWORK_TARGETS if self.kind in NETWORK_KINDS else PROCESS_TARGETS
+        targets: tuple[str, ...] = (
+            NETWORK_TARGETS if self.kind in NETWORK_KINDS else PROCESS_TARGETS
+        )
+        targets = POWER_TARGETS if self.kind == "powercut" else targets
+        targets = DISK_TARGETS if self.kind in DISK_KINDS else targets
         per_instance = self.kind in NETWORK_KINDS and _INSTANCE_PROXY.match(self.target)
         if self.target not in targets and not per_instance:
             raise FaultError(
@@ -151,6 +162,8 @@ class FaultInjector:
         return errors
 
     def _apply(self, spec: FaultSpec) -> Revert:
+        if spec.kind == "powercut" or spec.kind in DISK_KINDS:
+            return self._apply_disk(spec)
         if spec.kind in PROCESS_KINDS:
             return self._apply_process(spec)
         proxy = self._stack.proxy(spec.target)
@@ -200,6 +213,22 @@ class FaultInjector:
                     handle.start()
 
         return restart
+
+    def _apply_disk(self, spec: FaultSpec) -> Revert:
+        from scenarios.fs import power
+        from scenarios.stack.errors import StackError
+
+        disks = self._stack.disks
+        if disks is None:
+            raise FaultError(f"the {self._stack.provider} stack has no forgetful disks")
+        disk = "journal" if spec.target in ("target", "journal") else spec.target
+        try:
+            mount = disks.mount(disk)
+        except StackError as exc:
+            raise FaultError(str(exc)) from exc
+        if spec.kind == "powercut":
+            return power.power_cut(self._process_handles(spec.target), mount)
+        return power.disk_fault(mount, spec.kind)
 
     def _process_handles(self, target: str) -> list[ProcessHandle]:
         if target == "target":

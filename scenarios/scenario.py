@@ -43,7 +43,7 @@ from scenarios.workload import WorkloadError, WorkloadSpec
 
 EXPECTATIONS = ("audit", "cache_availability", "staleness", "latency", "breaker", "health")
 PHASES = ("baseline", "fault", "between", "recovery")
-STACK_OPTIONS = ("redis_aof", "redis_proxy_per_instance")
+STACK_OPTIONS = ("redis_aof", "redis_proxy_per_instance", "redis_appendfsync")
 FULL_SCALE = 3.0
 
 

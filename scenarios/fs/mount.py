@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -26,11 +28,6 @@ class MountConfig:
     mountpoint: Path
     scratch: Path
     seed: int = 0
-
-    @property
-    def control_socket(self) -> Path:
-        """The control socket path."""
-        return self.scratch / "control.sock"
 
 
 def is_mounted(mountpoint: Path) -> bool:
@@ -66,6 +63,14 @@ class ForgetfulMount:
     def __init__(self, config: MountConfig) -> None:
         self.config = config
         self._process: ManagedProcess | None = None
+        self._socket_dir: Path | None = None
+
+    @property
+    def control_socket(self) -> Path:
+        """The control socket (in a short temp dir: AF_UNIX paths are limited to 107 bytes)."""
+        if self._socket_dir is None:
+            self._socket_dir = Path(tempfile.mkdtemp(prefix="stormproof-fs-"))
+        return self._socket_dir / "control.sock"
 
     @property
     def mountpoint(self) -> Path:
@@ -93,7 +98,7 @@ class ForgetfulMount:
             str(cfg.backing),
             str(cfg.mountpoint),
             "--control",
-            str(cfg.control_socket),
+            str(self.control_socket),
             "--state",
             str(cfg.scratch),
             "--seed",
@@ -115,7 +120,7 @@ class ForgetfulMount:
     def _ready(self) -> bool:
         if not is_mounted(self.config.mountpoint):
             return False
-        control.request(self.config.control_socket, {"cmd": "status"}, timeout_s=1.0)
+        control.request(self.control_socket, {"cmd": "status"}, timeout_s=1.0)
         return True
 
     def stop(self) -> None:
@@ -127,10 +132,13 @@ class ForgetfulMount:
             pass
         finally:
             force_unmount(self.config.mountpoint)
+            if self._socket_dir is not None:
+                shutil.rmtree(self._socket_dir, ignore_errors=True)
+                self._socket_dir = None
 
     def request(self, payload: dict[str, Any], timeout_s: float = 10.0) -> dict[str, Any]:
         """One control request; raises control.ControlError."""
-        return control.request(self.config.control_socket, payload, timeout_s)
+        return control.request(self.control_socket, payload, timeout_s)
 
     def power_cut(
         self, tear: bool = False, seed: int | None = None, halt: bool = False

@@ -140,16 +140,22 @@ class VolatileState:
         return node
 
     def power_cut(self, tear_at: float | None = None) -> Counters:
-        """Lose everything not durable; `tear_at` (0..1) keeps that fraction of the last write."""
+        """Lose everything not durable.
+
+        `tear_at` (0..1): the file written last keeps that fraction (a strict prefix) of its
+        unsynced bytes, from its lowest unsynced offset on: a torn write, never a hole.
+        """
         dropped, ops, torn = self.dirty_bytes(), len(self.pending), 0
         if tear_at is not None and self.last_write is not None:
-            ino, offset, data = self.last_write
-            node = self.nodes[ino]
-            if node.dparent is not None and data:
-                torn = min(len(data) - 1, int(len(data) * tear_at))
+            node = self.nodes[self.last_write[0]]
+            start = min(node.dirty_from, node.size)
+            span = node.size - start
+            if node.dparent is not None and node.floor == NO_FLOOR and span > 0:
+                torn = min(span - 1, int(span * tear_at))
+                data = self.read(node, start, torn)
                 fd = os.open(self.durable_path(node), os.O_WRONLY | os.O_CLOEXEC)
                 try:
-                    os.pwrite(fd, data[:torn], offset)
+                    os.pwrite(fd, data, start)
                     os.fsync(fd)
                 finally:
                     os.close(fd)
