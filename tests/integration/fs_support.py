@@ -13,11 +13,6 @@ from scenarios.pytest_plugin import unavailable
 from scenarios.stack.errors import StackError
 
 
-def long_run() -> bool:
-    """STORMPROOF_LONG=1 asks for the long settings."""
-    return os.environ.get("STORMPROOF_LONG", "") in ("1", "true", "yes")
-
-
 @contextlib.contextmanager
 def forgetful_mount(root: Path, name: str = "fs", seed: int = 0) -> Iterator[ForgetfulMount]:
     """Mount `root/backing` at `root/mnt`; always unmounted after."""

@@ -21,7 +21,7 @@ from hypothesis.stateful import (
 )
 
 from scenarios.fs.mount import ForgetfulMount
-from tests.integration.fs_support import backing_files, forgetful_mount, long_run
+from tests.integration.fs_support import backing_files, forgetful_mount
 
 pytestmark = pytest.mark.integration
 
@@ -232,8 +232,8 @@ def test_backing_directory_equals_the_models_durable_state(mount: ForgetfulMount
     run_state_machine_as_test(
         ForgetfulFsMachine,
         settings=settings(
-            max_examples=500 if long_run() else 100,
-            stateful_step_count=40 if long_run() else 25,
+            max_examples=100,
+            stateful_step_count=25,
             deadline=None,
             suppress_health_check=list(HealthCheck),
         ),

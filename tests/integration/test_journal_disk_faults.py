@@ -13,7 +13,6 @@ from scenarios.faults import FaultInjector, FaultSpec
 from scenarios.pytest_plugin import unavailable
 from tests.integration.service_support import ServiceFactory, audit_body, audit_rows
 
-pytest_plugins = ["tests.integration.service_support"]
 pytestmark = pytest.mark.integration
 
 
@@ -38,7 +37,7 @@ def test_a_refusing_disk_gets_503_and_health_says_why(
     backup = stack.disks.journal_root(kind) / "audit-backup"
     service = service_factory(AUDITORIA_BACKUP_PATH=str(backup))
     acknowledged: list[uuid.UUID] = []
-    injector = FaultInjector(stack)
+    injector = FaultInjector.on_stack(stack)
     try:
         injector.apply(FaultSpec("down", "redis"))
         injector.apply(FaultSpec("down", "postgres"))
