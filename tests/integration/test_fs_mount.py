@@ -167,4 +167,7 @@ def test_the_mount_goes_when_its_parent_dies(tmp_path: Path) -> None:
         assert not is_mounted(tmp_path / "m")
     finally:
         child.kill()
+        child.wait(10)
+        if child.stdout is not None:
+            child.stdout.close()
         ForgetfulMount(MountConfig("p", tmp_path / "b", tmp_path / "m", tmp_path / "s")).stop()
