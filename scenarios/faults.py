@@ -13,7 +13,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from scenarios.fs import power
 from scenarios.stack.base import Stack
+from scenarios.stack.errors import StackError
 from scenarios.toxiproxy import Proxy, Toxiproxy, ToxiproxyError
 
 if TYPE_CHECKING:
@@ -244,9 +246,6 @@ class FaultInjector:
         return restart
 
     def _apply_disk(self, spec: FaultSpec) -> Revert:
-        from scenarios.fs import power
-        from scenarios.stack.errors import StackError
-
         disks = self._disks
         if disks is None:
             raise FaultError("this stack has no forgetful disks (the local stack has them)")

@@ -8,6 +8,7 @@ import os
 import random
 import stat
 import threading
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -217,7 +218,7 @@ class ForgetfulOperations(mfusepy.Operations):  # type: ignore[misc]
         with self._mutex:
             node = self._node(path, fh)
             self.faults.check("fsync", path)
-            self.state.commit_dir(node)
+            _as_eio(self.state.commit_dir, node)
             return 0
 
     def mkdir(self, path: str, mode: int) -> int:
@@ -311,7 +312,7 @@ class ForgetfulOperations(mfusepy.Operations):  # type: ignore[misc]
         with self._mutex:
             node = self._node(path, fh)
             self.faults.check("fsync", path)
-            self.state.fsync_file(node)
+            _as_eio(self.state.fsync_file, node)
             return 0
 
     # -- life cycle -------------------------------------------------------------------------
@@ -331,3 +332,14 @@ class ForgetfulOperations(mfusepy.Operations):  # type: ignore[misc]
             config_3.attr_timeout = 0.0
             config_3.hard_remove = 1
             config_3.direct_io = 1
+
+
+def _as_eio(step: Callable[[Node], None], node: Node) -> None:
+    """Run a durability step; a bug in it is EIO, never mfusepy's default EINVAL (which a
+    caller may tolerate, as the journal does for a directory fsync)."""
+    try:
+        step(node)
+    except OSError:
+        raise
+    except Exception as exc:
+        raise OSError(errno.EIO, f"forgetful fs: {type(exc).__name__}: {exc}") from exc
