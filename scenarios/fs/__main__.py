@@ -7,6 +7,7 @@ It unmounts on SIGTERM, SIGINT and SIGHUP (libfuse's handlers) and when its pare
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import logging
 import os
@@ -63,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fs: unmounted ({exc})", file=sys.stderr)
     finally:
         server.stop()
+        if args.control.parent.name.startswith("stormproof-fs-"):  # ForgetfulMount's temp dir
+            with contextlib.suppress(OSError):
+                args.control.parent.rmdir()
     return 0
 
 
