@@ -73,14 +73,19 @@ def run_catalogue(
     run_dir.mkdir(parents=True, exist_ok=True)
     results: list[ScenarioResult] = []
     histories: dict[str, History] = {}
-    stacks: dict[tuple[bool, bool], Stack] = {}
+    stacks: dict[tuple[bool, str, bool], Stack] = {}
     try:
         for number, scenario in enumerate(scenarios):
             aof = bool(scenario.stack.get("redis_aof", True))
-            key = (aof, wants_prometheus(scenario, options.prometheus))
+            appendfsync = str(scenario.stack.get("redis_appendfsync", "always"))
+            key = (aof, appendfsync, wants_prometheus(scenario, options.prometheus))
             if key not in stacks:
                 stacks[key] = open_stack(
-                    options.provider, base_dir=run_dir / "stack", redis_aof=aof, prometheus=key[1]
+                    options.provider,
+                    base_dir=run_dir / "stack",
+                    redis_aof=aof,
+                    redis_appendfsync=appendfsync,
+                    prometheus=key[2],
                 )
             report = progress(number, scenario) if progress else None
             result, history = asyncio.run(
@@ -138,6 +143,11 @@ async def run_scenario(
         stack.urls,
         scenario_dir,
         instance_env=lambda n: {"REDIS_URL": extra_proxies[n]} if extra_proxies else {},
+        backup_root=(
+            stack.disks.journal_root(scenario.name)
+            if stack.disks is not None and "journal" in stack.disks.mounts
+            else None
+        ),
     )
     injector = FaultInjector.on_stack(stack, targets=lambda: list(targets.instances))
     prometheus = stack.prometheus if wants_prometheus(scenario, options.prometheus) else None

@@ -52,7 +52,7 @@ EXPECTATIONS = (
     "prometheus_alerts",
 )
 PHASES = ("baseline", "fault", "between", "recovery")
-STACK_OPTIONS = ("redis_aof", "redis_proxy_per_instance", "prometheus")
+STACK_OPTIONS = ("redis_aof", "redis_proxy_per_instance", "redis_appendfsync", "prometheus")
 FULL_SCALE = 3.0
 
 

@@ -14,6 +14,7 @@ from scenarios.stack.errors import StackError
 from scenarios.toxiproxy import Proxy, Toxiproxy
 
 if TYPE_CHECKING:
+    from scenarios.fs.disks import StackDisks
     from scenarios.stack.prometheus import PrometheusServer
 
 REDIS_PROXY = "redis"
@@ -91,6 +92,7 @@ class Stack:
     urls: StackUrls
     toxiproxy: Toxiproxy
     services: Mapping[str, Service] = field(default_factory=dict)
+    disks: StackDisks | None = None  # forgetful disks (local stack with FUSE): power cuts
     _closers: list[object] = field(default_factory=list, repr=False)
     prometheus: PrometheusServer | None = None
     """A Prometheus scraping the targets (started on request: `open_stack(prometheus=True)`)."""
@@ -116,6 +118,8 @@ class Stack:
             if not service.running:
                 service.start()
         self.toxiproxy.reset()
+        if self.disks is not None:
+            self.disks.heal()
 
     def close(self) -> None:
         """Stop everything this stack started (idempotent)."""

@@ -15,8 +15,8 @@ import pytest
 from scenarios.pytest_plugin import unavailable
 from scenarios.run.catalogue import load_catalogue
 
-# the run's own bound (the subprocess timeout below), not pytest's default 300 s: the quick
-# catalogue takes ~6 min on 2 loaded cores, a minute of it waiting for Prometheus's alerts
+# the catalogue's own subprocess timeout (900 s) bounds it, not pytest-timeout's 300 s default:
+# 16 quick scenarios of up to ~25 s each, plus stack starts, pass 300 s on a loaded machine
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM_FLAGS = [
