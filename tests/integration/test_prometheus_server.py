@@ -50,7 +50,7 @@ def test_prometheus_scrapes_the_service_and_loads_the_rules(
     assert series.labels["scenario"] == "smoke" and series.labels["job"] == "stormproof"
     rules = prometheus._get("/api/v1/rules", {})
     names = {r["name"] for g in rules["groups"] for r in g["rules"]}
-    assert {"REDIS_MULTIPLE_FAILURES", "SYSTEM_UNHEALTHY", "AUDITORIA_QUEUE_UNSAFE"} <= names
+    assert {"REDIS_MULTIPLE_FAILURES", "SYSTEM_UNHEALTHY", "AUDIT_QUEUE_UNSAFE"} <= names
 
 
 def test_bad_promql_is_refused_with_prometheus_own_message(prometheus: PrometheusServer) -> None:
