@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from scenarios.redis_data import fill_redis
 from scenarios.stack.base import Stack
 from scenarios.toxiproxy import Proxy, ToxiproxyError
 
@@ -33,13 +34,17 @@ _TOXICS: dict[str, tuple[str, dict[str, Any], tuple[str, ...]]] = {
 }
 NETWORK_KINDS = ("down", "flapping", *_TOXICS)
 PROCESS_KINDS = ("sigkill", "sigstop")
-KINDS = (*NETWORK_KINDS, *PROCESS_KINDS)
+# Data faults act on a store's contents over its direct URL (scenarios/redis_data.py).
+DATA_KINDS = ("fill",)
+DATA_TARGETS = ("redis",)
+KINDS = (*NETWORK_KINDS, *PROCESS_KINDS, *DATA_KINDS)
 _PARAMS: dict[str, set[str]] = {
     **{kind: set(attrs) for kind, (_, attrs, _) in _TOXICS.items()},
     "down": set(),
     "flapping": {"period_s"},
     "sigkill": {"restart"},
     "sigstop": set(),
+    "fill": {"mb"},
 }
 
 
@@ -63,6 +68,8 @@ class FaultSpec:
         if self.kind not in KINDS:
             raise FaultError(f"unknown fault {self.kind!r} (choose one of {', '.join(KINDS)})")
         targets = NETWORK_TARGETS if self.kind in NETWORK_KINDS else PROCESS_TARGETS
+        if self.kind in DATA_KINDS:
+            targets = DATA_TARGETS
         per_instance = self.kind in NETWORK_KINDS and _INSTANCE_PROXY.match(self.target)
         if self.target not in targets and not per_instance:
             raise FaultError(
@@ -153,6 +160,8 @@ class FaultInjector:
     def _apply(self, spec: FaultSpec) -> Revert:
         if spec.kind in PROCESS_KINDS:
             return self._apply_process(spec)
+        if spec.kind == "fill":
+            return fill_redis(self._stack.urls.redis_direct_url, float(spec.params.get("mb", 16)))
         proxy = self._stack.proxy(spec.target)
         if spec.kind == "down":
             proxy.disable()

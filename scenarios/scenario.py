@@ -43,7 +43,7 @@ from scenarios.workload import WorkloadError, WorkloadSpec
 
 EXPECTATIONS = ("audit", "cache_availability", "staleness", "latency", "breaker", "health")
 PHASES = ("baseline", "fault", "between", "recovery")
-STACK_OPTIONS = ("redis_aof", "redis_proxy_per_instance")
+STACK_OPTIONS = ("redis_aof", "redis_proxy_per_instance", "redis_config")
 FULL_SCALE = 3.0
 
 
@@ -221,6 +221,11 @@ def parse_scenario(raw: Mapping[str, Any]) -> Scenario:
         raise ScenarioError(
             f"{where}: unknown stack option(s) {sorted(set(stack) - set(STACK_OPTIONS))}"
         )
+    redis_config = stack.get("redis_config", {})
+    if not isinstance(redis_config, Mapping) or not all(
+        isinstance(v, str | int) and not isinstance(v, bool) for v in redis_config.values()
+    ):
+        raise ScenarioError(f"{where}: stack.redis_config must be a table of parameter = value")
     raw_env = raw.get("target_env", {})
     if not isinstance(raw_env, Mapping):
         raise ScenarioError(f"{where}: target_env must be a table of VARIABLE = value")
