@@ -122,6 +122,9 @@ class FaultInjector:
         self._targets = targets or (lambda: [])
         self._active: list[tuple[FaultSpec, Revert]] = []
         self._lock = threading.Lock()
+        # a kill waits for a restart still under way (a process killed while starting
+        # would fail the restart, not test the target)
+        self._process_lock = threading.Lock()
 
     @property
     def active(self) -> list[FaultSpec]:
@@ -200,13 +203,15 @@ class FaultInjector:
                     handle.resume()
 
             return resume
-        for handle in handles:
-            handle.kill()
+        with self._process_lock:
+            for handle in handles:
+                handle.kill()
 
         def restart() -> None:
             if spec.params.get("restart", True) is not False:
-                for handle in handles:
-                    handle.start()
+                with self._process_lock:
+                    for handle in handles:
+                        handle.start()
 
         return restart
 
