@@ -28,6 +28,7 @@ import redis.asyncio as aioredis
 
 from reference.breaker import CircuitBreaker, CircuitState, Permit
 from reference.clock import Clock
+from reference.errors import describe
 
 __all__ = ["Subscriber", "SubscriberTiming", "decode_message", "encode_message"]
 
@@ -182,7 +183,7 @@ class Subscriber:
             reason = "closed" if self._closing else "breaker open"
             raise
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            reason = describe(exc)
             _log.debug("subscriber %s: session ended: %s", self._channel, reason)
         finally:
             if subscribed:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from reference.audit._fs import fsync_dir, write_all
 from reference.audit.journal_format import (
     HEADER_BYTES,
     MAX_RECORD_BYTES,
@@ -364,7 +365,7 @@ class Journal:
                 frames.append(encode_record(payload))
         data = b"".join(frames)
         try:
-            _write_all(active.fd, data)
+            write_all(active.fd, data)
             if self._config.fsync:
                 os.fsync(active.fd)
             self._check_still_linked(active)
@@ -387,7 +388,7 @@ class Journal:
         try:
             os.fchmod(fd, 0o600)
             header = encode_header(sequence, self._last_mac, self._config.hmac_key)
-            _write_all(fd, header)
+            write_all(fd, header)
             if self._config.fsync:
                 os.fsync(fd)
                 self._fsync_dir(self.directory)
@@ -438,17 +439,19 @@ class Journal:
     def _fsync_dir(self, directory: Path) -> None:
         if not self._config.fsync:
             return
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(directory)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        if written <= 0:
-            raise OSError(errno.EIO, "short write")
-        view = view[written:]
+def writer_alive(directory: Path) -> bool:
+    """Whether a journal writer holds `directory`'s lock right now (a probe, released)."""
+    try:
+        fd = os.open(directory / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also releases the probe lock
+    return False

@@ -36,16 +36,14 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import psycopg
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 from redis.typing import StreamIdT
-from sqlalchemy.exc import DataError, IntegrityError
 
 from reference.audit.event import AuditEvent, InvalidAuditEvent
-from reference.audit.store import AuditStore, DeadLetter
+from reference.audit.store import POISON_ERRORS, AuditStore, DeadLetter
 from reference.clock import SYSTEM_CLOCK, Clock
-from reference.config import Settings
+from reference.errors import describe
 
 __all__ = [
     "EVENT_FIELD",
@@ -66,7 +64,6 @@ _log = logging.getLogger(__name__)
 # A row the database rejects for its data. Not ProgrammingError: a missing table or a
 # permission problem is the database's state, not the event's, and must fail the pass
 # (back off, retry) rather than push valid events towards the dead letter.
-_POISON = (DataError, IntegrityError, psycopg.DataError, psycopg.IntegrityError)
 
 
 class AuditQueue:
@@ -106,18 +103,6 @@ class WorkerConfig:
             raise ValueError("block_s must be >= 0; claim_idle_s, redis_timeout_s > 0")
         if not 0 < self.backoff_initial_s <= self.backoff_max_s:
             raise ValueError("need 0 < backoff_initial_s <= backoff_max_s")
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> WorkerConfig:
-        """Stream, delivery limit and timeouts from `settings`; anything else overridden."""
-        values: dict[str, Any] = {
-            "stream": settings.audit_queue_stream,
-            "max_deliveries": settings.audit_max_deliveries,
-            "redis_timeout_s": settings.redis_op_timeout_s,
-            "db_timeout_s": settings.db_op_timeout_s,
-        }
-        values.update(overrides)
-        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -233,7 +218,7 @@ class QueueWorker:
             return done
         try:
             await self.store.insert_many([e for _, e in batch.events], "queue", timeout_s=timeout)
-        except _POISON as exc:
+        except POISON_ERRORS as exc:
             if _connection_lost(exc):
                 raise
             _log.warning("audit worker: batch rejected (%s); retrying row by row", _brief(exc))
@@ -265,7 +250,9 @@ class QueueWorker:
                     await self._pause(self.config.backoff_max_s)
             except Exception as exc:
                 _log.warning(
-                    "audit worker: pass failed (%s); retrying in %.2fs", _brief(exc), delay
+                    "audit worker: pass failed (%s); retrying in %.2fs",
+                    _brief(exc),
+                    delay,
                 )
                 await self._pause(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, self.config.backoff_max_s)
@@ -412,11 +399,13 @@ class QueueWorker:
         for entry_id, event in events:
             try:
                 await self.store.insert_one(event, "queue", timeout_s=self.config.db_timeout_s)
-            except _POISON as exc:
+            except POISON_ERRORS as exc:
                 if _connection_lost(exc):
                     raise
                 _log.warning(
-                    "audit worker: entry %s rejected (%s); left pending", entry_id, _brief(exc)
+                    "audit worker: entry %s rejected (%s); left pending",
+                    entry_id,
+                    _brief(exc),
                 )
                 self._check_own = True
                 self._rejected = True
@@ -520,5 +509,4 @@ def _connection_lost(exc: BaseException) -> bool:
 
 
 def _brief(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())[:160]
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return describe(exc, limit=160)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,9 +30,9 @@ from reference.alerts import (
 from reference.audit.db import make_engine, run_bounded
 from reference.audit.journal import Journal, JournalConfig
 from reference.audit.journal_format import hmac_key_from_text
-from reference.audit.queue import AuditQueue, QueueWorker, WorkerConfig
+from reference.audit.queue import AuditQueue, QueueWorker
 from reference.audit.recovery import RecoveryJob
-from reference.audit.resilient import ResilientAudit, breaker_config
+from reference.audit.resilient import ResilientAudit
 from reference.audit.store import AuditStore
 from reference.breaker import CircuitBreaker, CircuitState
 from reference.cache import HybridCache
@@ -41,8 +40,17 @@ from reference.clock import SYSTEM_CLOCK, Clock
 from reference.config import Settings
 from reference.health import HealthMonitor, overall_status, redis_ping
 from reference.metrics import ResilienceMetrics
-from reference.redis_client import make_redis
 from reference.service.beneficios import BeneficiosRepo
+from reference.service.configs import (
+    alert_evaluator,
+    audit_config,
+    breakers,
+    cache_config,
+    database_config,
+    recovery_config,
+    redis_client,
+    worker_config,
+)
 from reference.warmup import warm_up
 
 _log = logging.getLogger("reference.service")
@@ -81,6 +89,7 @@ class Components:
     beneficios: BeneficiosRepo
     journal: Journal | None
     queue_redis: aioredis.Redis | None
+    health_redis: aioredis.Redis | None
     worker_redis: aioredis.Redis | None
     worker: QueueWorker | None
     recovery: RecoveryJob
@@ -95,16 +104,27 @@ class Components:
     @classmethod
     async def build(cls, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Components:
         metrics = ResilienceMetrics()
-        config = breaker_config(settings)
-        redis_breaker = CircuitBreaker("redis", config, clock)
-        db_breaker = CircuitBreaker("database", config, clock)
+        redis_breaker, db_breaker = breakers(settings, clock)
         metrics.watch_breaker(redis_breaker)
         metrics.watch_breaker(db_breaker)
-        engine = make_engine(settings)
+        engine = make_engine(database_config(settings))
         store = AuditStore(engine, op_timeout_s=settings.db_op_timeout_s)
         # the cache adds a random suffix to INSTANCE_ID: two processes started with the
         # same INSTANCE_ID must not ignore each other's invalidations
-        cache = HybridCache(settings, redis_breaker, metrics=metrics, clock=clock)
+        cache_redis = health_redis = None
+        if not settings.disable_redis:
+            cache_redis = redis_client(settings, settings.redis_op_timeout_s)
+            health_redis = redis_client(
+                settings, max(settings.redis_op_timeout_s, 0.25), max_connections=2
+            )
+        cache = HybridCache(
+            cache_config(settings),
+            redis_breaker,
+            redis=cache_redis,
+            owns_redis=True,
+            metrics=metrics,
+            clock=clock,
+        )
         journal: Journal | None = None
         if settings.audit_file_backup:
             key = settings.audit_hmac_key
@@ -120,21 +140,15 @@ class Components:
         queue_redis = worker_redis = None
         worker = queue = None
         if not settings.disable_redis:
-            password = settings.redis_password.reveal() if settings.redis_password else None
-            queue_redis = make_redis(
-                settings.redis_url, settings.audit_timeout_s, password=password
-            )
-            worker_redis = make_redis(
-                settings.redis_url,
-                max(2.0, settings.redis_op_timeout_s),
-                password=password,
-                max_connections=4,
+            queue_redis = redis_client(settings, settings.audit_timeout_s)
+            worker_redis = redis_client(
+                settings, max(2.0, settings.redis_op_timeout_s), max_connections=4
             )
             queue = AuditQueue(queue_redis, settings.audit_queue_stream)
             worker = QueueWorker(
                 worker_redis,
                 store,
-                WorkerConfig.from_settings(
+                worker_config(
                     settings,
                     consumer=settings.instance_id,
                     block_s=0.5,
@@ -143,22 +157,20 @@ class Components:
                 clock,
             )
         audit = ResilientAudit(
-            settings,
+            audit_config(settings),
             queue=queue,
             redis_breaker=redis_breaker,
             store=store,
             db_breaker=db_breaker,
             journal=journal,
             metrics=metrics,
-            clock=clock,
         )
         recovery = RecoveryJob(
-            settings.audit_backup_path,
+            recovery_config(settings),
             store,
-            journal,
-            worker,
-            clock,
-            settings.audit_recovery_interval_s,
+            journal=journal,
+            worker=worker,
+            clock=clock,
             metrics=metrics,
         )
         beneficios = BeneficiosRepo(engine, db_breaker, settings.db_op_timeout_s)
@@ -167,7 +179,7 @@ class Components:
             await select_one(engine, settings.db_op_timeout_s)
 
         health = HealthMonitor(
-            redis_ping=redis_ping(cache.redis) if cache.redis is not None else None,
+            redis_ping=redis_ping(health_redis) if health_redis is not None else None,
             db_ping=db_ping,
             redis_breaker=redis_breaker,
             redis_timeout_s=max(settings.redis_op_timeout_s, 0.25),
@@ -182,7 +194,7 @@ class Components:
             if settings.alert_webhook_url:
                 webhook = WebhookSink(settings.alert_webhook_url, timeout_s=2.0)
                 sinks.append(webhook)
-            alerts = AlertEvaluator.from_settings(settings, sinks, clock, time.time)
+            alerts = alert_evaluator(settings, sinks, clock)
         return cls(
             settings=settings,
             clock=clock,
@@ -195,6 +207,7 @@ class Components:
             beneficios=beneficios,
             journal=journal,
             queue_redis=queue_redis,
+            health_redis=health_redis,
             worker_redis=worker_redis,
             worker=worker,
             recovery=recovery,
@@ -299,7 +312,7 @@ class Components:
         await self.cache.aclose()
         if self.journal is not None:
             await self.journal.close()
-        for client in (self.queue_redis, self.worker_redis):
+        for client in (self.queue_redis, self.worker_redis, self.health_redis):
             if client is not None:
                 with contextlib.suppress(Exception):
                     await client.aclose()
@@ -349,7 +362,7 @@ class Components:
     async def _signals(self, window: SignalWindow) -> AlertSignals:
         report = await self.health_report()
         return window.observe(
-            CumulativeCounters.from_registry(self.metrics.registry),
+            CumulativeCounters.from_totals(self.metrics.totals()),
             redis_circuit=self.redis_breaker.state.value,
             journal_backlog=await self._journal_backlog(),
             health_status=str(report["status"]),
