@@ -22,6 +22,7 @@ Everything is checked before anything starts; errors are one line naming the sce
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -45,6 +46,7 @@ EXPECTATIONS = ("audit", "cache_availability", "staleness", "latency", "breaker"
 PHASES = ("baseline", "fault", "between", "recovery")
 STACK_OPTIONS = ("redis_aof", "redis_proxy_per_instance", "redis_config")
 FULL_SCALE = 3.0
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 class ScenarioError(ValueError):
@@ -182,6 +184,9 @@ def parse_scenario(raw: Mapping[str, Any]) -> Scenario:
     if not name:
         raise ScenarioError("scenario without a name")
     where = f"scenario {name!r}"
+    if not _NAME.fullmatch(name) or name in (".", ".."):
+        # the name becomes a directory under the report: no separators, no "..", no spaces
+        raise ScenarioError(f"{where}: name must be letters, digits, '.', '_' or '-'")
     known = {
         "name",
         "description",

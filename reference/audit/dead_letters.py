@@ -19,27 +19,64 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import psycopg
 from sqlalchemy import text
-from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from reference.audit.db import make_engine, run_bounded
+from reference.audit.db import DatabaseConfig, make_engine, run_bounded
 from reference.audit.event import AuditEvent, InvalidAuditEvent
-from reference.audit.store import AuditStore
+from reference.audit.store import POISON_ERRORS, AuditStore, DeadLetter
 from reference.config import Settings
 
-__all__ = ["DeadLetterReport", "RedriveResult", "list_dead_letters", "main", "redrive"]
+__all__ = [
+    "DeadLetterReport",
+    "RedriveResult",
+    "list_dead_letters",
+    "main",
+    "redrive",
+    "store_dead_letters",
+]
 
+_log = logging.getLogger(__name__)
 DEFAULT_URL_ENV = "DATABASE_URL"
 REDRIVE_PATH = "redrive"
-_POISON = (DataError, IntegrityError, psycopg.DataError, psycopg.IntegrityError)
+_POISON = POISON_ERRORS
+
+
+async def store_dead_letters(
+    store: AuditStore, letters: Sequence[DeadLetter], timeout_s: float
+) -> None:
+    """Store `letters`; one the database refuses is its own poison: stored alone, and if
+    refused again, without its raw bytes and with a plain reason (never blocking the rest).
+    Failures that are not the data's (the connection, a timeout) propagate."""
+    try:
+        await store.insert_dead_letters(letters, timeout_s=timeout_s)
+        return
+    except _POISON as exc:
+        if getattr(exc, "connection_invalidated", False):
+            raise
+        _log.warning("dead letters refused (%s); storing them one by one", type(exc).__name__)
+    for letter in letters:
+        try:
+            await store.insert_dead_letters([letter], timeout_s=timeout_s)
+        except _POISON as exc:
+            if getattr(exc, "connection_invalidated", False):
+                raise
+            bare = DeadLetter(
+                stream=letter.stream,
+                entry_id=letter.entry_id,
+                raw=b"",
+                reason=f"unstorable entry (its dead letter was refused: {type(exc).__name__})",
+                deliveries=letter.deliveries,
+                event_id=letter.event_id,
+            )
+            await store.insert_dead_letters([bare], timeout_s=timeout_s)
 
 
 @dataclass(frozen=True)
@@ -124,7 +161,8 @@ def _reason_kind(reason: str) -> str:
 
 
 async def _run(url: str, do_redrive: bool) -> int:
-    engine = make_engine(Settings(database_url=url), pool_size=1, max_overflow=0)
+    config = DatabaseConfig(url=Settings(database_url=url).sqlalchemy_url)
+    engine = make_engine(config, pool_size=1, max_overflow=0)
     store = AuditStore(engine)
     try:
         report = await list_dead_letters(store)

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio.connection import Connection
+from redis.asyncio.connection import AbstractConnection, Connection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -85,12 +85,9 @@ class QueueGuard:
 
     @property
     def usable(self) -> bool:
-        """True when the queue may take events: safe, or the risk explicitly accepted.
-        Unchecked (Redis not reached yet) counts as usable: the first connection is
-        checked before it carries an XADD."""
-        if self.accept_unsafe:
-            return True
-        return self._safety.safe or not self._safety.checked
+        """True when the queue may take events: checked and safe, or the risk explicitly
+        accepted. Not checked yet (Redis not reached since start-up): not used."""
+        return self.accept_unsafe or self._safety.safe
 
     def update(self, safety: QueueSafety) -> None:
         """Record a new verdict; logs and notifies when it changes."""
@@ -118,7 +115,7 @@ class QueueGuard:
             "problems": list(self._safety.problems),
         }
 
-    async def check_connection(self, connection: Connection) -> None:
+    async def check_connection(self, connection: AbstractConnection) -> None:
         """Read the settings on a fresh `connection` and update the verdict. A connection
         failure propagates (the connect fails); anything else is a verdict."""
         try:
@@ -134,15 +131,18 @@ class QueueGuard:
         self.update(assess(config, role))
 
 
-def guarded_connection_class(guard: QueueGuard) -> type[Connection]:
-    """A Connection class that checks Redis with `guard` as soon as it connects."""
+def guarded_connection_class(
+    guard: QueueGuard, base: type[AbstractConnection] = Connection
+) -> type[AbstractConnection]:
+    """A subclass of `base` that checks Redis with `guard` as soon as it connects."""
 
-    class GuardedConnection(Connection):
-        async def on_connect_check_health(self, check_health: bool = True) -> None:
-            await super().on_connect_check_health(check_health=check_health)
-            await guard.check_connection(self)
+    async def on_connect_check_health(self: AbstractConnection, check_health: bool = True) -> None:
+        await base.on_connect_check_health(self, check_health=check_health)
+        await guard.check_connection(self)
 
-    return GuardedConnection
+    return type(
+        f"Guarded{base.__name__}", (base,), {"on_connect_check_health": on_connect_check_health}
+    )
 
 
 def _text(value: Any) -> str:

@@ -148,14 +148,31 @@ async def audit_post(body: AuditIn, c: Deps) -> dict[str, Any]:
     return {"event_id": str(event.event_id), "path": path}
 
 
+def _is_admin(c: Components, authorization: str | None) -> bool:
+    token = c.settings.admin_token
+    scheme, _, given = (authorization or "").partition(" ")
+    return token is not None and scheme.lower() == "bearer" and token.matches(given)
+
+
 @router.get("/health")
-async def health(c: Deps) -> JSONResponse:
+async def health(c: Deps, authorization: Annotated[str | None, Header()] = None) -> JSONResponse:
+    """Dependency error texts (hosts, ports, users) only for the admin."""
     report = await c.health_report()
+    if not _is_admin(c, authorization):
+        for probe in ("redis", "database"):
+            if isinstance(report.get(probe), dict) and report[probe].get("error"):
+                report[probe] = {**report[probe], "error": "unavailable"}
     return JSONResponse(report, status_code=503 if report["status"] == "UNHEALTHY" else 200)
+
+
+def _metrics_enabled(c: Components) -> None:
+    if not c.settings.metrics_enabled:
+        raise HTTPException(404, "metrics are turned off (RESILIENCE_METRICS_ENABLED=false)")
 
 
 @router.get("/resilience")
 async def resilience(c: Deps) -> dict[str, Any]:
+    _metrics_enabled(c)
     return await c.resilience()
 
 
@@ -163,14 +180,13 @@ async def resilience(c: Deps) -> dict[str, Any]:
 async def metrics(c: Deps) -> PlainTextResponse:
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+    _metrics_enabled(c)
     await c.refresh_gauges()
     return PlainTextResponse(generate_latest(c.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 def require_admin(c: Deps, authorization: Annotated[str | None, Header()] = None) -> None:
-    token = c.settings.admin_token
-    scheme, _, given = (authorization or "").partition(" ")
-    if token is None or scheme.lower() != "bearer" or not token.matches(given):
+    if not _is_admin(c, authorization):
         raise HTTPException(
             401,
             "admin endpoints need Authorization: Bearer <ADMIN_TOKEN>",

@@ -20,9 +20,9 @@ import pytest
 
 from reference.audit.event import AuditEvent
 from reference.audit.journal import Journal, JournalConfig, JournalWriteError
-from reference.audit.resilient import AuditUnavailable, ResilientAudit
+from reference.audit.resilient import AuditConfig, AuditUnavailable, ResilientAudit
+from reference.breaker import BreakerConfig, CircuitBreaker
 from reference.clock import SYSTEM_CLOCK
-from reference.config import Settings
 
 PAYLOAD = b"x" * (64 * 1024)
 
@@ -67,16 +67,15 @@ class _HangingJournal:
 async def test_the_journal_path_has_its_own_breaker() -> None:
     """Three appends time out (threshold 3); the fourth event is refused at once and the
     journal is not called again until the breaker's reset timeout."""
-    settings = Settings(
-        disable_redis=True,
-        audit_sync_fallback=False,
-        audit_file_backup=True,
-        audit_timeout_s=0.05,
-        breaker_failure_threshold=3,
-        breaker_reset_timeout_s=30.0,
-    )
+    breaker = BreakerConfig(failure_threshold=3, reset_timeout_s=30.0, half_open_max_calls=1)
     journal = _HangingJournal()
-    audit = ResilientAudit(settings, journal=journal)  # type: ignore[arg-type]
+    audit = ResilientAudit(
+        AuditConfig(timeout_s=0.05, queue=False, db=False, file=True),
+        redis_breaker=CircuitBreaker("redis", breaker),
+        db_breaker=CircuitBreaker("database", breaker),
+        journal=journal,  # type: ignore[arg-type]
+        journal_breaker=CircuitBreaker("journal", breaker),
+    )
     event = AuditEvent.new("t", "a", "e", "1", {})
     for _ in range(3):
         with pytest.raises(AuditUnavailable):

@@ -97,7 +97,7 @@ def test_half_open_does_not_resolve_the_redis_alert() -> None:
     over) must not send "resolved"; CLOSED does."""
     sink = _Sink()
     thresholds = AlertThresholds(redis_failures=5, fallback_usage=0.5, min_cache_reads=20)
-    evaluator = AlertEvaluator(thresholds, [sink], FakeClock(), lambda: 0.0, 0.0, "n")
+    evaluator = AlertEvaluator(thresholds, [sink], FakeClock(), 0.0, "n")
     evaluator.evaluate(AlertSignals(redis_circuit="OPEN"))
     evaluator.evaluate(AlertSignals(redis_circuit="HALF_OPEN"))
     states = [e.state for e in sink.events if e.name == "REDIS_MULTIPLE_FAILURES"]
