@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 
 from reference.alerts import AlertEvaluator, AlertSink, AlertThresholds
 from reference.audit.db import DatabaseConfig
+from reference.audit.journal_format import hmac_key_from_text
 from reference.audit.queue import WorkerConfig
 from reference.audit.queue_safety import QueueGuard, guarded_connection_class
 from reference.audit.recovery import RecoveryConfig
@@ -153,9 +154,12 @@ def alert_evaluator(
 
 
 def recovery_config(settings: Settings) -> RecoveryConfig:
-    """The journal directory and the replay interval."""
+    """The journal directory, the replay interval and the HMAC key (chain checked)."""
+    key = settings.audit_hmac_key
     return RecoveryConfig(
-        directory=settings.audit_backup_path, interval_s=settings.audit_recovery_interval_s
+        directory=settings.audit_backup_path,
+        interval_s=settings.audit_recovery_interval_s,
+        hmac_key=hmac_key_from_text(key.reveal()) if key else None,
     )
 
 

@@ -39,7 +39,7 @@ class BeneficioPut(BaseModel):
     model_config = ConfigDict(extra="forbid")
     nome: str = Field(min_length=1, max_length=200)
     valor: int = Field(ge=0, le=10**12)
-    v: int = Field(default=0, ge=0, le=2**62)
+    v: int | None = Field(default=None, ge=0, le=2**62)
     event_id: uuid.UUID | None = None
     actor: str = Field(default="api", min_length=1, max_length=200)
 
@@ -107,14 +107,15 @@ async def beneficio_get(beneficio_id: Key, c: Deps) -> dict[str, Any]:
 
 @router.put("/beneficios/{beneficio_id}")
 async def beneficio_put(beneficio_id: Key, body: BeneficioPut, c: Deps) -> dict[str, Any]:
-    """Audit first (durably), then write, then refresh the cache: no change without a trail."""
+    """Audit first (durably), then write, then invalidate the cache: no change without a
+    trail, and no older row left cached by a slower concurrent PUT."""
     try:
         event = AuditEvent.new(
             body.actor,
             "beneficio.update",
             "beneficio",
             beneficio_id,
-            {"nome": body.nome, "valor": body.valor, "v": body.v},
+            {"nome": body.nome, "valor": body.valor, "v": body.v or 0},
             event_id=body.event_id,
         )
     except InvalidAuditEvent as exc:
@@ -131,7 +132,10 @@ async def beneficio_put(beneficio_id: Key, body: BeneficioPut, c: Deps) -> dict[
         row = await c.beneficios.put(beneficio_id, body.nome, body.valor, body.v)
     except Exception as exc:
         raise HTTPException(503, f"database unavailable: {type(exc).__name__}") from exc
-    await c.cache.set(f"beneficio:{beneficio_id}", row)
+    # Invalidate, never write the row: a PUT's cache write can arrive after a later PUT's
+    # (a slow Redis link), and would then leave the older row cached everywhere for
+    # CACHE_TTL. A delete is order-free; the next read loads the row under the fill guard.
+    await c.cache.delete(f"beneficio:{beneficio_id}")
     return {**row, "audit": {"event_id": str(event.event_id), "path": path}}
 
 
