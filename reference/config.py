@@ -65,6 +65,7 @@ class Secret:
         self._value = value
 
     def reveal(self) -> str:
+        """The secret value itself (never logged: `repr` and `str` mask it)."""
         return self._value
 
     def matches(self, candidate: str) -> bool:
@@ -87,6 +88,8 @@ class Secret:
 
 
 class LogFormat(StrEnum):
+    """LOG_FORMAT: `json`, `text`, or `auto` (JSON unless the stream is a TTY)."""
+
     AUTO = "auto"
     JSON = "json"
     TEXT = "text"

@@ -60,6 +60,7 @@ class SubscriberTiming:
 
 
 def encode_message(key: str, sender: str, op: str) -> str:
+    """The invalidation message for `key` sent by instance `sender` (`op`: set or delete)."""
     return json.dumps({"key": key, "from": sender, "op": op}, separators=(",", ":"))
 
 
@@ -112,6 +113,7 @@ class Subscriber:
         self._closing = False
 
     def start(self) -> None:
+        """Start the subscription task (idempotent; no-op once closed)."""
         if self._runner is None and not self._closing:
             self._runner = asyncio.create_task(self._run(), name=f"subscriber {self._channel}")
 

@@ -49,6 +49,7 @@ class RedactingFilter(logging.Filter):
         self._secrets = re.compile("|".join(map(re.escape, ordered))) if ordered else None
 
     def redact(self, text: str) -> str:
+        """`text` with every known secret, URL password and secret-looking pair masked."""
         if self._secrets is not None:
             text = self._secrets.sub(_MASK, text)
         text = _URL.sub(_redact_url_match, text)
@@ -56,6 +57,7 @@ class RedactingFilter(logging.Filter):
         return _BEARER.sub(lambda m: f"{m.group(1)}{_MASK}", text)
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Redact the record's message, arguments, extras and exception in place; keep it."""
         try:
             message = record.getMessage()
         except Exception:  # bad format args: keep both parts, still redacted
@@ -93,6 +95,7 @@ class JsonFormatter(logging.Formatter):
         self._instance_id = instance_id
 
     def format(self, record: logging.LogRecord) -> str:
+        """One JSON object per line, extras included."""
         out: dict[str, object] = {
             "ts": _iso(record.created),
             "level": record.levelname,
@@ -119,6 +122,7 @@ class TextFormatter(logging.Formatter):
         self._instance_id = instance_id
 
     def format(self, record: logging.LogRecord) -> str:
+        """One human-readable line (plus the traceback, if any)."""
         extras = "".join(f" {k}={json.dumps(v, default=str)}" for k, v in _extras(record).items())
         line = (
             f"{_iso(record.created)} {record.levelname} {record.name} "

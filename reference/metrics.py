@@ -188,18 +188,23 @@ class ResilienceMetrics:
     # -- cache --------------------------------------------------------------------------
 
     def record_cache_hit(self, tier: CacheTier) -> None:
+        """Count a cache read served by `tier`."""
         self._hits[tier].inc()
 
     def record_cache_miss(self) -> None:
+        """Count a cache read that found nothing."""
         self._misses.inc()
 
     def record_stale_served(self) -> None:
+        """Count a cache read served a stale copy."""
         self._stale.inc()
 
     def record_loader_fallback(self) -> None:
+        """Count a value loaded from the source because L2 was unavailable."""
         self._loader_fallbacks.inc()
 
     def record_l2_error(self, kind: L2ErrorKind) -> None:
+        """Count an L2 failure of `kind` (error, timeout, rejected)."""
         self._l2_errors[kind].inc()
 
     # -- breakers -----------------------------------------------------------------------
@@ -219,21 +224,27 @@ class ResilienceMetrics:
     # -- audit --------------------------------------------------------------------------
 
     def record_audit_event(self, path: AuditPath) -> None:
+        """Count an audit event accepted on `path`."""
         self._audit_events[path].inc()
 
     def record_audit_attempt_failure(self, path: AuditPath) -> None:
+        """Count a failed attempt on `path`."""
         self._audit_attempt_failures[path].inc()
 
     def record_audit_unavailable(self) -> None:
+        """Count an event no path accepted."""
         self._audit_unavailable.inc()
 
     def set_journal_backlog(self, records: int) -> None:
+        """Set the number of journal records not yet replayed."""
         self._journal_backlog.set(records)
 
     def record_journal_corrupt(self, records: int = 1) -> None:
+        """Count quarantined journal records."""
         self._journal_corrupt.inc(records)
 
     def record_recovery_replayed(self, records: int) -> None:
+        """Count journal records replayed into the database."""
         self._recovery_replayed.inc(records)
 
     def set_audit_queue_unsafe(self, unsafe: bool) -> None:
@@ -248,6 +259,7 @@ class ResilienceMetrics:
     # -- redis --------------------------------------------------------------------------
 
     def record_redis_failure(self) -> None:
+        """Count a Redis failure and stamp its wall-clock time."""
         self._redis_failures.inc()
         self._redis_last_failure.set(self._clock.now())
 
@@ -267,6 +279,7 @@ class ResilienceMetrics:
         )
 
     def snapshot(self) -> ResilienceSnapshot:
+        """The plain numbers behind `/resilience`."""
         hits = _values(self._hits)
         l1, l2 = hits["l1"], hits["l2"]
         misses, stale = _value(self._misses), _value(self._stale)

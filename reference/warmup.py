@@ -102,7 +102,7 @@ async def warm_up(
                 "warm-up: %r attempt %d/%d failed: %s", key, attempt, policy.attempts, problem
             )
             if attempt < policy.attempts:
-                await asyncio.sleep(backoff)
+                await clock.sleep(backoff)
                 backoff = min(backoff * 2, policy.backoff_max_s)
         outcomes[key] = "failed"
 

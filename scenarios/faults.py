@@ -67,7 +67,9 @@ class FaultSpec:
     def validate(self) -> FaultSpec:
         if self.kind not in KINDS:
             raise FaultError(f"unknown fault {self.kind!r} (choose one of {', '.join(KINDS)})")
-        targets = NETWORK_TARGETS if self.kind in NETWORK_KINDS else PROCESS_TARGETS
+        targets: tuple[str, ...] = (
+            NETWORK_TARGETS if self.kind in NETWORK_KINDS else PROCESS_TARGETS
+        )
         if self.kind in DATA_KINDS:
             targets = DATA_TARGETS
         per_instance = self.kind in NETWORK_KINDS and _INSTANCE_PROXY.match(self.target)

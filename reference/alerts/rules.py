@@ -59,6 +59,7 @@ class AlertEvent:
     instance_id: str
 
     def to_dict(self) -> dict[str, float | str]:
+        """The event as the JSON object the webhook receives."""
         return {
             "name": self.name,
             "severity": self.severity,

@@ -80,6 +80,8 @@ class SignalWindow:
         health_status: str,
         audit_queue_unsafe: bool = False,
     ) -> AlertSignals:
+        """The signals for this evaluation: `counters`' increase over the window, plus the
+        current states."""
         now = self._clock.monotonic()
         cutoff = now - self._window_s
         while len(self._samples) >= 2 and self._samples[1][0] <= cutoff:

@@ -21,7 +21,8 @@ __all__ = ["AlertSink", "LogSink", "WebhookSink"]
 class AlertSink(Protocol):
     """Where events go; `send` must return at once (no I/O wait) and should not raise."""
 
-    def send(self, event: AlertEvent) -> None: ...
+    def send(self, event: AlertEvent) -> None:
+        """Take one event without waiting (no I/O wait) and without raising."""
 
 
 class LogSink:
@@ -31,6 +32,8 @@ class LogSink:
         self._logger = logger
 
     def send(self, event: AlertEvent) -> None:
+        """Log the event (ERROR for critical firings, WARNING for warnings, INFO for
+        resolutions)."""
         if event.state == "resolved":
             level = logging.INFO
         else:
@@ -85,6 +88,8 @@ class WebhookSink:
         return self._queue.qsize()
 
     def send(self, event: AlertEvent) -> None:
+        """Queue the event for the background POST; a full queue or a closed sink drops it
+        (counted)."""
         if self._closed:
             self.dropped += 1
             return

@@ -32,7 +32,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from reference.audit.db import DatabaseConfig, make_engine, run_bounded
 from reference.audit.event import AuditEvent, InvalidAuditEvent
 from reference.audit.store import POISON_ERRORS, AuditStore, DeadLetter
+from reference.audit.stream import clean_reason
 from reference.config import Settings
+from reference.errors import describe
 
 __all__ = [
     "DeadLetterReport",
@@ -40,6 +42,7 @@ __all__ = [
     "list_dead_letters",
     "main",
     "redrive",
+    "rejected_letter",
     "store_dead_letters",
 ]
 
@@ -47,6 +50,20 @@ _log = logging.getLogger(__name__)
 DEFAULT_URL_ENV = "DATABASE_URL"
 REDRIVE_PATH = "redrive"
 _POISON = POISON_ERRORS
+
+
+def rejected_letter(
+    stream: str, entry_id: str, event: AuditEvent, rejections: int, exc: BaseException
+) -> DeadLetter:
+    """The dead letter for an event the database rejected `rejections` times."""
+    return DeadLetter(
+        stream=stream,
+        entry_id=entry_id,
+        raw=event.to_json_bytes(),
+        reason=clean_reason(f"rejected by the database {rejections} times: {describe(exc)}"),
+        deliveries=rejections,
+        event_id=event.event_id,
+    )
 
 
 async def store_dead_letters(

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from reference.audit._fs import fsync_dir, make_dirs, write_all
 from reference.audit.chain_anchor import highest_quarantined, read_anchor
@@ -37,6 +37,7 @@ from reference.audit.journal_format import (
     read_segment,
     segment_name,
 )
+from reference.audit.journal_metrics import JournalMetrics, NullJournalMetrics
 from reference.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -69,67 +70,6 @@ class JournalConfig:
             raise ValueError(f"hmac_key must be at least {MIN_HMAC_KEY_BYTES} bytes")
         if self.max_pending_bytes < MAX_RECORD_BYTES:
             raise ValueError(f"max_pending_bytes must be at least {MAX_RECORD_BYTES}")
-
-
-class JournalMetrics(Protocol):
-    """Counting hooks: cheap, never raising, callable from the journal's I/O thread."""
-
-    def records_appended(self, count: int) -> None: ...
-
-    def fsynced(self, records: int, seconds: float) -> None: ...
-
-    def write_failed(self, records: int) -> None: ...
-
-    def segment_opened(self, sequence: int) -> None: ...
-
-    def corrupt_quarantined(self, count: int) -> None: ...
-
-
-class NullJournalMetrics:
-    """Metrics that count nothing."""
-
-    def records_appended(self, count: int) -> None:
-        pass
-
-    def fsynced(self, records: int, seconds: float) -> None:
-        pass
-
-    def write_failed(self, records: int) -> None:
-        pass
-
-    def segment_opened(self, sequence: int) -> None:
-        pass
-
-    def corrupt_quarantined(self, count: int) -> None:
-        pass
-
-
-@dataclass
-class JournalCounters:
-    """Plain in-memory counters (tests, probes, and an adapter target for Prometheus)."""
-
-    appended: int = 0
-    fsyncs: int = 0
-    failed: int = 0
-    segments: int = 0
-    quarantined: int = 0
-    fsync_seconds: float = 0.0
-
-    def records_appended(self, count: int) -> None:
-        self.appended += count
-
-    def fsynced(self, records: int, seconds: float) -> None:
-        self.fsyncs += 1
-        self.fsync_seconds += seconds
-
-    def write_failed(self, records: int) -> None:
-        self.failed += records
-
-    def segment_opened(self, sequence: int) -> None:
-        self.segments += 1
-
-    def corrupt_quarantined(self, count: int) -> None:
-        self.quarantined += count
 
 
 @dataclass

@@ -1,7 +1,6 @@
 """The audit queue: a Redis Stream producer and the consumer-group worker that drains it.
 
-Producer: `AuditQueue.publish` XADDs the event's canonical JSON (field `e`). The stream is
-never trimmed: an entry leaves it only when a worker has committed it and acknowledged it.
+The producer and the entry format live in `reference/audit/stream.py` (re-exported here).
 
 Worker (`QueueWorker`), one pass (`drain_once`) = `read_batch` -> `store_batch` ->
 `ack_batch`:
@@ -44,18 +43,18 @@ from redis.exceptions import ResponseError
 from redis.typing import StreamIdT
 
 from reference.audit.consumers import adopt_predecessors, consumer_name
-from reference.audit.dead_letters import store_dead_letters
+from reference.audit.dead_letters import rejected_letter, store_dead_letters
 from reference.audit.event import AuditEvent
 from reference.audit.store import POISON_ERRORS, AuditStore, DeadLetter
-from reference.audit.stream_entries import (
+from reference.audit.stream import (
     EVENT_FIELD,
+    AuditQueue,
     Batch,
     StreamEntry,
+    as_text,
     classify,
-    clean_reason,
     entries_from_reply,
 )
-from reference.audit.stream_entries import text as _text
 from reference.clock import SYSTEM_CLOCK, Clock
 from reference.errors import describe
 
@@ -74,22 +73,6 @@ __all__ = [
 T = TypeVar("T")
 
 _log = logging.getLogger(__name__)
-# A row the database rejects for its data. Not ProgrammingError: a missing table or a
-# permission problem is the database's state, not the event's, and must fail the pass
-# (back off, retry) rather than push valid events towards the dead letter.
-
-
-class AuditQueue:
-    """The producer: one XADD per event, no trimming."""
-
-    def __init__(self, redis: aioredis.Redis, stream: str) -> None:
-        self.redis = redis
-        self.stream = stream
-
-    async def publish(self, event: AuditEvent) -> str:
-        """XADD the event; returns the entry id. Bound it from outside (it may hang)."""
-        entry_id = await self.redis.xadd(self.stream, {EVENT_FIELD: event.to_json_bytes()})
-        return _text(entry_id)
 
 
 @dataclass(frozen=True)
@@ -285,7 +268,7 @@ class QueueWorker:
                     delay = self.config.backoff_initial_s
                 except Exception as exc:
                     _log.info("audit worker drain: %s; retrying in %.2fs", _brief(exc), delay)
-                    await asyncio.sleep(delay)
+                    await self._clock.sleep(delay)
                     delay = min(delay * 2, self.config.backoff_max_s)
 
     async def backlog(self) -> int:
@@ -295,7 +278,7 @@ class QueueWorker:
             return 0
         groups = await self._bounded(self.redis.xinfo_groups(stream))
         for info in groups:
-            if _text(info.get("name", b"")) == group:
+            if as_text(info.get("name", b"")) == group:
                 lag = info.get("lag")
                 if lag is None:  # unknown (tombstones after the group's position)
                     return int(await self._bounded(self.redis.xlen(stream)))
@@ -339,11 +322,11 @@ class QueueWorker:
                 count=count,
             )
         )
-        cursor, claimed = _text(reply[0]), reply[1]
+        cursor, claimed = as_text(reply[0]), reply[1]
         self._claim_cursor = cursor
         if cursor == "0-0":  # a full scan done: the next one after half the idle time
             self._next_claim_at = self._clock.monotonic() + self.config.claim_idle_s / 2
-        entries = [StreamEntry(_text(i), f) for i, f in claimed if f is not None]
+        entries = [StreamEntry(as_text(i), f) for i, f in claimed if f is not None]
         return await self._with_deliveries(entries)
 
     async def _read_new(self, count: int, block_ms: int | None) -> list[StreamEntry]:
@@ -419,16 +402,7 @@ class QueueWorker:
                         _brief(exc),
                     )
                     dead.append(
-                        DeadLetter(
-                            stream=self.config.stream,
-                            entry_id=entry_id,
-                            raw=event.to_json_bytes(),
-                            reason=clean_reason(
-                                f"rejected by the database {rejections} times: {_brief(exc)}"
-                            ),
-                            deliveries=rejections,
-                            event_id=event.event_id,
-                        )
+                        rejected_letter(self.config.stream, entry_id, event, rejections, exc)
                     )
                     continue
                 self._rejections[entry_id] = rejections
@@ -478,9 +452,16 @@ class QueueWorker:
             return await call
 
     async def _pause(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._stopping.wait()
+        """Sleep `seconds` on the clock, or less if `stop()` is called meanwhile."""
+        if self._stopping.is_set():
+            return
+        sleeper = asyncio.ensure_future(self._clock.sleep(seconds))
+        stopper = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            stopper.cancel()
 
 
 def _default_consumer() -> str:

@@ -227,7 +227,7 @@ class RecoveryJob:
                 await self.run_once()
             except Exception as exc:
                 _log.warning("recovery run failed: %r", exc)
-            await asyncio.sleep(self.interval_s)
+            await self._clock.sleep(self.interval_s)
 
     async def backlog(self) -> int:
         """Intact records in segments not yet replayed (the live segment included)."""

@@ -26,6 +26,7 @@ def serve(settings: Settings) -> None:
 
 
 def main() -> None:
+    """The entry point: settings from the environment (exits naming a bad variable), then serve."""
     serve(load_settings_or_exit(os.environ))
 
 

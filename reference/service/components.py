@@ -82,6 +82,8 @@ async def select_one(engine: AsyncEngine, timeout_s: float) -> None:
 
 @dataclass
 class Components:
+    """Every component of the service, built by `build`, run by `start`, ended by `stop`."""
+
     settings: Settings
     clock: Clock
     metrics: ResilienceMetrics
@@ -108,6 +110,7 @@ class Components:
 
     @classmethod
     async def build(cls, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Components:
+        """Build every component from `settings` (configs and clients from `configs.py`)."""
         metrics = ResilienceMetrics()
         redis_breaker, db_breaker = breakers(settings, clock)
         metrics.watch_breaker(redis_breaker)
@@ -276,7 +279,7 @@ class Components:
                 break
             except Exception as exc:
                 _log.warning("schema not ready (%s); retrying", type(exc).__name__)
-                await asyncio.sleep(RETRY_S)
+                await self.clock.sleep(RETRY_S)
         if self.worker is not None:
             self._spawn(self.worker.run(), "queue-worker")
         self._spawn(self.recovery.run_forever(), "recovery")
@@ -296,7 +299,7 @@ class Components:
             await select_one(self.engine, self.settings.db_op_timeout_s)
 
         while True:
-            await asyncio.sleep(interval)
+            await self.clock.sleep(interval)
             for _ in range(breaker.config.half_open_max_calls):
                 if breaker.state is not CircuitState.HALF_OPEN:
                     break
@@ -321,7 +324,7 @@ class Components:
             return _CRITICAL_VALUES[key]
 
         loaders = {key: (lambda key=key: constant(key)) for key in CRITICAL_KEYS}
-        await warm_up(self.cache, loaders)
+        await warm_up(self.cache, loaders, clock=self.clock)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         self._tasks.append(asyncio.create_task(coro, name=name))
@@ -366,6 +369,7 @@ class Components:
         return body
 
     async def resilience(self) -> dict[str, Any]:
+        """The `/resilience` body: the metrics snapshot with live states and backlog."""
         body: dict[str, Any] = self.metrics.snapshot().to_dict()
         body["redis"]["circuitState"] = self.redis_breaker.state.value
         body["auditoria"]["journalBacklog"] = await self._journal_backlog()
@@ -380,6 +384,7 @@ class Components:
         return body
 
     async def refresh_gauges(self) -> None:
+        """Update the gauges read at scrape time (the journal backlog)."""
         self.metrics.set_journal_backlog(await self._journal_backlog())
 
     async def run_recovery(self) -> dict[str, int]:
@@ -390,6 +395,7 @@ class Components:
         return {"replayed": result.replayed, "remaining": result.remaining}
 
     async def backlog(self) -> dict[str, int]:
+        """Journal records and queue entries not yet in the database."""
         queue = 0 if self.worker is None else await self.worker.backlog()
         return {"journal_pending": await self._journal_backlog(), "queue_pending": queue}
 

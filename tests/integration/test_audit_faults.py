@@ -17,10 +17,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from reference.audit.db import make_engine
+from reference.audit.db import make_engine, run_bounded
 from reference.audit.event import AuditEvent
 from reference.audit.store import AuditStore
-from reference.service.configs import database_config, run_bounded
+from reference.service.configs import database_config
 from scenarios.faults import FaultInjector, FaultSpec
 from scenarios.stack import Stack
 from tests.integration.audit_support import audit_rig, burst, rig_settings, running

@@ -156,7 +156,7 @@ async def test_crash_between_commit_and_checkpoint_replays_into_the_key(
     events = [make_event(i) for i in range(2000)]
     await _write(tmp_path, events, 16 * 1024 * 1024)
     with pytest.raises(RuntimeError, match="crash between commit"):
-        await CrashAfterCommit(tmp_path, store, batch_size=500).run_once()
+        await CrashAfterCommit(RecoveryConfig(tmp_path, batch_size=500), store).run_once()
     assert len(await _rows(stormproof_stack, store)) == 1000  # two batches committed
     checkpoint = read_checkpoint(tmp_path)
     assert checkpoint is not None and checkpoint.offset > 0  # after the first batch only

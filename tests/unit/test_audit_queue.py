@@ -15,7 +15,7 @@ from reference.audit.queue import (
     entries_from_reply,
 )
 from reference.audit.store import AuditStore
-from reference.audit.stream_entries import clean_reason
+from reference.audit.stream import clean_reason
 from reference.config import Settings
 from reference.redis_client import make_redis
 from reference.service.configs import worker_config

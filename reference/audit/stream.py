@@ -1,4 +1,7 @@
-"""Stream entries as the queue worker sees them, and how they are sorted.
+"""The audit stream's format and its producer, and how a worker sorts what it read.
+
+Producer: `AuditQueue.publish` XADDs the event's canonical JSON (field `e`). The stream is
+never trimmed: an entry leaves it only when a worker has committed it and acknowledged it.
 
 `classify` splits what a read delivered into valid events, dead letters (entries that are
 not events) and entries deleted meanwhile. How often an entry was delivered plays no part:
@@ -17,13 +20,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import redis.asyncio as aioredis
+
 from reference.audit.event import AuditEvent, InvalidAuditEvent
 from reference.audit.store import DeadLetter
 
 __all__ = [
     "EVENT_FIELD",
+    "AuditQueue",
     "Batch",
     "StreamEntry",
+    "as_text",
     "classify",
     "clean_reason",
     "entries_from_reply",
@@ -33,6 +40,19 @@ EVENT_FIELD = b"e"
 """The stream entry field holding the event's canonical JSON."""
 MAX_REASON_CHARS = 500
 _UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
+
+
+class AuditQueue:
+    """The producer: one XADD per event, no trimming."""
+
+    def __init__(self, redis: aioredis.Redis, stream: str) -> None:
+        self.redis = redis
+        self.stream = stream
+
+    async def publish(self, event: AuditEvent) -> str:
+        """XADD the event; returns the entry id. Bound it from outside (it may hang)."""
+        entry_id = await self.redis.xadd(self.stream, {EVENT_FIELD: event.to_json_bytes()})
+        return as_text(entry_id)
 
 
 @dataclass(frozen=True)
@@ -112,11 +132,11 @@ def entries_from_reply(reply: Any) -> list[StreamEntry]:
     out: list[StreamEntry] = []
     for _, messages in streams:
         for entry_id, fields in messages:
-            out.append(StreamEntry(text(entry_id), dict(fields) if fields else None))
+            out.append(StreamEntry(as_text(entry_id), dict(fields) if fields else None))
     return out
 
 
-def text(value: bytes | str) -> str:
+def as_text(value: bytes | str) -> str:
     """A Redis reply item as str."""
     return value.decode() if isinstance(value, bytes) else value
 
