@@ -48,6 +48,13 @@ def _journal(args: argparse.Namespace) -> int:
     return main_verify([str(args.directory), "--hmac-key-env", args.hmac_key_env])
 
 
+def _dead_letters(args: argparse.Namespace) -> int:
+    from reference.audit.dead_letters import main as dead_letters_main
+
+    argv = ["--database-url-env", args.database_url_env]
+    return dead_letters_main([*argv, "--redrive"] if args.redrive else argv)
+
+
 def _bench(args: argparse.Namespace) -> int:
     import importlib
 
@@ -81,6 +88,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--hmac-key-env", default="AUDITORIA_HMAC_KEY", help="variable holding the HMAC key"
     )
     verify.set_defaults(handler=_journal)
+
+    audit = commands.add_parser("audit", help="the audit's dead letters")
+    audit_actions = audit.add_subparsers(dest="action", required=True)
+    dead = audit_actions.add_parser(
+        "dead-letters", help="list them; --redrive moves the valid events into audit_log"
+    )
+    dead.add_argument("--redrive", action="store_true", help="insert the valid events")
+    dead.add_argument(
+        "--database-url-env", default="DATABASE_URL", help="variable holding the database URL"
+    )
+    dead.set_defaults(handler=_dead_letters)
 
     bench = commands.add_parser("bench", help="benchmarks: figures as ratios to a raw baseline")
     bench.add_argument("subject", choices=["cache", "audit"], help="what to measure")

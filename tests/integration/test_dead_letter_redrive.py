@@ -47,7 +47,7 @@ def _count(stack: Stack, sql: str) -> int:
 def test_redrive_moves_valid_events_and_keeps_the_rest(stormproof_stack: Stack) -> None:
     """Two valid events and one foreign entry dead-lettered: list shows 3 (2 events);
     --redrive puts both events in audit_log and leaves only the foreign entry; a second
-    run re-drives nothing."""
+    run (through `stormproof audit dead-letters --redrive`) re-drives nothing."""
     reset_state(stormproof_stack)
     events = [AuditEvent.new("t", "a", "e", str(i), {"i": i}) for i in range(2)]
     with psycopg.connect(stormproof_stack.urls.database_direct_url, autocommit=True) as conn:
@@ -71,7 +71,15 @@ def test_redrive_moves_valid_events_and_keeps_the_rest(stormproof_stack: Stack) 
     rows = _count(stormproof_stack, "SELECT count(*) FROM audit_log WHERE path = 'redrive'")
     assert rows == 2
     assert _count(stormproof_stack, "SELECT count(*) FROM audit_dead_letter") == 1
-    again = _cli(stormproof_stack, "--redrive")
+    again = subprocess.run(
+        [sys.executable, "-m", "scenarios.cli", "audit", "dead-letters", "--redrive"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "DATABASE_URL": stormproof_stack.urls.database_direct_url},
+        cwd=REPO,
+    )
+    assert again.returncode == 0, again.stderr
     assert "re-driven: 0" in again.stdout, again.stdout
     assert _count(stormproof_stack, "SELECT count(*) FROM audit_log") == 2
 
