@@ -89,6 +89,11 @@ class QueueGuard:
         accepted. Not checked yet (Redis not reached since start-up): not used."""
         return self.accept_unsafe or self._safety.safe
 
+    @property
+    def known_unsafe(self) -> bool:
+        """Checked, and unsafe (what the gauge and the alert say; unchecked is neither)."""
+        return self._safety.checked and not self._safety.safe
+
     def update(self, safety: QueueSafety) -> None:
         """Record a new verdict; logs and notifies when it changes."""
         previous, self._safety = self._safety, safety

@@ -374,7 +374,7 @@ class Components:
         body["redis"]["circuitState"] = self.redis_breaker.state.value
         body["auditoria"]["journalBacklog"] = await self._journal_backlog()
         guard = self.queue_guard
-        body["auditoria"]["queueUnsafe"] = guard is not None and not guard.safety.safe
+        body["auditoria"]["queueUnsafe"] = guard is not None and guard.known_unsafe
         body["auditoria"]["queueInUse"] = guard is not None and guard.usable
         report = await self.health_report()
         body["overall_health"] = report["status"]
@@ -409,9 +409,7 @@ class Components:
             redis_circuit=self.redis_breaker.state.value,
             journal_backlog=await self._journal_backlog(),
             health_status=str(report["status"]),
-            audit_queue_unsafe=self.queue_guard is not None
-            and self.queue_guard.safety.checked
-            and not self.queue_guard.safety.safe,
+            audit_queue_unsafe=self.queue_guard is not None and self.queue_guard.known_unsafe,
         )
 
 
