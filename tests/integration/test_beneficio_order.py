@@ -17,8 +17,8 @@ import httpx
 import psycopg
 import pytest
 
+from scenarios.ports import free_port
 from scenarios.stack import Stack
-from scenarios.stack.local import free_port
 from scenarios.toxiproxy import Proxy, ProxySpec
 from tests.integration.service_support import ServiceFactory, wait_until
 

@@ -16,8 +16,8 @@ import psycopg
 import pytest
 
 from reference.audit.event import AuditEvent
-from scenarios.runner import reset_state
 from scenarios.stack import Stack
+from scenarios.truth import reset_state
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]

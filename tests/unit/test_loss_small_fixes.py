@@ -25,7 +25,7 @@ from reference.audit.journal_format import (
 )
 from reference.clock import SYSTEM_CLOCK, FakeClock
 from reference.config import ConfigError, Settings
-from scenarios.scenario import ScenarioError, parse_scenario
+from scenarios.run.scenario import ScenarioError, parse_scenario
 
 KEY = hmac_key_from_text("small-fixes-key-0123456789abcdef")
 

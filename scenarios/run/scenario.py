@@ -44,7 +44,7 @@ from scenarios.workload import WorkloadError, WorkloadSpec
 
 EXPECTATIONS = ("audit", "cache_availability", "staleness", "latency", "breaker", "health")
 PHASES = ("baseline", "fault", "between", "recovery")
-STACK_OPTIONS = ("redis_aof", "redis_proxy_per_instance", "redis_config")
+STACK_OPTIONS = ("redis_aof", "redis_proxy_per_instance", "redis_appendfsync", "redis_config")
 FULL_SCALE = 3.0
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
@@ -62,6 +62,7 @@ class ScheduledFault:
     fault: FaultSpec
 
     def to_json(self) -> dict[str, Any]:
+        """The schedule entry as JSON (the `--schedule` format)."""
         return {
             "at_s": self.at_s,
             "duration_s": self.duration_s,
@@ -72,6 +73,8 @@ class ScheduledFault:
 
 @dataclass(frozen=True)
 class Scenario:
+    """One scenario: a workload, a fault schedule, the target's settings, expectations."""
+
     name: str
     description: str
     duration_s: float
@@ -94,6 +97,7 @@ class Scenario:
         return replace(self, duration_s=self.duration_s * factor, faults=faults)
 
     def checkers(self) -> list[Checker]:
+        """The checkers of its expectations, one per `expect` entry."""
         return [_checker(kind, options) for kind, options in self.expect.items()]
 
 
@@ -180,6 +184,7 @@ def parse_schedule(
 
 
 def parse_scenario(raw: Mapping[str, Any]) -> Scenario:
+    """A validated scenario from its TOML/JSON table; ScenarioError when bad."""
     name = str(raw.get("name") or "")
     if not name:
         raise ScenarioError("scenario without a name")
