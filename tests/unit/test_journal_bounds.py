@@ -35,9 +35,9 @@ async def test_a_stalled_fsync_bounds_pending_bytes_and_fails_fast(tmp_path: Pat
     gate = threading.Event()
     real_commit = journal._sync_commit
 
-    def stalled(*args: object) -> object:
+    def stalled(payloads: list[bytes], rotate_first: bool) -> None:
         gate.wait(30)
-        return real_commit(*args)  # type: ignore[arg-type]
+        real_commit(payloads, rotate_first)
 
     journal._sync_commit = stalled  # type: ignore[method-assign]
     try:
