@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from reference.config import Settings
@@ -33,15 +34,16 @@ so a fire-and-forget task needs a strong one somewhere (the documented idiom).""
 
 
 def make_engine(
-    settings: Settings, *, pool_size: int = 10, max_overflow: int = 10, pre_ping: bool = True
+    settings: Settings, *, pool_size: int = 10, max_overflow: int = 10, pre_ping: bool = False
 ) -> AsyncEngine:
     """An async engine on psycopg 3 for `settings.database_url`, with a connect timeout.
 
     `pool_timeout` is bounded by the operation timeout: a caller never waits longer for a
     pooled connection than it would for the operation itself (`run_bounded` bounds both).
-    `pre_ping` (one round trip per checkout) replaces connections that died while idle
-    (an outage, a restart) instead of failing the first operation on each after healing,
-    which would also re-open a just-closed breaker.
+    No ping before each checkout (`pre_ping`, one round trip per operation): a connection
+    that died while idle (an outage, a restart) is dealt with when it is first used, by
+    `run_bounded` (the pool is discarded and the operation retried once on a fresh
+    connection), so the first operation after healing does not fail either.
     """
     connect_timeout = max(1, round(settings.db_connect_timeout_s))
     return create_async_engine(
@@ -54,7 +56,9 @@ def make_engine(
     )
 
 
-async def run_bounded(engine: AsyncEngine, op: DbOp[T], timeout_s: float) -> T:
+async def run_bounded(
+    engine: AsyncEngine, op: DbOp[T], timeout_s: float, *, retry_dead: bool = True
+) -> T:
     """Run `op(conn)` in a transaction and commit it; give up after `timeout_s`.
 
     Raises `TimeoutError` when the deadline passes (the outcome of a commit in flight is
@@ -66,8 +70,11 @@ async def run_bounded(engine: AsyncEngine, op: DbOp[T], timeout_s: float) -> T:
     and waiting up to ~10 s for it (forever, were the server a black hole, without its
     own bound). That clean-up then finishes in the background, and the connection is
     discarded at its end.
+
+    A pooled connection found dead (left over from an outage) is replaced and `op` run
+    once more, unless `retry_dead` is False (a broken variant, for the tests).
     """
-    task = asyncio.create_task(_in_transaction(engine, op))
+    task = asyncio.create_task(_in_transaction(engine, op, retry_dead))
     try:
         done, _ = await asyncio.wait({task}, timeout=timeout_s)
     except BaseException:  # the caller was cancelled
@@ -79,19 +86,39 @@ async def run_bounded(engine: AsyncEngine, op: DbOp[T], timeout_s: float) -> T:
     return task.result()
 
 
-async def _in_transaction(engine: AsyncEngine, op: DbOp[T]) -> T:
-    conn: AsyncConnection | None = None
-    try:
-        conn = await engine.connect()
-        await conn.begin()
-        result = await op(conn)
-        await conn.commit()
-    except BaseException:
-        if conn is not None:
-            await _discard(conn)
-        raise
-    await _close(conn)
-    return result
+async def _in_transaction(engine: AsyncEngine, op: DbOp[T], retry_dead: bool) -> T:
+    """`op` in a transaction, committed; once more on a fresh connection when a pooled one
+    turns out to be dead (the pool is not pinged before use).
+
+    A connection found broken before the commit was sent cannot have committed anything
+    (the server rolls back a transaction whose connection is gone), so the retry is safe
+    for any `op`. SQLAlchemy invalidates the whole pool on such a disconnect, so the
+    other connections left over from the same outage are replaced, not tried one by one.
+    A failure during the commit itself (unknown outcome) is never retried.
+    """
+    for attempt in (1, 2):
+        conn: AsyncConnection | None = None
+        committing = False
+        try:
+            conn = await engine.connect()
+            await conn.begin()
+            result = await op(conn)
+            committing = True
+            await conn.commit()
+        except DBAPIError as exc:
+            if conn is not None:
+                await _discard(conn)
+            if retry_dead and attempt == 1 and not committing and exc.connection_invalidated:
+                _log.info("audit db: a pooled connection was dead (%s); retrying", exc.orig)
+                continue
+            raise
+        except BaseException:
+            if conn is not None:
+                await _discard(conn)
+            raise
+        await _close(conn)
+        return result
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _abandon(task: asyncio.Task[T]) -> None:

@@ -9,8 +9,10 @@ One run (`run_once`):
    far is in a sealed segment, and reads only sealed segments. Without a journal (a
    crashed writer's directory), every segment is taken, except the newest one while
    another process holds the journal's writer lock;
-3. replays segments oldest first, in batches (COPY into a staging table + INSERT ... SELECT
-   ... ON CONFLICT DO NOTHING); after each committed batch, records the progress (segment,
+3. replays segments oldest first, in batches (a typed COPY, `reference.audit.drain`: into
+   the table directly, or through a staging table with ON CONFLICT DO NOTHING when a row
+   is already there), reading the next segment meanwhile (at most two segments in
+   memory); after each committed batch, records the progress (segment,
    byte offset, identity of the segment) in a checkpoint file replaced atomically (write a
    temporary file, fsync, rename, fsync the directory). A checkpoint that cannot be written
    (a full disk) does not stop the run: it only means more replay after a crash;
@@ -42,6 +44,7 @@ from pathlib import Path
 import psycopg
 from sqlalchemy.exc import DataError, IntegrityError
 
+from reference.audit.drain import UndecodableRecord
 from reference.audit.event import AuditEvent, InvalidAuditEvent
 from reference.audit.journal import LOCK_FILE, Journal, JournalWriteError
 from reference.audit.journal_format import (
@@ -74,7 +77,13 @@ _log = logging.getLogger(__name__)
 # A row the database rejects for its data. Not ProgrammingError: a missing table or a
 # permission problem is the database's state, not the event's, and must fail the pass
 # (back off, retry) rather than push valid events towards the dead letter.
-_POISON = (DataError, IntegrityError, psycopg.DataError, psycopg.IntegrityError)
+_POISON = (
+    DataError,
+    IntegrityError,
+    psycopg.DataError,
+    psycopg.IntegrityError,
+    UndecodableRecord,  # not an event object (found while encoding the COPY rows)
+)
 
 
 @dataclass(frozen=True)
@@ -187,14 +196,16 @@ class RecoveryJob:
         reads: list[asyncio.Task[SegmentScan]] = []
         try:
             segments = await self._sealed_segments()
-            # Read the next segment (in a thread) while the database takes this one.
-            reads = [asyncio.create_task(asyncio.to_thread(read_segment, s)) for s in segments[:1]]
+            # Read the next segment (in a thread) while the database takes this one; never
+            # more than those two in memory, whatever the backlog.
+            reads = [_read(s) for s in segments[:1]]
             for number, segment in enumerate(segments):
+                current = reads.pop(0)
                 if number + 1 < len(segments):
-                    nxt = segments[number + 1]
-                    reads.append(asyncio.create_task(asyncio.to_thread(read_segment, nxt)))
-                if not await self._replay_segment(segment, totals, reads[number]):
+                    reads.append(_read(segments[number + 1]))
+                if not await self._replay_segment(segment, totals, current):
                     break
+                del current  # replayed: let its records go
         finally:
             for read in reads:
                 read.cancel()
@@ -272,10 +283,13 @@ class RecoveryJob:
         if checkpoint and (checkpoint.segment, checkpoint.first_record) == (path.name, identity):
             start = checkpoint.offset
         records = [r for r in scan.records if r.offset >= start]
+        # resumed after a crash: the first batch may be in the table already
+        can_conflict = start > 0
         for first in range(0, len(records), self.batch_size):
             batch = records[first : first + self.batch_size]
-            if not await self._replay_batch(scan, batch, totals):
+            if not await self._replay_batch(scan, batch, totals, can_conflict):
                 return False
+            can_conflict = False
             await self._checkpoint(Checkpoint(path.name, batch[-1].end, identity))
         await asyncio.to_thread(_remove_segment, path)
         await self._checkpoint(None)
@@ -292,12 +306,16 @@ class RecoveryJob:
             _log.warning("recovery: checkpoint not saved (%s); continuing", exc)
 
     async def _replay_batch(
-        self, scan: SegmentScan, batch: Sequence[JournalRecord], totals: _Totals
+        self,
+        scan: SegmentScan,
+        batch: Sequence[JournalRecord],
+        totals: _Totals,
+        can_conflict: bool = False,
     ) -> bool:
         timeout = self.batch_timeout_s
         try:
             inserted = await self.store.copy_replay_json(
-                [r.payload for r in batch], "file", timeout_s=timeout
+                [r.payload for r in batch], "file", can_conflict=can_conflict, timeout_s=timeout
             )
         except _POISON as exc:
             if getattr(exc, "connection_invalidated", False):
@@ -337,6 +355,11 @@ class _Totals:
     replayed: int = 0
     inserted: int = 0
     quarantined: int = 0
+
+
+def _read(path: Path) -> asyncio.Task[SegmentScan]:
+    """Read `path` in a thread, as a task (so it starts now)."""
+    return asyncio.create_task(asyncio.to_thread(read_segment, path))
 
 
 def _try_lock(directory: Path) -> int | None:

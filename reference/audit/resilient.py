@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 
 from reference.audit.event import AuditEvent
+from reference.audit.group_commit import GroupCommitConfig, GroupCommitter
 from reference.audit.journal import Journal
 from reference.audit.queue import AuditQueue
 from reference.audit.store import AuditStore
@@ -74,8 +75,15 @@ class ResilientAudit:
         journal: Journal | None = None,
         metrics: ResilienceMetrics | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        db_batching: GroupCommitConfig = GroupCommitConfig(),
+        db_committer: GroupCommitter | None = None,
     ) -> None:
         self._timeout_s = settings.audit_timeout_s
+        self.db_committer = db_committer
+        """Group-commits the db path's inserts (built from `store` and `db_batching` when
+        not given)."""
+        if db_committer is None and store is not None:
+            self.db_committer = GroupCommitter(store, "db", self._timeout_s, db_batching)
         config = breaker_config(settings)
         self.redis_breaker = redis_breaker or CircuitBreaker("audit-queue", config, clock)
         self.db_breaker = db_breaker or CircuitBreaker(DB_BREAKER_NAME, config, clock)
@@ -83,8 +91,8 @@ class ResilientAudit:
         attempts: list[tuple[AuditPath, _Attempt]] = []
         if queue is not None and not settings.disable_redis:
             attempts.append(("queue", self._via_queue(queue)))
-        if store is not None and settings.audit_sync_fallback:
-            attempts.append(("db", self._via_db(store)))
+        if self.db_committer is not None and settings.audit_sync_fallback:
+            attempts.append(("db", self._via_db(self.db_committer)))
         if journal is not None and settings.audit_file_backup:
             attempts.append(("file", self._via_journal(journal)))
         self._attempts = tuple(attempts)
@@ -123,12 +131,12 @@ class ResilientAudit:
 
         return attempt
 
-    def _via_db(self, store: AuditStore) -> _Attempt:
+    def _via_db(self, committer: GroupCommitter) -> _Attempt:
+        # concurrent events share one INSERT and one commit; each caller returns only after
+        # the commit that holds its event. run_bounded (in the store) times out, cancels and
+        # invalidates the connection; the breaker bounds each caller's own wait.
         async def attempt(event: AuditEvent) -> None:
-            # run_bounded (in insert_one) times out, cancels and invalidates the connection
-            await self.db_breaker.call(
-                lambda: store.insert_one(event, "db", timeout_s=self._timeout_s)
-            )
+            await self.db_breaker.call(lambda: committer.insert(event), timeout_s=self._timeout_s)
 
         return attempt
 
