@@ -26,15 +26,10 @@ import asyncio
 from collections import deque
 from dataclasses import dataclass
 
-import psycopg
-from sqlalchemy.exc import DataError, IntegrityError
-
 from reference.audit.event import AuditEvent
-from reference.audit.store import AuditStore
+from reference.audit.store import POISON_ERRORS, AuditStore
 
 __all__ = ["GroupCommitConfig", "GroupCommitStats", "GroupCommitter"]
-
-_POISON = (DataError, IntegrityError, psycopg.DataError, psycopg.IntegrityError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +118,7 @@ class GroupCommitter:
         stats.largest_batch = max(stats.largest_batch, len(batch))
         try:
             await self.store.insert_many([e for e, _ in batch], self.path, timeout_s=self.timeout_s)
-        except _POISON as exc:
+        except POISON_ERRORS as exc:
             stats.failed_batches += 1
             if len(batch) == 1 or getattr(exc, "connection_invalidated", False):
                 _settle(batch, exc)

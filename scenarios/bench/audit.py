@@ -25,6 +25,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio as aioredis
 from sqlalchemy import text
@@ -40,6 +41,7 @@ from reference.audit.store import AuditStore
 from reference.clock import SYSTEM_CLOCK
 from reference.config import Settings
 from reference.redis_client import make_redis
+from reference.service.configs import audit_config, breakers, database_config
 from scenarios.bench.drain import SEGMENT_BYTES, DrainPlan, measure_drain
 from scenarios.stack import Stack, open_stack
 
@@ -114,7 +116,7 @@ async def measure(stack: Stack, workdir: Path, plan: BenchPlan) -> dict[str, Pai
         "journal_vs_fsync": await _journal(settings, workdir, events, plan),
     }
     del events
-    engine = make_engine(settings)
+    engine = make_engine(database_config(settings))
     try:
         drain = await measure_drain(engine, settings.database_url, workdir, plan.drain)
     finally:
@@ -125,6 +127,14 @@ async def measure(stack: Stack, workdir: Path, plan: BenchPlan) -> dict[str, Pai
     return results
 
 
+def _audit(settings: Settings, **parts: Any) -> ResilientAudit:
+    """A ResilientAudit configured from `settings` as the service builds it."""
+    redis_breaker, db_breaker = breakers(settings)
+    return ResilientAudit(
+        audit_config(settings), redis_breaker=redis_breaker, db_breaker=db_breaker, **parts
+    )
+
+
 # -- the four comparisons ------------------------------------------------------------------
 
 
@@ -132,7 +142,7 @@ async def _queue(settings: Settings, events: Sequence[AuditEvent], plan: BenchPl
     stream = f"bench:audit:{uuid.uuid4().hex[:8]}"
     client = make_redis(settings.redis_url, settings.redis_op_timeout_s, max_connections=WRITERS)
     bare = aioredis.Redis.from_url(settings.redis_url, max_connections=WRITERS)
-    audit = ResilientAudit(settings, queue=AuditQueue(client, stream))
+    audit = _audit(settings, queue=AuditQueue(client, stream))
     payloads = [e.to_json_bytes() for e in events]
     try:
         ours, base = await _compare(
@@ -149,13 +159,13 @@ async def _queue(settings: Settings, events: Sequence[AuditEvent], plan: BenchPl
 
 
 async def _db(settings: Settings, events: Sequence[AuditEvent], plan: BenchPlan) -> Pair:
-    engine = make_engine(settings)
-    bare_engine = make_engine(settings, pre_ping=False).execution_options(
+    engine = make_engine(database_config(settings))
+    bare_engine = make_engine(database_config(settings), pre_ping=False).execution_options(
         isolation_level="AUTOCOMMIT"
     )
     async with _tables(engine, 2) as (ours_table, bare_table):
         store = AuditStore(engine, table=ours_table, dead_letter_table=f"{ours_table}_dl")
-        audit = ResilientAudit(settings, store=store)
+        audit = _audit(settings, store=store)
         insert = text(
             f"INSERT INTO {bare_table} ({_COLUMNS}) VALUES (:event_id, :occurred_at, :actor, "
             ":action, :entity, :entity_id, CAST(:payload AS jsonb), 'db') "
@@ -182,7 +192,7 @@ async def _journal(
 ) -> Pair:
     journal = Journal(JournalConfig(workdir / "journal-path"), SYSTEM_CLOCK)
     await journal.open()
-    audit = ResilientAudit(settings, journal=journal)
+    audit = _audit(settings, journal=journal)
     try:
         ours = await _rate(
             plan.duration_s, iter(range(len(events))), lambda i: audit.record(events[i])

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reference.audit.event import canonical_json
 from reference.audit.journal_format import ZERO_MAC, encode_header, encode_record, segment_name
-from reference.audit.recovery import RecoveryJob
+from reference.audit.recovery import RecoveryConfig, RecoveryJob
 from reference.audit.store import AuditStore
 
 __all__ = ["DrainFigures", "DrainPlan", "canonical_docs", "measure_drain", "write_segments"]
@@ -117,7 +117,7 @@ async def _drain_copy(engine: AsyncEngine, template: Path, directory: Path) -> t
     await store.ensure_schema()
     try:
         started = time.perf_counter()
-        result = await RecoveryJob(directory, store).run_once()
+        result = await RecoveryJob(RecoveryConfig(directory), store).run_once()
         seconds = time.perf_counter() - started
     finally:
         await _drop(engine, name)

@@ -24,6 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from reference.audit.db import make_engine, run_bounded
 from reference.audit.group_commit import GroupCommitter, _Waiter
 from reference.audit.resilient import AuditUnavailable, ResilientAudit
+from reference.audit.store import AuditStore
+from reference.config import Settings
+from reference.service.configs import audit_config, breakers, database_config
 from scenarios.faults import FaultInjector, FaultSpec
 from scenarios.stack import Stack
 from tests.integration.audit_support import audit_rig, make_event, rig_settings
@@ -41,6 +44,20 @@ class AckOnSend(GroupCommitter):
             if not future.done():
                 future.set_result(None)
         await super()._commit(batch)
+
+
+def _db_only(
+    settings: Settings, store: AuditStore, committer: GroupCommitter | None = None
+) -> ResilientAudit:
+    """The audit with the database path only, configured as the service builds it."""
+    redis_breaker, db_breaker = breakers(settings)
+    return ResilientAudit(
+        audit_config(settings),
+        redis_breaker=redis_breaker,
+        db_breaker=db_breaker,
+        store=store,
+        db_committer=committer,
+    )
 
 
 async def _writers_through_fault(
@@ -94,7 +111,7 @@ async def test_group_commit_acknowledges_only_committed_events_under_black_hole(
     """Reference: every acknowledged event is in audit_log after a black hole mid-burst,
     batches really were shared; the ack-on-send variant loses acknowledged events."""
     async with audit_rig(stormproof_stack, tmp_path) as rig:
-        audit = ResilientAudit(rig.settings, store=rig.store)  # the database path only
+        audit = _db_only(rig.settings, rig.store)
         acked, refused = await _writers_through_fault(audit, stormproof_stack)
         committer = audit.db_committer
         assert committer is not None
@@ -106,10 +123,10 @@ async def test_group_commit_acknowledges_only_committed_events_under_black_hole(
         assert set(rows) <= acked | refused  # nothing nobody wrote
 
     async with audit_rig(stormproof_stack, tmp_path) as rig:
-        broken = ResilientAudit(
+        broken = _db_only(
             rig.settings,
-            store=rig.store,
-            db_committer=AckOnSend(rig.store, "db", rig.settings.audit_timeout_s),
+            rig.store,
+            AckOnSend(rig.store, "db", rig.settings.audit_timeout_s),
         )
         acked, _ = await _writers_through_fault(broken, stormproof_stack)
         lost = acknowledged_not_committed(acked, list(await rig.rows_per_event()))
@@ -120,7 +137,7 @@ async def _first_call_after_outage(stack: Stack, tmp_path: Path, *, retry_dead: 
     """Fill a pool, cut PostgreSQL (Toxiproxy closes the connections), heal, then one
     operation; returns how long it took (raises what it raised)."""
     settings = rig_settings(stack, tmp_path)
-    engine = make_engine(settings, pool_size=4, max_overflow=0)
+    engine = make_engine(database_config(settings), pool_size=4, max_overflow=0)
 
     async def pid(conn: AsyncConnection) -> int:
         return int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
