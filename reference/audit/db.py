@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import psycopg
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -100,9 +101,10 @@ async def _in_transaction(engine: AsyncEngine, op: DbOp[T], retry_dead: bool) ->
 
     A connection found broken before the commit was sent cannot have committed anything
     (the server rolls back a transaction whose connection is gone), so the retry is safe
-    for any `op`. SQLAlchemy invalidates the whole pool on such a disconnect, so the
-    other connections left over from the same outage are replaced, not tried one by one.
-    A failure during the commit itself (unknown outcome) is never retried.
+    for any `op`. The other connections left over from the same outage are discarded too
+    (SQLAlchemy invalidates its pool on a disconnect it sees; an `op` that talks to the
+    driver directly gets the pool disposed here), not tried one by one. A failure during
+    the commit itself (unknown outcome) is never retried.
     """
     for attempt in (1, 2):
         conn: AsyncConnection | None = None
@@ -113,13 +115,16 @@ async def _in_transaction(engine: AsyncEngine, op: DbOp[T], retry_dead: bool) ->
             result = await op(conn)
             committing = True
             await conn.commit()
-        except DBAPIError as exc:
+        except Exception as exc:
+            dead = conn is not None and not committing and _dead(conn, exc)
             if conn is not None:
                 await _discard(conn)
-            if retry_dead and attempt == 1 and not committing and exc.connection_invalidated:
-                _log.info("audit db: a pooled connection was dead (%s); retrying", exc.orig)
-                continue
-            raise
+            if not (retry_dead and dead and attempt == 1):
+                raise
+            _log.info("audit db: a pooled connection was dead (%s); retrying", exc)
+            if not isinstance(exc, DBAPIError):
+                await _dispose(engine)
+            continue
         except BaseException:
             if conn is not None:
                 await _discard(conn)
@@ -127,6 +132,28 @@ async def _in_transaction(engine: AsyncEngine, op: DbOp[T], retry_dead: bool) ->
         await _close(conn)
         return result
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _dead(conn: AsyncConnection, exc: Exception) -> bool:
+    """Whether `exc` means the connection itself is gone (not the statement's fault)."""
+    if isinstance(exc, DBAPIError):
+        return bool(exc.connection_invalidated)
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    try:
+        driver = conn.sync_connection.connection.driver_connection  # type: ignore[union-attr]
+    except Exception:
+        return False
+    return bool(getattr(driver, "broken", False) or getattr(driver, "closed", False))
+
+
+async def _dispose(engine: AsyncEngine) -> None:
+    """Close the pool's idle connections (bounded; errors only logged)."""
+    try:
+        async with asyncio.timeout(_CLEANUP_TIMEOUT_S):
+            await engine.dispose()
+    except Exception as exc:
+        _log.warning("audit db: disposing of the pool failed: %r", exc)
 
 
 def _abandon(task: asyncio.Task[T]) -> None:
