@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+import psycopg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -133,7 +134,17 @@ async def test_group_commit_acknowledges_only_committed_events_under_black_hole(
         assert lost, "the ack-on-send variant lost nothing: the check cannot fail"
 
 
-async def _first_call_after_outage(stack: Stack, tmp_path: Path, *, retry_dead: bool) -> float:
+async def _driver_pid(conn: AsyncConnection) -> int:
+    """Like the drain's COPY: straight on the psycopg connection, past SQLAlchemy."""
+    raw = await conn.get_raw_connection()
+    cursor = await raw.driver_connection.execute("SELECT pg_backend_pid()")  # type: ignore[union-attr]
+    row = await cursor.fetchone()
+    return int(row[0])
+
+
+async def _first_call_after_outage(
+    stack: Stack, tmp_path: Path, *, retry_dead: bool, driver: bool = False
+) -> float:
     """Fill a pool, cut PostgreSQL (Toxiproxy closes the connections), heal, then one
     operation; returns how long it took (raises what it raised)."""
     settings = rig_settings(stack, tmp_path)
@@ -149,20 +160,27 @@ async def _first_call_after_outage(stack: Stack, tmp_path: Path, *, retry_dead: 
         await asyncio.sleep(0.3)
         assert injector.revert_all() == []
         started = time.monotonic()
-        await run_bounded(engine, pid, 5, retry_dead=retry_dead)
+        await run_bounded(engine, _driver_pid if driver else pid, 5, retry_dead=retry_dead)
         return time.monotonic() - started
     finally:
         injector.revert_all()
         await engine.dispose()
 
 
+@pytest.mark.parametrize("driver", [False, True], ids=["sqlalchemy", "driver"])
 async def test_connection_left_over_from_an_outage_does_not_fail_the_first_call(
-    stormproof_stack: Stack, tmp_path: Path
+    stormproof_stack: Stack, tmp_path: Path, driver: bool
 ) -> None:
-    """Reference: the first operation after healing succeeds, at the cost of one reconnect.
-    Without the retry on a dead pooled connection, the same operation fails."""
-    seconds = await _first_call_after_outage(stormproof_stack, tmp_path, retry_dead=True)
+    """Reference: the first operation after healing succeeds, at the cost of one reconnect,
+    whether it goes through SQLAlchemy or straight to the driver. Without the retry on a
+    dead pooled connection, the same operation fails (the outage really killed it)."""
+    seconds = await _first_call_after_outage(
+        stormproof_stack, tmp_path, retry_dead=True, driver=driver
+    )
     assert seconds < 2.0, seconds
-    with pytest.raises(DBAPIError) as failed:
-        await _first_call_after_outage(stormproof_stack, tmp_path, retry_dead=False)
-    assert failed.value.connection_invalidated, failed.value
+    with pytest.raises((DBAPIError, psycopg.OperationalError)) as failed:
+        await _first_call_after_outage(stormproof_stack, tmp_path, retry_dead=False, driver=driver)
+    if isinstance(failed.value, DBAPIError):
+        assert failed.value.connection_invalidated, failed.value
+    else:
+        assert "closed" in str(failed.value) or "lost" in str(failed.value), failed.value
