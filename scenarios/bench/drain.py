@@ -50,6 +50,7 @@ class DrainPlan:
 
     @classmethod
     def quick(cls) -> DrainPlan:
+        """A short plan for CI (`--quick`, the test suite)."""
         return cls(rows=10_000, drain_1m=20_000, peak_rows=20_000)
 
 

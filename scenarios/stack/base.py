@@ -8,10 +8,13 @@ import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from scenarios.stack.errors import StackError
 from scenarios.toxiproxy import Proxy, Toxiproxy
+
+if TYPE_CHECKING:
+    from scenarios.fs.disks import StackDisks
 
 REDIS_PROXY = "redis"
 POSTGRES_PROXY = "postgres"
@@ -35,10 +38,12 @@ class StackUrls:
     database_direct_url: str
 
     def as_env(self) -> dict[str, str]:
+        """The URLs as environment variables (stack.env, the target's environment)."""
         return {var: getattr(self, attr) for attr, var in _ENV_KEYS.items()}
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], source: str = "environment") -> StackUrls:
+        """The URLs from environment variables; StackError naming the missing ones."""
         missing = [var for var in _ENV_KEYS.values() if not env.get(var)]
         if missing:
             raise StackError(f"{source}: missing {', '.join(missing)}")
@@ -55,20 +60,27 @@ class Service(Protocol):
     name: str
 
     @property
-    def pid(self) -> int | None: ...
+    def pid(self) -> int | None:
+        """The process id, None when not running."""
 
     @property
-    def running(self) -> bool: ...
+    def running(self) -> bool:
+        """True while the process is alive."""
 
-    def kill(self) -> None: ...
+    def kill(self) -> None:
+        """SIGKILL the process."""
 
-    def start(self, timeout_s: float = 30.0) -> None: ...
+    def start(self, timeout_s: float = 30.0) -> None:
+        """Start the process and wait until it is ready."""
 
-    def restart(self, timeout_s: float = 30.0) -> None: ...
+    def restart(self, timeout_s: float = 30.0) -> None:
+        """Kill, then start again."""
 
-    def pause(self) -> None: ...
+    def pause(self) -> None:
+        """SIGSTOP the process."""
 
-    def resume(self) -> None: ...
+    def resume(self) -> None:
+        """SIGCONT the process."""
 
 
 @dataclass
@@ -79,17 +91,21 @@ class Stack:
     urls: StackUrls
     toxiproxy: Toxiproxy
     services: Mapping[str, Service] = field(default_factory=dict)
+    disks: StackDisks | None = None  # forgetful disks (local stack with FUSE): power cuts
     _closers: list[object] = field(default_factory=list, repr=False)
 
     def proxy(self, name: str) -> Proxy:
+        """The named Toxiproxy proxy."""
         return self.toxiproxy.proxy(name)
 
     @property
     def redis_proxy(self) -> Proxy:
+        """The proxy in front of Redis."""
         return self.proxy(REDIS_PROXY)
 
     @property
     def postgres_proxy(self) -> Proxy:
+        """The proxy in front of PostgreSQL."""
         return self.proxy(POSTGRES_PROXY)
 
     def heal(self) -> None:
@@ -99,6 +115,8 @@ class Stack:
             if not service.running:
                 service.start()
         self.toxiproxy.reset()
+        if self.disks is not None:
+            self.disks.heal()
 
     def close(self) -> None:
         """Stop everything this stack started (idempotent)."""
@@ -130,6 +148,7 @@ def track(stack: Stack) -> Stack:
 
 
 def close_all() -> None:
+    """Close every tracked stack (at exit, on SIGTERM); errors are ignored."""
     for stack in list(_live):
         try:
             stack.close()

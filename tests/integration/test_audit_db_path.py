@@ -83,7 +83,7 @@ async def _writers_through_fault(
             else:
                 acked.add(event.event_id)
 
-    injector = FaultInjector(stack)
+    injector = FaultInjector.on_stack(stack)
 
     async def fault() -> None:
         await asyncio.sleep(0.6)
@@ -153,7 +153,7 @@ async def _first_call_after_outage(
     async def pid(conn: AsyncConnection) -> int:
         return int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
 
-    injector = FaultInjector(stack)
+    injector = FaultInjector.on_stack(stack)
     try:
         await asyncio.gather(*(run_bounded(engine, pid, 5) for _ in range(4)))
         injector.apply(FaultSpec("down", "postgres"))
