@@ -26,9 +26,11 @@ RESOLVE_MARGIN_S = 5.0
 
 
 def expected_alerts(expect: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], float]:
-    """The alerts a scenario expects to fire and how long they may take to resolve."""
+    """The alerts a scenario expects to resolve in the run (`resolve`, by default all of
+    `fire`) and how long they may take to."""
     options = expect.get(EXPECTATION) or {}
-    return list(options.get("fire", ())), float(options.get("resolve_within_s", 90.0))
+    resolve = options.get("resolve", options.get("fire", ()))
+    return list(resolve), float(options.get("resolve_within_s", 90.0))
 
 
 def watch_targets(prometheus: PrometheusServer, urls: Sequence[str], scenario: str) -> None:

@@ -77,6 +77,23 @@ def test_an_alert_still_firing_at_the_end_fails() -> None:
     assert "still firing at the end of the observation" in summary
 
 
+def test_an_alert_left_out_of_resolve_only_has_to_fire() -> None:
+    """`resolve = []`: still firing at the end passes, never firing still fails."""
+    checker = PrometheusAlertsChecker(fire=[ALERT], resolve=[])
+    passed, summary = check(checker, timeline({ALERT: (5, 60)}))
+    assert passed, summary
+    assert "resolved" not in summary
+    passed, summary = check(checker, timeline({}))
+    assert not passed
+    assert "never fired during the fault" in summary
+
+
+def test_resolve_must_name_alerts_of_fire() -> None:
+    """An alert to resolve that is not expected to fire is a mistake in the scenario."""
+    with pytest.raises(ValueError, match="resolve must name alerts of fire"):
+        PrometheusAlertsChecker(fire=[ALERT], resolve=["SYSTEM_UNHEALTHY"])
+
+
 def test_resolving_later_than_allowed_fails() -> None:
     passed, summary = check(
         PrometheusAlertsChecker(fire=[ALERT], resolve_within_s=30),
