@@ -21,6 +21,8 @@ class Mutant:
     env: dict[str, str] = field(default_factory=dict)
     patch: Callable[[], None] | None = None
     stack: dict[str, Any] = field(default_factory=dict)
+    reason: str | None = None
+    """A regular expression the checker's summary must match (the intended reason)."""
 
 
 def _half_open_without_limit() -> None:
@@ -142,6 +144,7 @@ MUTANTS: dict[str, Mutant] = {
             "two-instances-invalidation",
             "staleness",
             patch=_no_l1_flush_on_reconnect,
+            reason=r"^after heal: [1-9]\d* stale reads",
         ),
         Mutant(
             "health-always-healthy",
