@@ -16,6 +16,9 @@ A scenario file is TOML (or JSON) holding `[[scenario]]` tables:
     breaker = { open_within_s = 2, close_within_s = 5 }
     health = { grace_s = 2 }
 
+Bounds are relative to the fault edge they judge (breaker: from the start / the heal;
+health: grace after each edge); staleness says what is allowed during a fault and what
+is bounded after its heal: `staleness = { during_fault = "allowed", after_heal_s = 3 }`.
 Everything is checked before anything starts; errors are one line naming the scenario.
 """
 
@@ -37,11 +40,20 @@ from scenarios.checkers import (
     LatencyChecker,
     PhaseThresholds,
     StalenessChecker,
+    SteadyStateChecker,
 )
 from scenarios.faults import FaultError, FaultSpec
 from scenarios.workload import WorkloadError, WorkloadSpec
 
-EXPECTATIONS = ("audit", "cache_availability", "staleness", "latency", "breaker", "health")
+EXPECTATIONS = (
+    "audit",
+    "cache_availability",
+    "staleness",
+    "latency",
+    "breaker",
+    "health",
+    "steady_state",
+)
 PHASES = ("baseline", "fault", "between", "recovery")
 STACK_OPTIONS = ("redis_aof", "redis_proxy_per_instance")
 FULL_SCALE = 3.0
@@ -92,18 +104,26 @@ class Scenario:
         return replace(self, duration_s=self.duration_s * factor, faults=faults)
 
     def checkers(self) -> list[Checker]:
-        return [_checker(kind, options) for kind, options in self.expect.items()]
+        """The steady-state check (always: an unsteady baseline makes the run INVALID),
+        then one checker per expectation."""
+        steady = _checker("steady_state", self.expect.get("steady_state", {}))
+        rest = [
+            _checker(kind, opts) for kind, opts in self.expect.items() if kind != "steady_state"
+        ]
+        return [steady, *rest]
 
 
 def _checker(kind: str, options: Mapping[str, Any]) -> Checker:
     if not isinstance(options, Mapping):
         raise ScenarioError(f"expectation {kind!r} must be a table, got {options!r}")
+    if kind == "steady_state":
+        return SteadyStateChecker(**options)
     if kind == "audit":
         return AuditChecker(**options)
     if kind == "cache_availability":
         return CacheAvailabilityChecker(**_with_tuple(options, "fs"))
     if kind == "staleness":
-        return StalenessChecker(**options)
+        return StalenessChecker(**_with_tuple(options, "targets"))
     if kind == "breaker":
         return BreakerTimelineChecker(**options)
     if kind == "health":

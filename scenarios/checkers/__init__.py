@@ -3,7 +3,7 @@
 from scenarios.checkers.audit import AuditChecker
 from scenarios.checkers.base import Checker, CheckResult, Truth, run_checkers
 from scenarios.checkers.breaker import BreakerTimelineChecker
-from scenarios.checkers.cache import CacheAvailabilityChecker, StalenessChecker
+from scenarios.checkers.cache import CacheAvailabilityChecker
 from scenarios.checkers.health import HealthChecker
 from scenarios.checkers.latency import (
     LatencyChecker,
@@ -14,9 +14,12 @@ from scenarios.checkers.latency import (
     phase_stats,
 )
 from scenarios.checkers.phases import PHASES, Phase, phase_of, phase_spans
+from scenarios.checkers.staleness import StalenessChecker
+from scenarios.checkers.steady import STEADY_STATE, SteadyStateChecker
 
 __all__ = [
     "PHASES",
+    "STEADY_STATE",
     "AuditChecker",
     "BreakerTimelineChecker",
     "CacheAvailabilityChecker",
@@ -29,6 +32,7 @@ __all__ = [
     "PhaseStats",
     "PhaseThresholds",
     "StalenessChecker",
+    "SteadyStateChecker",
     "Truth",
     "percentiles",
     "phase_of",

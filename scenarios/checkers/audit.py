@@ -25,6 +25,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from scenarios.checkers.base import CheckResult, Truth, samples
+from scenarios.checkers.evidence import DEFAULT_MIN_EVIDENCE, segments, shortfalls
 from scenarios.history import JSON, History, Op
 
 CATEGORIES = (
@@ -55,6 +56,8 @@ class AuditChecker:
 
     require_drained: bool = True
     fs: tuple[str, ...] = ("audit", "beneficio_put")
+    min_evidence: int = DEFAULT_MIN_EVIDENCE
+    """Acknowledged events needed in the baseline, each fault window and the recovery."""
     name: str = "audit"
 
     def check(self, history: History, truth: Truth) -> CheckResult:
@@ -91,11 +94,13 @@ class AuditChecker:
         }
         found["duplicated"] |= {eid for eid in found["unexpected"] if truth.audit_rows[eid] > 1}
 
+        acked_at = [min(op.start for op in attempts[eid] if op.outcome == "ok") for eid in acked]
+        evidence = shortfalls(acked_at, segments(history), self.min_evidence, "audit acks")
         counts = {c: len(ids) for c, ids in found.items()}
         pending = truth.audit_pending
         # an unread backlog cannot show that recovery drained: unproven is not a pass
         drained_failed = self.require_drained and (pending is None or pending > 0)
-        passed = not any(counts[c] for c in FAILING) and not drained_failed
+        passed = not any(counts[c] for c in FAILING) and not drained_failed and not evidence
         details: dict[str, JSON] = {
             "events": len(attempts),
             "acknowledged": len(acked),
@@ -106,11 +111,13 @@ class AuditChecker:
             "by_path": _by_path(path_of, found),
             "pending": pending,
             "rows_in_truth": sum(1 for rows in truth.audit_rows.values() if rows > 0),
+            "insufficient_evidence": evidence,
         }
+        summary = _summary(len(acked), counts, pending, self.require_drained)
         return CheckResult(
             self.name,
             passed,
-            _summary(len(acked), counts, pending, self.require_drained),
+            "; ".join([*evidence, summary]),
             details,
             {
                 "lost": 0,
@@ -118,13 +125,20 @@ class AuditChecker:
                 "unexpected": 0,
                 "ack_mismatch": 0,
                 "pending": 0 if self.require_drained else None,
+                "min_evidence": self.min_evidence,
             },
         )
 
 
 def _path(response: JSON) -> str:
-    if isinstance(response, dict) and isinstance(response.get("path"), str):
-        return str(response["path"])
+    """The path an acknowledgement names: `path` (POST /audit) or `audit.path` (a
+    beneficio PUT, which carries its audit event's acknowledgement under `audit`)."""
+    if isinstance(response, dict):
+        if isinstance(response.get("path"), str):
+            return str(response["path"])
+        nested = response.get("audit")
+        if isinstance(nested, dict) and isinstance(nested.get("path"), str):
+            return str(nested["path"])
     return "unknown"
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from scenarios.checkers.base import CheckResult, Truth
+from scenarios.checkers.evidence import DEFAULT_MIN_EVIDENCE
 from scenarios.checkers.phases import PHASES, Phase, phase_of, phase_spans
 from scenarios.history import JSON, History
 
@@ -170,6 +171,8 @@ class LatencyChecker:
 
     thresholds: Mapping[str, PhaseThresholds] = field(default_factory=dict)
     fs: tuple[str, ...] = DEFAULT_FS
+    min_evidence: int = DEFAULT_MIN_EVIDENCE
+    """Operations needed in each phase that has thresholds."""
     name: str = "latency"
 
     def __post_init__(self) -> None:
@@ -187,6 +190,11 @@ class LatencyChecker:
             if st.span_s <= 0 and st.ops == 0:
                 skipped.append(phase)
                 continue
+            if st.ops < self.min_evidence:
+                violations.append(
+                    f"insufficient evidence: {st.ops} operations in {phase} phase "
+                    f"(minimum {self.min_evidence})"
+                )
             violations.extend(_violations(st, bounds))
         seen = [_brief(s) for s in stats.values() if s.ops]
         if violations:

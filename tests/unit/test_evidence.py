@@ -1,0 +1,186 @@
+"""Evidence minimums and the INVALID verdict: a checker that saw too little fails with
+"insufficient evidence: ...", and an unsteady baseline makes the run INVALID."""
+
+from __future__ import annotations
+
+import pytest
+
+from scenarios.checkers import (
+    AuditChecker,
+    CacheAvailabilityChecker,
+    LatencyChecker,
+    PhaseThresholds,
+    StalenessChecker,
+    SteadyStateChecker,
+    Truth,
+)
+from scenarios.checkers.evidence import segments
+from scenarios.history import FaultWindow
+from scenarios.report import ScenarioResult
+from scenarios.scenario import parse_scenario
+from tests.unit.test_checkers import Synth
+
+WINDOW = FaultWindow("redis-down", "redis", 10.0, 20.0, "down")
+NO_TRUTH = Truth()
+
+
+def audits(s: Synth, start: float, end: float, *, refused: bool = False) -> list[str]:
+    """One audit write every 0.2 s in [start, end); the acknowledged event ids."""
+    acked = []
+    t = start
+    n = len(s.events)
+    while t < end:
+        eid = f"e{n}-{t:.1f}"
+        if refused:
+            s.op("audit", t, t + 0.01, "fail", request={"event_id": eid}, status=503)
+        else:
+            s.op(
+                "audit", t, t + 0.01, request={"event_id": eid}, response={"path": "db"}, status=202
+            )
+            acked.append(eid)
+        t += 0.2
+        n += 1
+    return acked
+
+
+def test_segments_are_baseline_each_window_and_recovery_but_not_the_targets_own_fault() -> None:
+    """A target SIGKILL window is no segment: nothing can answer while it is down."""
+    s = Synth()
+    s.op("cache_get", 29, 30, status=404)
+    kill = FaultWindow("target-sigkill", "target", 12.0, 13.0, "sigkill")
+    labels = [(g.label, g.start, g.end) for g in segments(s.history(WINDOW, kill))]
+    assert labels[:2] == [("baseline", 0.0, 10.0), ("fault window 1 (redis-down)", 10.0, 20.0)]
+    assert labels[2][0] == "recovery" and labels[2][1] == 20.0
+    assert len(labels) == 3
+
+
+def test_audit_with_all_writes_refused_during_the_fault_fails_for_insufficient_evidence() -> None:
+    """Every audit write answered 503 during the window: no loss, nothing unexpected, and
+    still a FAIL, naming the window, because no acknowledgement there was ever judged."""
+    s = Synth()
+    acked = audits(s, 0, 10) + audits(s, 10, 20, refused=True) + audits(s, 20, 30)
+    result = AuditChecker().check(s.history(WINDOW), Truth({e: 1 for e in acked}, 0))
+    assert not result.passed
+    assert result.details["counts"]["lost"] == 0
+    assert result.details["insufficient_evidence"] == [
+        "insufficient evidence: 0 audit acks in fault window 1 (redis-down) (minimum 20)"
+    ]
+    assert result.summary.startswith("insufficient evidence: 0 audit acks in fault window 1")
+
+
+def test_audit_with_zero_acks_fails() -> None:
+    """A run with no acknowledged audit event at all cannot pass the audit checker."""
+    s = Synth()
+    s.op("cache_get", 1, 1.01, status=404)
+    result = AuditChecker().check(s.history(), Truth({}, 0))
+    assert not result.passed
+    assert "insufficient evidence: 0 audit acks in baseline" in result.summary
+
+
+def test_audit_with_enough_acks_everywhere_passes() -> None:
+    """The same shape with acknowledgements in every segment passes."""
+    s = Synth()
+    acked = audits(s, 0, 30)
+    result = AuditChecker().check(s.history(WINDOW), Truth({e: 1 for e in acked}, 0))
+    assert result.passed, result.summary
+
+
+def reads(s: Synth, start: float, end: float, step: float = 0.2) -> None:
+    t = start
+    while t < end:
+        s.op("cache_get", t, t + 0.01, key="k", status=200, response={"value": {"v": 1}})
+        t += step
+
+
+def test_cache_availability_with_no_read_in_a_window_fails() -> None:
+    """Reads stopped during the outage (nothing judged there): insufficient evidence."""
+    s = Synth()
+    reads(s, 0, 10)
+    reads(s, 20, 30)
+    result = CacheAvailabilityChecker().check(s.history(WINDOW), NO_TRUTH)
+    assert not result.passed
+    assert result.details["failed"] == 0
+    assert "insufficient evidence: 0 reads in fault window 1 (redis-down)" in result.summary
+    reads(s, 10, 20)
+    assert CacheAvailabilityChecker().check(s.history(WINDOW), NO_TRUTH).passed
+
+
+def test_latency_phase_with_too_few_operations_fails() -> None:
+    """Five fast operations in the fault phase are not evidence of a fast fault phase."""
+    s = Synth()
+    reads(s, 0, 10)
+    reads(s, 10, 10.9)
+    reads(s, 20, 30)
+    checker = LatencyChecker({"fault": PhaseThresholds(p99_s=1.0)})
+    result = checker.check(s.history(WINDOW), NO_TRUTH)
+    assert not result.passed
+    assert "insufficient evidence: 5 operations in fault phase (minimum 20)" in result.summary
+
+
+def test_staleness_without_versioned_reads_after_the_heal_fails() -> None:
+    """No read after the last heal: the after-heal guarantee was never exercised."""
+    s = Synth()
+    s.op("cache_put", 1, 1.01, key="k", request={"value": {"v": 1}}, status=204)
+    reads(s, 2, 10)
+    s.op("cache_get", 25, 25.01, key="k", status=404)
+    checker = StalenessChecker(during_fault="allowed", after_heal_s=1.0)
+    result = checker.check(s.history(WINDOW), NO_TRUTH)
+    assert not result.passed
+    assert "insufficient evidence: 0 versioned reads in recovery (minimum 20)" in result.summary
+
+
+def baseline(s: Synth, *, errors: int = 0, health: str = "HEALTHY") -> None:
+    reads(s, 0, 9)
+    for n in range(errors):
+        s.op("audit", 1 + n, 1.5 + n, "info", request={"event_id": f"x{n}"})
+    for n in range(5):
+        s.op("health", 2 * n, 2 * n + 0.01, status=200, response={"status": health}, process=99)
+
+
+def test_steady_baseline_passes() -> None:
+    """No error, every poll HEALTHY, enough operations: steady."""
+    s = Synth()
+    baseline(s)
+    result = SteadyStateChecker().check(s.history(WINDOW), NO_TRUTH)
+    assert result.passed, result.summary
+
+
+@pytest.mark.parametrize(
+    ("errors", "health", "reason"),
+    [
+        (2, "HEALTHY", "2 errors before the first fault (2 audit info)"),
+        (0, "DEGRADED", "5 health polls not HEALTHY before the first fault (5 DEGRADED)"),
+    ],
+)
+def test_unsteady_baseline_is_invalid(errors: int, health: str, reason: str) -> None:
+    """Errors or a health other than HEALTHY before the first fault: INVALID."""
+    s = Synth()
+    baseline(s, errors=errors, health=health)
+    result = SteadyStateChecker().check(s.history(WINDOW), NO_TRUTH)
+    assert not result.passed
+    assert result.summary == f"INVALID: baseline not steady: {reason}"
+
+
+def test_a_baseline_without_polls_or_operations_is_invalid() -> None:
+    """A fault at once (no baseline) leaves nothing to compare with."""
+    s = Synth()
+    s.op("cache_get", 11, 11.01, status=404)
+    result = SteadyStateChecker().check(s.history(WINDOW), NO_TRUTH)
+    assert not result.passed
+    assert "no health poll before the first fault" in result.summary
+    assert "insufficient evidence: 0 operations in baseline" in result.summary
+
+
+def test_every_scenario_checks_its_steady_state_first_and_the_verdict_says_invalid() -> None:
+    """The steady-state check is always there (tunable by `steady_state`), and a failed
+    one makes the scenario's verdict INVALID rather than FAIL."""
+    scenario = parse_scenario({"name": "x", "expect": {"steady_state": {"max_errors": 2}}})
+    [steady] = scenario.checkers()
+    assert steady.name == "steady-state" and steady.max_errors == 2  # type: ignore[attr-defined]
+    assert parse_scenario({"name": "y"}).checkers()[0].name == "steady-state"
+    s = Synth()
+    baseline(s, errors=3)
+    check = SteadyStateChecker().check(s.history(WINDOW), NO_TRUTH)
+    result = ScenarioResult("x", "", False, (check,), 1.0)
+    assert result.invalid and result.verdict == "INVALID"
+    assert ScenarioResult("x", "", False, (), 1.0).verdict == "FAIL"
