@@ -41,6 +41,7 @@ from scenarios.checkers import (
     PhaseThresholds,
     StalenessChecker,
     SteadyStateChecker,
+    WriteAvailabilityChecker,
 )
 from scenarios.faults import FaultError, FaultSpec
 from scenarios.workload import WorkloadError, WorkloadSpec
@@ -53,6 +54,7 @@ EXPECTATIONS = (
     "breaker",
     "health",
     "steady_state",
+    "write_availability",
 )
 PHASES = ("baseline", "fault", "between", "recovery")
 STACK_OPTIONS = ("redis_aof", "redis_proxy_per_instance")
@@ -119,7 +121,9 @@ def _checker(kind: str, options: Mapping[str, Any]) -> Checker:
     if kind == "steady_state":
         return SteadyStateChecker(**options)
     if kind == "audit":
-        return AuditChecker(**options)
+        return AuditChecker(**_with_tuple(options, "fs"))
+    if kind == "write_availability":
+        return WriteAvailabilityChecker.from_options(options)
     if kind == "cache_availability":
         return CacheAvailabilityChecker(**_with_tuple(options, "fs"))
     if kind == "staleness":

@@ -16,6 +16,7 @@ from scenarios.checkers.latency import (
 from scenarios.checkers.phases import PHASES, Phase, phase_of, phase_spans
 from scenarios.checkers.staleness import StalenessChecker
 from scenarios.checkers.steady import STEADY_STATE, SteadyStateChecker
+from scenarios.checkers.writes import WriteAvailabilityChecker
 
 __all__ = [
     "PHASES",
@@ -34,6 +35,7 @@ __all__ = [
     "StalenessChecker",
     "SteadyStateChecker",
     "Truth",
+    "WriteAvailabilityChecker",
     "percentiles",
     "phase_of",
     "phase_spans",

@@ -22,10 +22,11 @@ writer) count as unexpected; restrict the truth query (e.g. by actor) in that ca
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from scenarios.checkers.base import CheckResult, Truth, samples
-from scenarios.checkers.evidence import DEFAULT_MIN_EVIDENCE, segments, shortfalls
+from scenarios.checkers.evidence import DEFAULT_MIN_EVIDENCE, Segment, segments, shortfalls
 from scenarios.history import JSON, History, Op
 
 CATEGORIES = (
@@ -58,7 +59,15 @@ class AuditChecker:
     fs: tuple[str, ...] = ("audit", "beneficio_put")
     min_evidence: int = DEFAULT_MIN_EVIDENCE
     """Acknowledged events needed in the baseline, each fault window and the recovery."""
+    paths: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    """Per phase (baseline / fault / recovery): the paths that must each have carried
+    acknowledged events in every segment of that phase (e.g. {"fault": ["file"]})."""
     name: str = "audit"
+
+    def __post_init__(self) -> None:
+        unknown = set(self.paths) - {"baseline", "fault", "recovery"}
+        if unknown:
+            raise ValueError(f"audit.paths: unknown phase(s) {sorted(unknown)}")
 
     def check(self, history: History, truth: Truth) -> CheckResult:
         attempts: dict[str, list[Op]] = defaultdict(list)
@@ -94,8 +103,13 @@ class AuditChecker:
         }
         found["duplicated"] |= {eid for eid in found["unexpected"] if truth.audit_rows[eid] > 1}
 
-        acked_at = [min(op.start for op in attempts[eid] if op.outcome == "ok") for eid in acked]
-        evidence = shortfalls(acked_at, segments(history), self.min_evidence, "audit acks")
+        acked_at = {
+            eid: min(op.start for op in attempts[eid] if op.outcome == "ok") for eid in acked
+        }
+        where = segments(history)
+        evidence = shortfalls(acked_at.values(), where, self.min_evidence, "audit acks")
+        per_segment = _paths_per_segment(where, acked_at, path_of)
+        evidence += self._missing_paths(where, per_segment)
         counts = {c: len(ids) for c, ids in found.items()}
         pending = truth.audit_pending
         # an unread backlog cannot show that recovery drained: unproven is not a pass
@@ -112,6 +126,7 @@ class AuditChecker:
             "pending": pending,
             "rows_in_truth": sum(1 for rows in truth.audit_rows.values() if rows > 0),
             "insufficient_evidence": evidence,
+            "acks_per_path_per_segment": per_segment,
         }
         summary = _summary(len(acked), counts, pending, self.require_drained)
         return CheckResult(
@@ -126,8 +141,30 @@ class AuditChecker:
                 "ack_mismatch": 0,
                 "pending": 0 if self.require_drained else None,
                 "min_evidence": self.min_evidence,
+                "paths": {phase: list(p) for phase, p in self.paths.items()},
             },
         )
+
+    def _missing_paths(
+        self, where: Sequence[Segment], per_segment: Mapping[str, Mapping[str, int]]
+    ) -> list[str]:
+        missing = []
+        for seg in where:
+            phase = "fault" if seg.label.startswith("fault window") else seg.label
+            for path in self.paths.get(phase, ()):
+                if not per_segment.get(seg.label, {}).get(path):
+                    missing.append(f"no audit ack through path {path!r} in {seg.label}")
+        return missing
+
+
+def _paths_per_segment(
+    where: Sequence[Segment], acked_at: Mapping[str, float], path_of: Mapping[str, str]
+) -> dict[str, dict[str, int]]:
+    table: dict[str, dict[str, int]] = {}
+    for seg in where:
+        counts = Counter(path_of[eid] for eid, t in acked_at.items() if seg.contains(t))
+        table[seg.label] = dict(sorted(counts.items()))
+    return table
 
 
 def _path(response: JSON) -> str:

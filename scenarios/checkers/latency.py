@@ -2,8 +2,10 @@
 
 Percentiles use the nearest-rank method: the p-th percentile of n sorted values is the
 value at rank ceil(p/100 * n) (1-based), computed exactly (no float rounding of the
-rank), so it is always one of the observed values. Only ok operations of the chosen
-`fs` count for latency and throughput; an operation belongs to the phase of its start.
+rank), so it is always one of the observed values. Every operation of the chosen `fs`
+counts for latency at the time waited, whatever its outcome (a failure after 5 s is a
+5 s operation); only ok ones count for throughput. An operation belongs to the phase of
+its start.
 """
 
 from __future__ import annotations
@@ -110,8 +112,8 @@ class PhaseThresholds:
 
 @dataclass(frozen=True)
 class PhaseStats:
-    """What happened in one phase: operations, latency percentiles (ok operations and those
-    whose outcome is unknown, at the time waited), ok throughput."""
+    """What happened in one phase: operations, latency percentiles (every operation at the
+    time waited, failures and unknown outcomes included), ok throughput."""
 
     phase: Phase
     span_s: float
@@ -144,9 +146,10 @@ def phase_stats(history: History, fs: Sequence[str] = DEFAULT_FS) -> dict[Phase,
         counts[phase] += 1
         if op.outcome == "ok":
             oks[phase] += 1
-        # an unknown outcome (the client gave up: a timeout) counts at the time waited, a
-        # lower bound: leaving it out would make a target that hangs look fast
-        if op.outcome in ("ok", "info") and op.latency is not None:
+        # every outcome counts at the time waited: a 503 after 5 s is a 5 s operation, and
+        # an unknown one (the client gave up) a lower bound: leaving either out would make
+        # a target that hangs, then fails, look fast
+        if op.latency is not None:
             latencies[phase].append(op.latency)
     return {
         p: PhaseStats(

@@ -93,6 +93,36 @@ def _health_always_healthy() -> None:
     components.overall_status = always  # type: ignore[assignment]
 
 
+def _refuse_audit_writes_during_faults() -> None:
+    from reference.audit.resilient import AuditUnavailable, ResilientAudit
+
+    async def record(self: ResilientAudit, event: object) -> object:
+        path, attempt = self._attempts[0]  # the first path only: no fallback
+        try:
+            await attempt(event)
+        except Exception as exc:
+            raise AuditUnavailable(event.event_id, {path: repr(exc)}) from exc  # type: ignore[attr-defined]
+        return path
+
+    ResilientAudit.record = record  # type: ignore[method-assign,assignment]
+
+
+def _slow_failures() -> None:
+    import asyncio
+
+    from reference.cache import HybridCache
+
+    original = HybridCache.get
+
+    async def get(self: HybridCache, key: str) -> Any:
+        if self._l2_outage:  # Redis is out: hang, then fail (instead of serving L1)
+            await asyncio.sleep(3.0)
+            raise RuntimeError("cache unavailable")
+        return await original(self, key)
+
+    HybridCache.get = get  # type: ignore[method-assign]
+
+
 MUTANTS: dict[str, Mutant] = {
     m.name: m
     for m in (
@@ -159,6 +189,22 @@ MUTANTS: dict[str, Mutant] = {
             "redis-sigkill",
             "audit",
             stack={"redis_aof": False},
+        ),
+        Mutant(
+            "refuses-audit-writes-during-faults",
+            "no fallback path: audit writes get 503 while Redis is down",
+            "redis-down",
+            "write-availability",
+            patch=_refuse_audit_writes_during_faults,
+            reason=r"audit: [1-9]\d* refused \+ \d+ unknown of \d+ in fault window 1",
+        ),
+        Mutant(
+            "slow-failures",
+            "reads hang 3 s, then fail, while Redis is out (counted at the time waited)",
+            "redis-down",
+            "latency",
+            patch=_slow_failures,
+            reason=r"fault: p99 [3-9]\.\d+s > 0\.500s",
         ),
     )
 }

@@ -184,3 +184,20 @@ def test_every_scenario_checks_its_steady_state_first_and_the_verdict_says_inval
     result = ScenarioResult("x", "", False, (check,), 1.0)
     assert result.invalid and result.verdict == "INVALID"
     assert ScenarioResult("x", "", False, (), 1.0).verdict == "FAIL"
+
+
+def test_latency_counts_a_failure_at_the_time_waited() -> None:
+    """Hang-then-fail: reads that answer 503 after 5 s make the fault phase's p99 5 s,
+    although every successful read was fast."""
+    s = Synth()
+    reads(s, 0, 10)
+    reads(s, 10, 20, step=0.5)
+    for n in range(5):
+        s.op("cache_get", 10.1 + n, 15.1 + n, "fail", key="k", status=503)
+    reads(s, 20, 30)
+    result = LatencyChecker({"fault": PhaseThresholds(p99_s=1.0)}).check(
+        s.history(WINDOW), NO_TRUTH
+    )
+    assert not result.passed
+    assert result.summary == "fault: p99 5.000s > 1.000s"
+    assert result.details["phases"]["fault"]["ok"] == 20
