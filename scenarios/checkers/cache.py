@@ -8,8 +8,9 @@ staleness checker (`checkers/staleness.py`) compares them.
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from scenarios.checkers.base import MAX_SAMPLES, CheckResult, Truth
 from scenarios.checkers.evidence import DEFAULT_MIN_EVIDENCE, segments, shortfalls
@@ -45,6 +46,25 @@ def _reason(op: Op) -> str:
     return f"fail {op.status}" if op.status is not None else "fail"
 
 
+def written_misses(history: History, reads: Sequence[Op]) -> list[Op]:
+    """404 reads of a key whose last acknowledged change before the read was a write
+    (`cache_put` / `beneficio_put`), with no write or delete of it in flight."""
+    changes: dict[str, list[Op]] = defaultdict(list)
+    for op in history.ops_for(*WRITE_FS, "cache_delete"):
+        changes[f"{op.f.split('_', 1)[0]}:{op.key}"].append(op)
+    out = []
+    for op in reads:
+        if op.status != 404:
+            continue
+        mine = changes.get(f"{op.f.split('_', 1)[0]}:{op.key}", [])
+        if any(c.start < op.start and (c.end is None or c.end > op.start) for c in mine):
+            continue  # a change in flight: either answer is right
+        done = [c for c in mine if c.outcome == "ok" and c.end is not None and c.end < op.start]
+        if done and max(done, key=lambda c: c.end or 0.0).f != "cache_delete":
+            out.append(op)
+    return out
+
+
 @dataclass(frozen=True)
 class CacheAvailabilityChecker:
     """Fails when more than `max_failed_reads` reads failed (5xx, fail or info)."""
@@ -53,7 +73,16 @@ class CacheAvailabilityChecker:
     fs: tuple[str, ...] = READ_FS
     min_evidence: int = DEFAULT_MIN_EVIDENCE
     """Reads needed in the baseline, each fault window and the recovery."""
+    max_written_misses: Mapping[str, int] = field(default_factory=dict)
+    """Per phase: 404s allowed for a key whose last acknowledged change was a write (no
+    write or delete in flight). Unbounded phases are only reported (a cache may drop an
+    entry, e.g. the reference drops keys written during an outage after it heals)."""
     name: str = "cache-availability"
+
+    def __post_init__(self) -> None:
+        unknown = set(self.max_written_misses) - {"baseline", "fault", "between", "recovery"}
+        if unknown:
+            raise ValueError(f"cache_availability.max_written_misses: phases {sorted(unknown)}?")
 
     def check(self, history: History, truth: Truth) -> CheckResult:
         reads = history.ops_for(*self.fs)
@@ -65,9 +94,18 @@ class CacheAvailabilityChecker:
         evidence = shortfalls(
             (op.start for op in reads), segments(history), self.min_evidence, "reads"
         )
-        passed = len(failed) <= self.max_failed_reads and not evidence
+        lost: Counter[str] = Counter(
+            phase_of(op.start, windows) for op in written_misses(history, reads)
+        )
+        over = [
+            f"{lost[phase]} misses of written keys in the {phase} phase (max {limit})"
+            for phase, limit in self.max_written_misses.items()
+            if lost[phase] > limit
+        ]
+        passed = len(failed) <= self.max_failed_reads and not evidence and not over
         details: dict[str, JSON] = {
             "insufficient_evidence": evidence,
+            "written_misses_by_phase": dict(lost),
             "reads": len(reads),
             "failed": len(failed),
             "failure_rate": rate,
@@ -90,6 +128,7 @@ class CacheAvailabilityChecker:
         summary = "; ".join(
             [
                 *evidence,
+                *over,
                 f"{len(failed)} of {len(reads)} reads failed "
                 f"(max {self.max_failed_reads}): {verdict}",
             ]
@@ -99,5 +138,9 @@ class CacheAvailabilityChecker:
             passed,
             summary,
             details,
-            {"max_failed_reads": self.max_failed_reads, "min_evidence": self.min_evidence},
+            {
+                "max_failed_reads": self.max_failed_reads,
+                "min_evidence": self.min_evidence,
+                "max_written_misses": dict(self.max_written_misses),
+            },
         )

@@ -123,6 +123,32 @@ def _slow_failures() -> None:
     HybridCache.get = get  # type: ignore[method-assign]
 
 
+def _empty_cache_fallback() -> None:
+    from reference.cache import HybridCache
+
+    original = HybridCache.get
+
+    async def get(self: HybridCache, key: str) -> Any:
+        if self._l2_outage:  # Redis is out: a miss, instead of what L1 holds
+            return None
+        return await original(self, key)
+
+    HybridCache.get = get  # type: ignore[method-assign]
+
+
+def _stale_after_overwrite() -> None:
+    from reference.cache import HybridCache
+
+    original = HybridCache.set
+
+    async def set_(self: HybridCache, key: str, value: Any, ttl_s: float | None = None) -> bool:
+        if self.in_l1(key):  # already cached: the overwrite is acknowledged and dropped
+            return True
+        return await original(self, key, value, ttl_s)
+
+    HybridCache.set = set_  # type: ignore[method-assign]
+
+
 MUTANTS: dict[str, Mutant] = {
     m.name: m
     for m in (
@@ -205,6 +231,22 @@ MUTANTS: dict[str, Mutant] = {
             "latency",
             patch=_slow_failures,
             reason=r"fault: p99 [3-9]\.\d+s > 0\.500s",
+        ),
+        Mutant(
+            "empty-cache-fallback",
+            "reads miss (404) while Redis is out instead of serving L1",
+            "redis-down",
+            "cache-availability",
+            patch=_empty_cache_fallback,
+            reason=r"[1-9]\d* misses of written keys in the fault phase \(max 0\)",
+        ),
+        Mutant(
+            "stale-after-overwrite",
+            "an overwrite of a cached key is acknowledged and dropped",
+            "two-instances-invalidation",
+            "staleness",
+            patch=_stale_after_overwrite,
+            reason=r"after heal: [1-9]\d* stale reads",
         ),
     )
 }

@@ -285,10 +285,11 @@ def test_staleness_passes_reads_within_the_bound() -> None:
     read(s, 2.5, 2)
     read(s, 8.0, 2)  # v3's write never completed ok: not newer
     read(s, 8.5, None)  # a 404 is ignored
+    s.op("beneficio_put", 8.6, 8.7, "ok", key="b1", request={"v": 4}, status=200)
     s.op("beneficio_get", 9, 9.1, "ok", key="b1", status=200, response={"id": "b1", "v": 4})
     result = StalenessChecker(bound_s=0.5, min_evidence=0).check(s.history(), NO_TRUTH)
     assert result.passed, result.summary
-    assert result.details["reads_checked"] == 4
+    assert result.details["reads_checked"] == 5
 
 
 def test_staleness_flags_an_old_version_long_after_a_newer_write() -> None:

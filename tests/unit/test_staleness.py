@@ -171,3 +171,91 @@ def test_a_write_through_the_cut_off_instance_is_excused_until_its_heal() -> Non
     late = relative().check(s.history(CUT), NO_TRUTH)
     assert late.details["stale_after_heal"]["count"] == 1
     assert late.details["stale_after_heal"]["worst_s"] == pytest.approx(1.5)
+
+
+def test_a_read_of_a_version_nobody_wrote_fails() -> None:
+    """A value no write ever carried (or only a definitely failed one) is invented."""
+    s = Synth()
+    put(s, 1.0, 1)
+    s.op("cache_put", 2.0, 2.01, "fail", key="k", request={"value": {"v": 2}}, status=500)
+    get(s, 3.0, 2, instance="i1")  # only a failed write carried v2
+    get(s, 3.5, 7, instance="i1")  # nobody wrote v7
+    result = relative().check(s.history(), NO_TRUTH)
+    assert not result.passed
+    assert result.details["never_written"]["count"] == 2
+    assert result.summary.startswith("2 reads of a never-written version")
+
+
+def test_stale_after_an_overwrite_fails_without_any_fault() -> None:
+    """The old value served long after an overwrite was acknowledged: stale."""
+    s = Synth()
+    put(s, 1.0, 1)
+    put(s, 2.0, 2)
+    get(s, 2.5, 1, instance="i1")  # 0.49 s: within the bound
+    get(s, 5.0, 1, instance="i1")  # 2.99 s after v2: stale
+    result = relative().check(s.history(), NO_TRUTH)
+    assert not result.passed
+    assert result.summary.startswith("after heal: 1 stale reads of 2 (worst 2.990s > 1.0s)")
+
+
+def test_a_deleted_key_that_comes_back_is_resurrected() -> None:
+    """After an acknowledged delete, reading a version written before it is a resurrection."""
+    s = Synth()
+    put(s, 1.0, 1)
+    s.op("cache_delete", 2.0, 2.01, key="k", status=204)
+    get(s, 2.5, 1, instance="i1")  # 0.49 s after: within the bound
+    get(s, 4.0, 1, instance="i1")  # ~2 s after: the delete was undone
+    put(s, 5.0, 2)
+    get(s, 5.5, 2, instance="i1")  # a new write after the delete: fine
+    result = relative().check(s.history(), NO_TRUTH)
+    assert not result.passed
+    assert result.details["resurrected"]["count"] == 1
+    assert result.details["stale_after_heal"]["count"] == 0
+    assert "1 deleted keys came back (> 1.0s)" in result.summary
+
+
+def test_a_worker_that_reads_an_older_version_than_it_saw_is_non_monotonic() -> None:
+    """Process 3 saw v2 (its write still in flight), then v1 two seconds later."""
+    s = Synth()
+    put(s, 1.0, 1)
+    s.op("cache_put", 2.0, 9.0, "info", key="k", request={"value": {"v": 2}})
+    s.op("cache_get", 2.5, 2.51, key="k", status=200, response={"value": {"v": 2}}, process=3)
+    s.op("cache_get", 5.0, 5.01, key="k", status=200, response={"value": {"v": 1}}, process=3)
+    s.op("cache_get", 5.0, 5.01, key="k", status=200, response={"value": {"v": 1}}, process=4)
+    result = relative().check(s.history(), NO_TRUTH)
+    assert not result.passed
+    nm = result.details["non_monotonic"]
+    assert nm["count"] == 1 and nm["samples"][0]["staleness_s"] == pytest.approx(2.49)
+    assert "1 reads went back to an older version than the worker had seen" in result.summary
+
+
+def test_cache_and_beneficio_keys_are_different_namespaces() -> None:
+    """`/cache/w1-3` v5 does not make `/beneficios/w1-3` v2 stale."""
+    s = Synth()
+    put(s, 1.0, 5, key="w1-3")
+    s.op("beneficio_put", 1.0, 1.1, key="w1-3", request={"v": 2}, status=200)
+    s.op("beneficio_get", 5.0, 5.1, key="w1-3", status=200, response={"id": "w1-3", "v": 2})
+    assert relative().check(s.history(), NO_TRUTH).passed
+
+
+def test_a_miss_of_a_written_key_during_the_fault_is_a_failed_read() -> None:
+    """404 for a key whose last acknowledged change was a write: counted per phase and
+    bounded where the expectation says (a miss after a delete, or with a write in flight,
+    is fine)."""
+    from scenarios.checkers import CacheAvailabilityChecker
+
+    window = FaultWindow("redis-down", "redis", 3.0, 7.0, "down")
+    s = Synth()
+    put(s, 1.0, 1)
+    put(s, 1.0, 1, key="gone")
+    s.op("cache_delete", 1.5, 1.6, key="gone", status=204)
+    s.op("cache_get", 4.0, 4.01, key="k", status=404)  # written, not deleted: lost
+    s.op("cache_get", 4.0, 4.01, key="gone", status=404)  # deleted: fine
+    s.op("cache_put", 5.0, 5.5, key="k", request={"value": {"v": 2}}, status=204)
+    s.op("cache_get", 5.2, 5.21, key="k", status=404)  # write in flight: fine
+    s.op("cache_get", 8.0, 8.01, key="k", status=404)  # after the heal: reported only
+    checker = CacheAvailabilityChecker(min_evidence=0, max_written_misses={"fault": 0})
+    result = checker.check(s.history(window), NO_TRUTH)
+    assert not result.passed
+    assert result.details["written_misses_by_phase"] == {"fault": 1, "recovery": 1}
+    assert result.summary.startswith("1 misses of written keys in the fault phase (max 0)")
