@@ -201,3 +201,38 @@ def test_latency_counts_a_failure_at_the_time_waited() -> None:
     assert not result.passed
     assert result.summary == "fault: p99 5.000s > 1.000s"
     assert result.details["phases"]["fault"]["ok"] == 20
+
+
+def test_the_report_shows_invalid_and_the_new_categories() -> None:
+    """The HTML report: an INVALID verdict, and findings rows for the unsteady baseline,
+    insufficient evidence, refused writes and stale-after-heal reads."""
+    from scenarios.checkers import WriteAvailabilityChecker
+    from scenarios.report import RunSummary
+    from scenarios.report.html import render_html_report
+
+    s = Synth()
+    baseline(s, errors=3)
+    for n in range(30):
+        t = 10 + n * 0.3
+        s.op("audit", t, t + 0.01, "fail", request={"event_id": f"r{n}"}, status=503)
+    s.op("cache_put", 1, 1.01, key="k", request={"value": {"v": 1}}, status=204)
+    s.op("cache_put", 2, 2.01, key="k", request={"value": {"v": 2}}, status=204)
+    s.op("cache_get", 2.1, 2.11, key="k", status=200, response={"value": {"v": 2}}, process=5)
+    s.op("cache_get", 25, 25.01, key="k", status=200, response={"value": {"v": 1}}, process=5)
+    history = s.history(WINDOW)
+    checks = (
+        SteadyStateChecker().check(history, NO_TRUTH),
+        WriteAvailabilityChecker.from_options({"audit": 0.0}).check(history, NO_TRUTH),
+        StalenessChecker(during_fault="allowed", after_heal_s=1.0).check(history, NO_TRUTH),
+    )
+    result = ScenarioResult("unsteady", "", False, checks, 1.0)
+    html = render_html_report(RunSummary.of([result], 1.0))
+    assert '<span class="verdict invalid">INVALID</span>' in html
+    findings = html.split("Findings by category", 1)[1].split("</table>", 1)[0]
+    for category in (
+        "INVALID baseline",
+        "insufficient evidence",
+        "refused write",
+        "stale after heal",
+    ):
+        assert f"<td>{category}</td>" in findings, category
