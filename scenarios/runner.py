@@ -35,6 +35,7 @@ from scenarios.stack import Stack, StackError, open_stack
 from scenarios.stack.local import free_port
 from scenarios.target import TargetGroup, TargetSpec
 from scenarios.toxiproxy import ProxySpec
+from scenarios.truth import read_audit_rows, read_beneficios
 from scenarios.workload import Workload
 
 TRUTH_QUERY = "SELECT event_id::text, count(*) FROM audit_log GROUP BY 1"
@@ -164,6 +165,8 @@ async def run_scenario(
         truth = Truth(
             audit_rows=await asyncio.to_thread(read_truth, stack, options.truth_query),
             audit_pending=pending,
+            audit_full=await asyncio.to_thread(read_audit_rows, stack),
+            beneficios=await asyncio.to_thread(read_beneficios, stack),
         )
         checks = run_checkers(scenario.checkers(), history, truth)
     except Exception as exc:

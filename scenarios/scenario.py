@@ -33,6 +33,7 @@ from typing import Any
 
 from scenarios.checkers import (
     AuditChecker,
+    BeneficiosChecker,
     BreakerTimelineChecker,
     CacheAvailabilityChecker,
     Checker,
@@ -55,6 +56,7 @@ EXPECTATIONS = (
     "health",
     "steady_state",
     "write_availability",
+    "beneficios",
 )
 PHASES = ("baseline", "fault", "between", "recovery")
 STACK_OPTIONS = ("redis_aof", "redis_proxy_per_instance")
@@ -122,6 +124,8 @@ def _checker(kind: str, options: Mapping[str, Any]) -> Checker:
         return SteadyStateChecker(**options)
     if kind == "audit":
         return AuditChecker(**_with_tuple(options, "fs"))
+    if kind == "beneficios":
+        return BeneficiosChecker(**options)
     if kind == "write_availability":
         return WriteAvailabilityChecker.from_options(options)
     if kind == "cache_availability":

@@ -2,6 +2,7 @@
 
 from scenarios.checkers.audit import AuditChecker
 from scenarios.checkers.base import Checker, CheckResult, Truth, run_checkers
+from scenarios.checkers.beneficios import BeneficiosChecker
 from scenarios.checkers.breaker import BreakerTimelineChecker
 from scenarios.checkers.cache import CacheAvailabilityChecker
 from scenarios.checkers.health import HealthChecker
@@ -22,6 +23,7 @@ __all__ = [
     "PHASES",
     "STEADY_STATE",
     "AuditChecker",
+    "BeneficiosChecker",
     "BreakerTimelineChecker",
     "CacheAvailabilityChecker",
     "CheckResult",

@@ -38,8 +38,10 @@ CATEGORIES = (
     "unknown_present",
     "unknown_absent",
     "refused_absent",
+    "corrupted",
 )
-FAILING = ("lost", "duplicated", "unexpected", "ack_mismatch")
+FAILING = ("lost", "duplicated", "unexpected", "ack_mismatch", "corrupted")
+ROW_FIELDS = ("actor", "action", "entity", "entity_id", "payload")
 
 
 def event_id_of(value: JSON) -> str | None:
@@ -59,6 +61,9 @@ class AuditChecker:
     fs: tuple[str, ...] = ("audit", "beneficio_put")
     min_evidence: int = DEFAULT_MIN_EVIDENCE
     """Acknowledged events needed in the baseline, each fault window and the recovery."""
+    compare_rows: bool = True
+    """Compare every stored row's fields with what was sent (`corrupted`); the truth's
+    full rows must then have been read."""
     paths: Mapping[str, Sequence[str]] = field(default_factory=dict)
     """Per phase (baseline / fault / recovery): the paths that must each have carried
     acknowledged events in every segment of that phase (e.g. {"fault": ["file"]})."""
@@ -98,6 +103,13 @@ class AuditChecker:
                 found["unknown_present" if rows else "unknown_absent"].add(eid)
             else:
                 found["recovered_after_fail" if rows else "refused_absent"].add(eid)
+        corrupted_fields: Counter[str] = Counter()
+        if self.compare_rows and truth.audit_full is not None:
+            for eid, ops in attempts.items():
+                bad = _corrupted(ops, truth.audit_full.get(eid, ()))
+                if bad:
+                    found["corrupted"].add(eid)
+                    corrupted_fields.update(bad)
         found["unexpected"] = {
             eid for eid, rows in truth.audit_rows.items() if rows > 0 and eid not in attempts
         }
@@ -110,6 +122,8 @@ class AuditChecker:
         evidence = shortfalls(acked_at.values(), where, self.min_evidence, "audit acks")
         per_segment = _paths_per_segment(where, acked_at, path_of)
         evidence += self._missing_paths(where, per_segment)
+        if self.compare_rows and truth.audit_full is None:
+            evidence.append("the stored rows were not read: nothing shows they are intact")
         counts = {c: len(ids) for c, ids in found.items()}
         pending = truth.audit_pending
         # an unread backlog cannot show that recovery drained: unproven is not a pass
@@ -127,6 +141,10 @@ class AuditChecker:
             "rows_in_truth": sum(1 for rows in truth.audit_rows.values() if rows > 0),
             "insufficient_evidence": evidence,
             "acks_per_path_per_segment": per_segment,
+            "corrupted_fields": dict(corrupted_fields),
+            "rows_compared": None
+            if truth.audit_full is None or not self.compare_rows
+            else sum(len(r) for r in truth.audit_full.values()),
         }
         summary = _summary(len(acked), counts, pending, self.require_drained)
         return CheckResult(
@@ -139,6 +157,7 @@ class AuditChecker:
                 "duplicated": 0,
                 "unexpected": 0,
                 "ack_mismatch": 0,
+                "corrupted": 0,
                 "pending": 0 if self.require_drained else None,
                 "min_evidence": self.min_evidence,
                 "paths": {phase: list(p) for phase, p in self.paths.items()},
@@ -155,6 +174,23 @@ class AuditChecker:
                 if not per_segment.get(seg.label, {}).get(path):
                     missing.append(f"no audit ack through path {path!r} in {seg.label}")
         return missing
+
+
+def _corrupted(ops: Sequence[Op], rows: Sequence[Mapping[str, JSON]]) -> list[str]:
+    """The fields in which a stored row differs from what an `audit` call sent."""
+    sent = next(
+        (
+            op.request
+            for op in ops
+            if op.f == "audit"
+            and isinstance(op.request, dict)
+            and all(f in op.request for f in ROW_FIELDS)
+        ),
+        None,
+    )
+    if sent is None:
+        return []
+    return sorted({f for row in rows for f in ROW_FIELDS if row.get(f) != sent[f]})
 
 
 def _paths_per_segment(

@@ -1,6 +1,7 @@
 """The report's "findings by category" table: what each check counted, one row a category.
 
-Rows come from the checks' details: insufficient evidence (any checker), the steady-state
+Rows come from the checks' details: lost / duplicated / unexpected / corrupted rows (audit,
+beneficios), insufficient evidence (any checker), the steady-state
 problems (INVALID), refused and unknown writes per segment, the staleness categories
 (stale during a fault / after the heal, resurrected, non-monotonic, never written) and
 the misses of written keys per phase. A category with nothing in it is left out.
@@ -44,6 +45,14 @@ def findings(checks: tuple[CheckResult, ...]) -> list[Finding]:
         if check.checker == "steady-state":
             for text in _list(d.get("problems")):
                 rows.append(Finding("INVALID baseline", check.checker, 1, str(text), True))
+        counts = d.get("counts")
+        if isinstance(counts, Mapping):
+            for category in ("lost", "duplicated", "unexpected", "corrupted", "ack_mismatch"):
+                n = int(counts.get(category) or 0)
+                if n:
+                    samples = d.get("samples")
+                    few = samples.get(category) if isinstance(samples, Mapping) else None
+                    rows.append(Finding(category, check.checker, n, _brief(few), True))
         per_kind = d.get("per_kind")
         if isinstance(per_kind, Mapping):
             rows += _writes(check.checker, per_kind)
@@ -94,6 +103,14 @@ def _writes(checker: str, per_kind: Mapping[str, JSON]) -> list[Finding]:
                     detail = f"{kind} in {segment}: {n} of {row.get('writes')}"
                     rows.append(Finding(f"{what} write", checker, n, detail, over))
     return rows
+
+
+def _brief(samples: JSON) -> str:
+    if not isinstance(samples, list):
+        return ""
+    return "e.g. " + ", ".join(
+        str(x.get("id") if isinstance(x, Mapping) else x) for x in samples[:3]
+    )
 
 
 def _list(value: JSON) -> list[JSON]:

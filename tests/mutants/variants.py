@@ -149,6 +149,25 @@ def _stale_after_overwrite() -> None:
     HybridCache.set = set_  # type: ignore[method-assign]
 
 
+def _corrupts_one_field() -> None:
+    from sqlalchemy import text
+
+    from reference.audit.store import AuditStore
+
+    original = AuditStore.__init__
+
+    def init(self: AuditStore, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        for name, value in list(vars(self).items()):  # every INSERT stores upper(actor)
+            sql = getattr(value, "text", value)
+            if isinstance(sql, str) and "INSERT" in sql and "actor" in sql:
+                sql = sql.replace("d->>'actor'", "upper(d->>'actor')")
+                sql = sql.replace(":actor,", "upper(:actor),")
+                setattr(self, name, text(sql) if hasattr(value, "text") else sql)
+
+    AuditStore.__init__ = init  # type: ignore[method-assign]
+
+
 MUTANTS: dict[str, Mutant] = {
     m.name: m
     for m in (
@@ -247,6 +266,14 @@ MUTANTS: dict[str, Mutant] = {
             "staleness",
             patch=_stale_after_overwrite,
             reason=r"after heal: [1-9]\d* stale reads",
+        ),
+        Mutant(
+            "corrupts-one-field",
+            "audit rows are stored with the actor changed (event_id kept)",
+            "postgres-down",
+            "audit",
+            patch=_corrupts_one_field,
+            reason=r"[1-9]\d* corrupted",
         ),
     )
 }

@@ -108,7 +108,7 @@ def test_audit_healthy_history_passes_and_reports_every_category() -> None:
     audit_op(s, "u1", "info", 6)
     audit_op(s, "u2", "info", 7)
     truth = Truth(audit_rows={"a1": 1, "a2": 1, "a3": 1, "r2": 1, "u1": 1}, audit_pending=0)
-    result = AuditChecker(min_evidence=0).check(s.history(), truth)
+    result = AuditChecker(compare_rows=False, min_evidence=0).check(s.history(), truth)
     assert result.passed, result.summary
     counts = result.details["counts"]
     assert counts["lost"] == counts["duplicated"] == counts["unexpected"] == 0
@@ -127,7 +127,7 @@ def test_audit_flags_lost_duplicated_and_unexpected_events() -> None:
     audit_op(s, "lost", "ok", 2, "file")
     audit_op(s, "dup", "ok", 3, "queue")
     truth = Truth(audit_rows={"kept": 1, "dup": 2, "ghost": 1}, audit_pending=0)
-    result = AuditChecker().check(s.history(), truth)
+    result = AuditChecker(compare_rows=False).check(s.history(), truth)
     assert not result.passed
     assert result.details["counts"]["lost"] == 1
     assert result.details["counts"]["duplicated"] == 1
@@ -155,9 +155,9 @@ def test_audit_pending_backlog(
     required."""
     s = Synth()
     audit_op(s, "a", "ok", 1)
-    result = AuditChecker(require_drained=require_drained, min_evidence=0).check(
-        s.history(), Truth(audit_rows={"a": 1}, audit_pending=pending)
-    )
+    result = AuditChecker(
+        compare_rows=False, require_drained=require_drained, min_evidence=0
+    ).check(s.history(), Truth(audit_rows={"a": 1}, audit_pending=pending))
     assert result.passed is passed
     assert phrase in result.summary
 
@@ -167,7 +167,9 @@ def test_audit_retry_after_unknown_counts_as_acked_and_mismatched_ack_fails() ->
     s = Synth()
     audit_op(s, "e1", "info", 1)
     audit_op(s, "e1", "ok", 2)
-    result = AuditChecker(min_evidence=0).check(s.history(), Truth(audit_rows={}, audit_pending=0))
+    result = AuditChecker(compare_rows=False, min_evidence=0).check(
+        s.history(), Truth(audit_rows={}, audit_pending=0)
+    )
     assert not result.passed and result.details["counts"]["lost"] == 1
     assert result.details["counts"]["unknown_absent"] == 0
     s2 = Synth()
@@ -180,7 +182,9 @@ def test_audit_retry_after_unknown_counts_as_acked_and_mismatched_ack_fails() ->
         response={"event_id": "other", "path": "db"},
         status=202,
     )
-    bad = AuditChecker().check(s2.history(), Truth(audit_rows={"e2": 1}, audit_pending=0))
+    bad = AuditChecker(compare_rows=False).check(
+        s2.history(), Truth(audit_rows={"e2": 1}, audit_pending=0)
+    )
     assert not bad.passed and bad.details["counts"]["ack_mismatch"] == 1
 
 
@@ -207,12 +211,12 @@ def test_audit_counts_events_recorded_by_beneficio_updates() -> None:
     )
     s.op("beneficio_put", 3, 3.1, "fail", key="b3", request={"v": 1}, status=503)
     truth = Truth(audit_rows={"ben-1": 1}, audit_pending=0)
-    result = AuditChecker().check(s.history(), truth)
+    result = AuditChecker(compare_rows=False).check(s.history(), truth)
     assert not result.passed
     assert result.details["samples"]["lost"] == ["ben-2"]
     assert result.details["counts"]["unexpected"] == 0
     assert result.details["ops_without_event_id"] == {"beneficio_put": 1}
-    only_audit = AuditChecker(fs=("audit",)).check(s.history(), truth)
+    only_audit = AuditChecker(compare_rows=False, fs=("audit",)).check(s.history(), truth)
     assert not only_audit.passed and only_audit.details["samples"]["unexpected"] == ["ben-1"]
 
 
