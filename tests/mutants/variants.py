@@ -79,7 +79,7 @@ def _no_l1_flush_on_reconnect() -> None:
     def flush_on_reconnect(self: HybridCache, reason: str) -> None:
         return None
 
-    HybridCache.flush_on_reconnect = flush_on_reconnect  # type: ignore[method-assign]
+    HybridCache.flush_on_reconnect = flush_on_reconnect  # type: ignore[method-assign,assignment]
 
 
 def _health_always_healthy() -> None:
