@@ -160,8 +160,12 @@ async def run_scenario(
                     await asyncio.wait_for(driver, scenario.workload.request_timeout_s + 5)
                 await asyncio.to_thread(_heal, stack, injector, targets)
             say("recovering", 0.9)
-            pending = await settle(targets, scenario.settle_s)
+            pending = await settle(targets, scenario.settle_s, admin=scenario.recovery == "admin")
             history = recorder.history()
+        # the truth is read after a graceful (SIGTERM) stop: what the service flushes, or
+        # loses, at shutdown counts
+        say("stopping target", 0.95)
+        await asyncio.to_thread(targets.stop)
         truth = Truth(
             audit_rows=await asyncio.to_thread(read_truth, stack, options.truth_query),
             audit_pending=pending,
@@ -255,8 +259,9 @@ async def wait_healthy(urls: Sequence[str], timeout_s: float) -> None:
                 await asyncio.sleep(0.1)
 
 
-async def settle(targets: TargetGroup, timeout_s: float) -> int | None:
-    """After healing: wait for HEALTHY, run recovery until the audit backlog is empty.
+async def settle(targets: TargetGroup, timeout_s: float, *, admin: bool = True) -> int | None:
+    """After healing: wait for HEALTHY, run recovery until the audit backlog is empty
+    (`admin=False`: never call POST /admin/recovery; the service's own job must drain it).
 
     Returns the backlog left (journal + queue) when time ran out, 0 when drained,
     None when the target never answered the backlog endpoint.
@@ -272,7 +277,8 @@ async def settle(targets: TargetGroup, timeout_s: float) -> int | None:
             answered = True
             for url in targets.urls:
                 try:
-                    await client.post(f"{url}/admin/recovery")
+                    if admin:
+                        await client.post(f"{url}/admin/recovery")
                     backlog = (await client.get(f"{url}/admin/audit/backlog")).json()
                     total += int(backlog["journal_pending"]) + int(backlog["queue_pending"])
                 except (httpx.HTTPError, ValueError, KeyError, TypeError):

@@ -61,6 +61,7 @@ EXPECTATIONS = (
 PHASES = ("baseline", "fault", "between", "recovery")
 STACK_OPTIONS = ("redis_aof", "redis_proxy_per_instance")
 FULL_SCALE = 3.0
+RECOVERY_MODES = ("admin", "scheduled")
 
 
 class ScenarioError(ValueError):
@@ -97,6 +98,9 @@ class Scenario:
     stack: Mapping[str, Any] = field(default_factory=dict)
     settle_s: float = 15.0
     """Longest wait after healing for the target to recover and drain its backlog."""
+    recovery: str = "admin"
+    """"admin": the harness calls POST /admin/recovery while it waits for the backlog to
+    drain; "scheduled": it never does (the service's own recovery job must drain it)."""
 
     def scaled(self, factor: float) -> Scenario:
         """The same scenario with every time multiplied (the full mode of the catalogue)."""
@@ -221,6 +225,7 @@ def parse_scenario(raw: Mapping[str, Any]) -> Scenario:
         "instances",
         "stack",
         "settle_s",
+        "recovery",
     }
     unknown = set(raw) - known
     if unknown:
@@ -264,7 +269,13 @@ def parse_scenario(raw: Mapping[str, Any]) -> Scenario:
         instances=instances,
         stack=stack,
         settle_s=float(raw.get("settle_s", 15.0)),
+        recovery=str(raw.get("recovery", "admin")),
     )
+    if scenario.recovery not in RECOVERY_MODES:
+        raise ScenarioError(
+            f"{where}: recovery must be one of {', '.join(RECOVERY_MODES)}, "
+            f"got {scenario.recovery!r}"
+        )
     try:
         scenario.checkers()
     except (TypeError, ValueError) as exc:

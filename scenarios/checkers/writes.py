@@ -128,16 +128,22 @@ class WriteAvailabilityChecker:
         return CheckResult(self.name, not problems, summary, details, thresholds)
 
 
+KILL_EDGE_SLACK_S = 0.5
+"""The start edge of a process fault is recorded once the kill was carried out: calls cut
+by it end (unknown, reset) just before the recorded edge."""
+
+
 def _target_down(history: History) -> list[tuple[float, float]]:
-    """Spans when the target process was down: its fault window, until the first
-    answer of any kind after the window ended (the restart)."""
+    """Spans when the target process was down: its fault window (from just before its
+    recorded start), until the first answer after the window ended (the restart)."""
     spans = []
     for w in history.fault_windows():
         if w.target not in UNANSWERABLE_TARGETS:
             continue
         end = w.end if w.end is not None else history.duration
         answered = [op.end for op in history.ops() if op.outcome == "ok" and op.start >= end]
-        spans.append((w.start, min((t for t in answered if t is not None), default=end)))
+        restarted = min((t for t in answered if t is not None), default=end)
+        spans.append((w.start - KILL_EDGE_SLACK_S, restarted))
     return spans
 
 

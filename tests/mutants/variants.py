@@ -168,6 +168,17 @@ def _corrupts_one_field() -> None:
     AuditStore.__init__ = init  # type: ignore[method-assign]
 
 
+def _recovery_only_by_admin() -> None:
+    import asyncio
+
+    from reference.audit.recovery import RecoveryJob
+
+    async def run_forever(self: RecoveryJob) -> None:
+        await asyncio.Event().wait()  # the scheduled job never runs; only POST /admin/recovery
+
+    RecoveryJob.run_forever = run_forever  # type: ignore[method-assign]
+
+
 MUTANTS: dict[str, Mutant] = {
     m.name: m
     for m in (
@@ -274,6 +285,14 @@ MUTANTS: dict[str, Mutant] = {
             "audit",
             patch=_corrupts_one_field,
             reason=r"[1-9]\d* corrupted",
+        ),
+        Mutant(
+            "recovery-only-by-admin",
+            "the journal is replayed only when /admin/recovery is called",
+            "recovery-drain",
+            "audit",
+            patch=_recovery_only_by_admin,
+            reason=r"[1-9]\d* pending",
         ),
     )
 }

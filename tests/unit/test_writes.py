@@ -85,10 +85,12 @@ def test_no_write_in_a_judged_segment_is_insufficient_evidence() -> None:
 
 
 def test_writes_while_the_target_itself_is_down_are_not_judged() -> None:
-    """Refused connections while the target was SIGKILLed (until it answered again)."""
+    """Refused connections while the target was SIGKILLed (until it answered again), and
+    calls cut by the kill just before its start edge was recorded, are not judged."""
     s = Synth()
     writes(s, 0, 10)
     writes(s, 10, 12)
+    writes(s, 11.75, 12, outcome="info")  # cut by the kill, just before its recorded edge
     writes(s, 12, 14, status=0, outcome="fail")  # connection refused: target down
     writes(s, 14, 30)
     kill = FaultWindow("target-sigkill", "target", 12.0, 13.0, "sigkill")
@@ -96,7 +98,7 @@ def test_writes_while_the_target_itself_is_down_are_not_judged() -> None:
         s.history(WINDOW, kill), Truth()
     )
     assert result.passed, result.summary
-    assert result.details["excluded_target_down_s"] == [[12.0, pytest.approx(14.01)]]
+    assert result.details["excluded_target_down_s"] == [[11.5, pytest.approx(14.01)]]
 
 
 def test_audit_paths_must_have_carried_acks_in_every_window_of_the_phase() -> None:
@@ -128,3 +130,12 @@ def test_bad_write_expectations_are_one_line_errors(expect: dict, message: str) 
     """Mistakes in the new expectations are refused when the scenario is parsed."""
     with pytest.raises(ScenarioError, match=message):
         parse_scenario({"name": "x", "expect": expect})
+
+
+def test_recovery_mode_is_admin_or_scheduled() -> None:
+    """`recovery = "scheduled"`: the harness never calls /admin/recovery; other values
+    are refused when the scenario is parsed."""
+    assert parse_scenario({"name": "x", "recovery": "scheduled"}).recovery == "scheduled"
+    assert parse_scenario({"name": "x"}).recovery == "admin"
+    with pytest.raises(ScenarioError, match="recovery must be one of admin, scheduled"):
+        parse_scenario({"name": "x", "recovery": "manual"})
