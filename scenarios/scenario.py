@@ -137,7 +137,7 @@ def _checker(kind: str, options: Mapping[str, Any]) -> Checker:
     if kind == "staleness":
         return StalenessChecker(**_with_tuple(options, "targets"))
     if kind == "breaker":
-        return BreakerTimelineChecker(**options)
+        return BreakerTimelineChecker(**_with_tuple(options, "targets"))
     if kind == "health":
         kwargs = {k: v for k, v in options.items() if k not in ("during", "after")}
         during = options.get("during")

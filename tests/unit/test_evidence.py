@@ -240,3 +240,97 @@ def test_the_report_shows_invalid_and_the_new_categories() -> None:
         "stale after heal",
     ):
         assert f"<td>{category}</td>" in findings, category
+
+
+def breaker_polls(
+    s: Synth, spans: list[tuple[float, float, str, str]], instance: str = "i1"
+) -> None:
+    """Polls every 0.5 s reporting (redis, database) breaker states."""
+    for a, b, redis, database in spans:
+        t = a
+        while t < b:
+            body = {
+                "status": "HEALTHY",
+                "circuit": redis,
+                "circuits": {"redis": redis, "database": database},
+            }
+            s.op("health", t, t + 0.01, status=200, response=body, instance=instance, process=90)
+            t += 0.5
+
+
+def test_a_breaker_that_works_on_the_first_outage_only_fails_the_second_window() -> None:
+    """Two Redis windows: opened and closed in the first, never opened in the second."""
+    from scenarios.checkers import BreakerTimelineChecker
+
+    first = FaultWindow("redis-down", "redis", 5.0, 10.0, "down")
+    second = FaultWindow("redis-down", "redis", 20.0, 25.0, "down")
+    s = Synth()
+    breaker_polls(
+        s, [(0, 6, "CLOSED", "CLOSED"), (6, 11, "OPEN", "CLOSED"), (11, 30, "CLOSED", "CLOSED")]
+    )
+    result = BreakerTimelineChecker(open_within_s=2, close_within_s=4).check(
+        s.history(first, second), NO_TRUTH
+    )
+    assert not result.passed
+    assert result.details["violations"] == ["window 2 (redis-down): the breaker never opened"]
+    rows = result.details["instances"]["i1"]["windows"]
+    assert rows[0]["time_to_open_s"] == pytest.approx(1.01) and rows[1]["time_to_open_s"] is None
+
+
+def test_the_database_breaker_and_a_silent_instance_are_judged() -> None:
+    """targets = redis + postgres: the database breaker must open in the PostgreSQL
+    window; an instance that never reports a state fails."""
+    from scenarios.checkers import BreakerTimelineChecker
+
+    pg = FaultWindow("postgres-down", "postgres", 5.0, 10.0, "down")
+    rd = FaultWindow("redis-down", "redis", 5.0, 10.0, "down")
+    s = Synth()
+    breaker_polls(
+        s, [(0, 6, "CLOSED", "CLOSED"), (6, 11, "OPEN", "CLOSED"), (11, 20, "CLOSED", "CLOSED")]
+    )
+    s.op("cache_get", 1, 1.01, key="k", status=404, instance="i2")  # i2 took part, never polled
+    checker = BreakerTimelineChecker(
+        open_within_s=2, close_within_s=4, targets=("redis", "postgres")
+    )
+    result = checker.check(s.history(pg, rd), NO_TRUTH)
+    assert not result.passed
+    assert "i1: postgres: the breaker never opened" in result.details["violations"]
+    assert "i2: redis: never reported the redis breaker's state" in result.details["violations"]
+
+
+def health(s: Synth, a: float, b: float, status: str | None, instance: str = "i1") -> None:
+    t = a
+    while t < b:
+        if status is None:
+            s.op("health", t, t + 0.4, "info", instance=instance, process=91)
+        else:
+            body = {"status": status}
+            s.op("health", t, t + 0.01, status=200, response=body, instance=instance, process=91)
+        t += 0.5
+
+
+def test_health_is_judged_between_faults_per_instance_and_silence_is_no_pass() -> None:
+    """DEGRADED in the gap between two Redis outages fails; an instance with no checked
+    poll in a window fails; polls with no answer inside a window fail."""
+    from scenarios.checkers import HealthChecker
+
+    first = FaultWindow("redis-down", "redis", 5.0, 10.0, "down")
+    second = FaultWindow("redis-down", "redis", 20.0, 25.0, "down")
+    s = Synth()
+    health(s, 0, 5, "HEALTHY")
+    health(s, 5, 17, "DEGRADED")  # still DEGRADED 5 s after the first heal
+    health(s, 17, 25, "DEGRADED")
+    health(s, 25, 35, "HEALTHY")
+    health(s, 0, 35, "HEALTHY", instance="i2")  # i2 never says DEGRADED...
+    result = HealthChecker(grace_s=2.0).check(s.history(first, second), NO_TRUTH)
+    assert not result.passed
+    between = [v for v in result.details["samples"] if v["when"] == "between"]
+    assert between and between[0]["status"] == "DEGRADED" and between[0]["instance"] == "i1"
+    s2 = Synth()
+    health(s2, 0, 5, "HEALTHY")
+    health(s2, 5, 10, None)  # no answer during the outage
+    health(s2, 10, 20, "HEALTHY")
+    silent = HealthChecker(grace_s=2.0).check(s2.history(first), NO_TRUTH)
+    assert not silent.passed
+    assert silent.details["unanswered_during"] == 6
+    assert "no health poll checked inside 'redis-down'" in silent.summary
