@@ -17,7 +17,7 @@ test:
 lint: bootstrap
 	@.venv/bin/ruff check reference scenarios tests locustfiles
 	@.venv/bin/ruff format --check reference scenarios tests locustfiles
-	@.venv/bin/mypy reference scenarios
+	@.venv/bin/mypy reference scenarios tests locustfiles
 
 clean:
 	rm -rf .stormproof reports .pytest_cache .mypy_cache .ruff_cache

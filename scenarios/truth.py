@@ -1,10 +1,12 @@
-"""The whole truth, read over the direct database URL (bypassing Toxiproxy and the target).
+"""The ground truth, read over the stack's direct URLs (never through a proxy).
 
-`read_audit_rows`: every audit row's fields, per event_id (the audit checker compares
-them with what was sent: `corrupted`); `read_beneficios`: every beneficio row (the
-beneficios checker compares it with the last acknowledged write). Either returns None
-when its table or columns are not there (a target with another schema): the checker then
-says it could not compare, instead of passing on nothing.
+`reset_state` gives each run a clean slate; `read_truth` reads what the database really
+holds after healing, for the checkers to compare with what the target acknowledged:
+rows per event_id; `read_audit_rows` every audit row's fields, per event_id (the audit
+checker compares them with what was sent: `corrupted`); `read_beneficios` every beneficio
+row (compared with the last acknowledged write). The last two return None when a column
+is not there (a target with another schema): the checker then says it could not
+compare, instead of passing on nothing.
 """
 
 from __future__ import annotations
@@ -13,9 +15,37 @@ from collections import defaultdict
 from typing import Any
 
 import psycopg
+import redis
 
 from scenarios.history import JSON
-from scenarios.stack import Stack
+from scenarios.stack.base import Stack
+
+TRUTH_QUERY = "SELECT event_id::text, count(*) FROM audit_log GROUP BY 1"
+"""The default truth query: (event_id, rows in audit_log)."""
+RESET_TABLES = ("audit_log", "audit_dead_letter", "beneficios")
+
+
+def reset_state(stack: Stack) -> None:
+    """A clean slate over the direct URLs: the target's tables dropped, Redis flushed."""
+    with psycopg.connect(stack.urls.database_direct_url, autocommit=True, connect_timeout=5) as c:
+        for table in RESET_TABLES:
+            c.execute(f"DROP TABLE IF EXISTS {table}")
+    client = redis.Redis.from_url(stack.urls.redis_direct_url, socket_timeout=5)
+    try:
+        client.flushall()
+    finally:
+        client.close()
+
+
+def read_truth(stack: Stack, query: str = TRUTH_QUERY) -> dict[str, int]:
+    """event_id -> rows in audit_log, read over the direct database URL."""
+    with psycopg.connect(stack.urls.database_direct_url, connect_timeout=5) as conn:
+        try:
+            rows = conn.execute(query).fetchall()
+        except psycopg.errors.UndefinedTable:
+            return {}
+    return {str(row[0]): int(row[1]) for row in rows}
+
 
 AUDIT_ROWS_QUERY = "SELECT event_id::text, actor, action, entity, entity_id, payload FROM audit_log"
 BENEFICIOS_QUERY = "SELECT id, nome, valor, v FROM beneficios"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -175,6 +176,9 @@ def _parse_uuid(value: object) -> uuid.UUID:
         raise InvalidAuditEvent("event_id", "is not a valid UUID") from None
 
 
+_FRACTIONAL_OFFSET = re.compile(r"[+-]\d{2}:?\d{2}:?\d{2}[.,]\d+$")
+
+
 def _parse_time(value: object, clock: Clock) -> datetime:
     if value is None:
         return utc_now(clock)
@@ -182,6 +186,9 @@ def _parse_time(value: object, clock: Clock) -> datetime:
         return value
     if not isinstance(value, str):
         raise InvalidAuditEvent("occurred_at", "must be an ISO 8601 string")
+    if _FRACTIONAL_OFFSET.search(value):
+        # Python 3.11's fromisoformat silently drops an offset's fraction of a second
+        raise InvalidAuditEvent("occurred_at", "a UTC offset must be whole seconds")
     try:
         return datetime.fromisoformat(value)
     except ValueError:

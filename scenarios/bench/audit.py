@@ -67,6 +67,7 @@ class BenchPlan:
 
     @classmethod
     def quick(cls) -> BenchPlan:
+        """A short plan for CI (`--quick`, the test suite)."""
         return cls(duration_s=0.4, pool_events=4_000, drain_rows=4_000)
 
 
@@ -79,6 +80,7 @@ class Pair:
 
     @property
     def ratio(self) -> float:
+        """Ours over the baseline (0 when the baseline measured nothing)."""
         return self.ours / self.baseline if self.baseline > 0 else 0.0
 
 

@@ -67,6 +67,7 @@ class BenchPlan:
 
     @classmethod
     def quick(cls) -> BenchPlan:
+        """A short plan for CI (`--quick`, the test suite)."""
         return cls(calls=10_000, rounds=3, l2_keys=300)
 
 

@@ -85,6 +85,7 @@ class CacheAvailabilityChecker:
             raise ValueError(f"cache_availability.max_written_misses: phases {sorted(unknown)}?")
 
     def check(self, history: History, truth: Truth) -> CheckResult:
+        """Count the failed reads, inside and outside the fault windows."""
         reads = history.ops_for(*self.fs)
         failed = [op for op in reads if read_failed(op)]
         windows = history.fault_windows()

@@ -64,6 +64,7 @@ def _wait_for_postgres(url: str, timeout_s: float) -> None:
 
 
 def open_docker_stack() -> Stack:
+    """A stack in Docker containers (testcontainers); StackError when Docker is unavailable."""
     reason = docker_unavailable_reason()
     if reason:
         raise StackError(f"docker provider: {reason}")

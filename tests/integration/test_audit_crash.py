@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @contextlib.contextmanager
 def both_down(stack: Stack) -> Iterator[None]:
-    injector = FaultInjector(stack)
+    injector = FaultInjector.on_stack(stack)
     injector.apply(FaultSpec("down", "redis"))
     injector.apply(FaultSpec("down", "postgres"))
     try:

@@ -73,7 +73,7 @@ async def test_every_acknowledged_event_lands_once(
 ) -> None:
     """Burst through the fault, heal, drain, recover: no acknowledged event lost or doubled."""
     case = CASES[name]
-    injector = FaultInjector(stormproof_stack)
+    injector = FaultInjector.on_stack(stormproof_stack)
     CountingStore.batch_failures = 0
 
     def apply() -> None:
@@ -141,7 +141,7 @@ async def test_db_path_bounded_under_postgres_black_hole(
     """With Redis down and PostgreSQL a black hole, records fall to the journal in bounded time,
     and once the database breaker is open they stop paying the database timeout."""
     async with audit_rig(stormproof_stack, tmp_path) as rig:
-        injector = FaultInjector(stormproof_stack)
+        injector = FaultInjector.on_stack(stormproof_stack)
         injector.apply(FaultSpec("down", "redis"))
         injector.apply(FaultSpec("blackhole", "postgres"))
         try:

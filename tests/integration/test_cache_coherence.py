@@ -17,8 +17,8 @@ from reference.breaker import CircuitState
 from reference.cache import JSON, CacheResult, HybridCache
 from reference.invalidation import SubscriberTiming
 from reference.warmup import warm_up
+from scenarios.ports import free_port
 from scenarios.stack import Stack
-from scenarios.stack.local import free_port
 from scenarios.toxiproxy import Proxy, ProxySpec, ToxiproxyError
 from tests.cache_support import cache_settings, redis_breaker
 from tests.cache_support import make_cache as build_cache

@@ -137,7 +137,7 @@ async def test_cache_rides_out_redis_fault(stormproof_stack: Stack, rig: Rig, fa
     assert await cache.set("before", {"v": 1}) is True
     assert await cache.get("before") == CacheResult({"v": 1}, "l1")
     step = operations(cache)
-    injector = FaultInjector(stormproof_stack)
+    injector = FaultInjector.on_stack(stormproof_stack)
     await asyncio.to_thread(injector.apply, FAULTS[fault])
     try:
         # CLOSED: every call bounded by the op timeout (plus margin), none raises.

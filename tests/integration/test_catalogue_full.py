@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from scenarios.catalogue import load_catalogue
+from scenarios.run.catalogue import load_catalogue
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]

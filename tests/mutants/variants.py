@@ -89,19 +89,20 @@ def _health_always_healthy() -> None:
     def always(**_: object) -> health.HealthStatus:
         return health.HealthStatus.HEALTHY
 
-    health.overall_status = always  # type: ignore[assignment]
-    components.overall_status = always  # type: ignore[assignment]
+    health.overall_status = always
+    components.overall_status = always  # type: ignore[attr-defined]
 
 
 def _refuse_audit_writes_during_faults() -> None:
+    from reference.audit.event import AuditEvent
     from reference.audit.resilient import AuditUnavailable, ResilientAudit
 
-    async def record(self: ResilientAudit, event: object) -> object:
+    async def record(self: ResilientAudit, event: AuditEvent) -> object:
         path, attempt = self._attempts[0]  # the first path only: no fallback
         try:
             await attempt(event)
         except Exception as exc:
-            raise AuditUnavailable(event.event_id, {path: repr(exc)}) from exc  # type: ignore[attr-defined]
+            raise AuditUnavailable(event.event_id, {path: repr(exc)}) from exc
         return path
 
     ResilientAudit.record = record  # type: ignore[method-assign,assignment]

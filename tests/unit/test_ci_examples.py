@@ -80,7 +80,7 @@ def test_the_validators_reject_broken_files(tmp_path: Path) -> None:
 def test_the_scenarios_the_docker_jobs_leave_out_exist(path: Path) -> None:
     """The Docker jobs leave out the scenarios that need the local stack by name: those
     names are in the catalogue (a rename would silently run them on Docker and fail)."""
-    from scenarios.catalogue import load_catalogue
+    from scenarios.run.catalogue import load_catalogue
 
     names = {s.name for s in load_catalogue()}
     for name in ("redis-sigkill", "two-instances-invalidation"):

@@ -17,7 +17,7 @@ from scenarios.checkers import (
 from scenarios.checkers.evidence import segments
 from scenarios.history import FaultWindow
 from scenarios.report import ScenarioResult
-from scenarios.scenario import parse_scenario
+from scenarios.run.scenario import parse_scenario
 from tests.unit.test_checkers import Synth
 
 WINDOW = FaultWindow("redis-down", "redis", 10.0, 20.0, "down")

@@ -9,7 +9,7 @@ from tests.unit.test_checkers import Synth
 SENT = {"actor": "worker-1", "action": "chaos", "entity": "workload", "entity_id": "1"}
 
 
-def audit(s: Synth, eid: str, payload: dict) -> dict:
+def audit(s: Synth, eid: str, payload: dict[str, float]) -> dict[str, object]:
     body = {"event_id": eid, **SENT, "payload": payload}
     s.op("audit", 1, 1.01, request=body, response={"event_id": eid, "path": "db"}, status=202)
     return {k: body[k] for k in ("actor", "action", "entity", "entity_id", "payload")}

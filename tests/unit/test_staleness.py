@@ -6,7 +6,7 @@ import pytest
 
 from scenarios.checkers import StalenessChecker, Truth
 from scenarios.history import FaultWindow
-from scenarios.scenario import ScenarioError, parse_scenario
+from scenarios.run.scenario import ScenarioError, parse_scenario
 from tests.unit.test_checkers import Synth, assert_json_safe
 
 NO_TRUTH = Truth()
@@ -129,7 +129,9 @@ def test_the_legacy_absolute_bound_ignores_faults() -> None:
         ({"after_heal_s": 1, "when": 2}, "unexpected keyword"),
     ],
 )
-def test_bad_staleness_expectations_are_one_line_errors(expect: dict, message: str) -> None:
+def test_bad_staleness_expectations_are_one_line_errors(
+    expect: dict[str, object], message: str
+) -> None:
     """A staleness table that cannot be judged is refused when the scenario is parsed."""
     with pytest.raises(ScenarioError, match=message):
         parse_scenario({"name": "x", "expect": {"staleness": expect}})

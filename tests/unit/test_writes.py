@@ -6,7 +6,7 @@ import pytest
 
 from scenarios.checkers import AuditChecker, Truth, WriteAvailabilityChecker
 from scenarios.history import FaultWindow
-from scenarios.scenario import ScenarioError, parse_scenario
+from scenarios.run.scenario import ScenarioError, parse_scenario
 from tests.unit.test_checkers import Synth
 
 WINDOW = FaultWindow("postgres-down", "postgres", 10.0, 20.0, "down")
@@ -126,7 +126,9 @@ def test_audit_paths_must_have_carried_acks_in_every_window_of_the_phase() -> No
         ({"audit": {"paths": {"between": ["db"]}}}, "audit.paths: unknown phase"),
     ],
 )
-def test_bad_write_expectations_are_one_line_errors(expect: dict, message: str) -> None:
+def test_bad_write_expectations_are_one_line_errors(
+    expect: dict[str, object], message: str
+) -> None:
     """Mistakes in the new expectations are refused when the scenario is parsed."""
     with pytest.raises(ScenarioError, match=message):
         parse_scenario({"name": "x", "expect": expect})
