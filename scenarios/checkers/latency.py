@@ -96,6 +96,10 @@ class PhaseThresholds:
     p99_s: float | None = None
     max_s: float | None = None
     min_throughput: float | None = None
+    p99_vs_baseline: float | None = None
+    """p99 at most this many times the baseline's p99."""
+    min_throughput_vs_baseline: float | None = None
+    """ok throughput at least this share of the baseline's."""
 
     def to_json(self) -> dict[str, JSON]:
         """The thresholds as JSON."""
@@ -105,6 +109,8 @@ class PhaseThresholds:
             "p99_s": self.p99_s,
             "max_s": self.max_s,
             "min_throughput": self.min_throughput,
+            "p99_vs_baseline": self.p99_vs_baseline,
+            "min_throughput_vs_baseline": self.min_throughput_vs_baseline,
         }
 
     @property
@@ -204,6 +210,7 @@ class LatencyChecker:
                     f"(minimum {self.min_evidence})"
                 )
             violations.extend(_violations(st, bounds))
+            violations.extend(_relative(st, bounds, by_name["baseline"]))
         seen = [_brief(s) for s in stats.values() if s.ops]
         if violations:
             summary = "; ".join(violations)
@@ -221,6 +228,27 @@ class LatencyChecker:
             },
             {p: b.to_json() for p, b in self.thresholds.items()},
         )
+
+
+def _relative(st: PhaseStats, bounds: PhaseThresholds, base: PhaseStats) -> list[str]:
+    """Bounds against the baseline (the same workload before any fault)."""
+    out: list[str] = []
+    if bounds.p99_vs_baseline is not None:
+        if base.latency.p99 is None or st.latency.p99 is None:
+            out.append(f"{st.phase}: no p99 to compare with the baseline's")
+        elif st.latency.p99 > bounds.p99_vs_baseline * base.latency.p99:
+            out.append(
+                f"{st.phase}: p99 {st.latency.p99:.3f}s > {bounds.p99_vs_baseline:g} x "
+                f"baseline {base.latency.p99:.3f}s"
+            )
+    if bounds.min_throughput_vs_baseline is not None:
+        rate, ref = st.throughput or 0.0, base.throughput or 0.0
+        if ref <= 0 or rate < bounds.min_throughput_vs_baseline * ref:
+            out.append(
+                f"{st.phase}: throughput {rate:.1f}/s < {bounds.min_throughput_vs_baseline:g} "
+                f"x baseline {ref:.1f}/s"
+            )
+    return out
 
 
 def _violations(st: PhaseStats, bounds: PhaseThresholds) -> list[str]:

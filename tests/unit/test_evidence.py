@@ -334,3 +334,22 @@ def test_health_is_judged_between_faults_per_instance_and_silence_is_no_pass() -
     assert not silent.passed
     assert silent.details["unanswered_during"] == 6
     assert "no health poll checked inside 'redis-down'" in silent.summary
+
+
+def test_recovery_bounded_against_the_baseline() -> None:
+    """Recovery twice as slow as the baseline, at a third of its rate: both relative
+    bounds fail; the same recovery passes looser ones."""
+    s = Synth()
+    reads(s, 0, 10, step=0.1)  # 100 reads at 10 ms
+    t = 20.0
+    while t < 30:
+        s.op("cache_get", t, t + 0.05, key="k", status=200, response={"value": {"v": 1}})
+        t += 0.3
+    reads(s, 10, 20)
+    strict = PhaseThresholds(p99_vs_baseline=3.0, min_throughput_vs_baseline=0.5)
+    result = LatencyChecker({"recovery": strict}).check(s.history(WINDOW), NO_TRUTH)
+    assert not result.passed
+    assert "recovery: p99 0.050s > 3 x baseline 0.010s" in result.summary
+    assert "recovery: throughput 3.4/s < 0.5 x baseline 10." in result.summary
+    loose = PhaseThresholds(p99_vs_baseline=6.0, min_throughput_vs_baseline=0.3)
+    assert LatencyChecker({"recovery": loose}).check(s.history(WINDOW), NO_TRUTH).passed
