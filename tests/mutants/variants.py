@@ -189,6 +189,7 @@ MUTANTS: dict[str, Mutant] = {
             "redis-blackhole",
             "latency",
             env={"REDIS_OP_TIMEOUT_MS": "60000"},
+            reason=r"fault: p9[59] \d+\.\d+s > ",
         ),
         Mutant(
             "breaker-never-opens",
@@ -196,6 +197,7 @@ MUTANTS: dict[str, Mutant] = {
             "redis-blackhole",
             "breaker",
             env={"CIRCUIT_BREAKER_FAILURE_THRESHOLD": "1000000"},
+            reason=r"the breaker never opened",
         ),
         Mutant(
             "half-open-without-limit",
@@ -203,6 +205,7 @@ MUTANTS: dict[str, Mutant] = {
             "redis-blackhole",
             "latency",
             patch=_half_open_without_limit,
+            reason=r"fault: p95 \d+\.\d+s > 0\.100s",
         ),
         Mutant(
             "ack-without-durable-write",
@@ -210,6 +213,7 @@ MUTANTS: dict[str, Mutant] = {
             "all-down",
             "audit",
             patch=_ack_without_durable_write,
+            reason=r"[1-9]\d* lost",
         ),
         Mutant(
             "xack-before-commit",
@@ -217,6 +221,7 @@ MUTANTS: dict[str, Mutant] = {
             "target-sigkill",
             "audit",
             patch=_xack_before_commit,
+            reason=r"[1-9]\d* lost",
         ),
         Mutant(
             "no-idempotency-key",
@@ -224,6 +229,7 @@ MUTANTS: dict[str, Mutant] = {
             "redis-latency",
             "audit",
             patch=_no_idempotency_key,
+            reason=r"[1-9]\d* duplicated",
         ),
         Mutant(
             "no-l1-flush-on-reconnect",
@@ -239,6 +245,7 @@ MUTANTS: dict[str, Mutant] = {
             "redis-down",
             "health",
             patch=_health_always_healthy,
+            reason=r"[1-9]\d* of \d+ polls wrong",
         ),
         Mutant(
             "redis-without-aof",
@@ -246,6 +253,7 @@ MUTANTS: dict[str, Mutant] = {
             "redis-sigkill",
             "audit",
             stack={"redis_aof": False},
+            reason=r"[1-9]\d* lost",
         ),
         Mutant(
             "refuses-audit-writes-during-faults",
