@@ -59,7 +59,7 @@ EXPECTATIONS = (
     "beneficios",
 )
 PHASES = ("baseline", "fault", "between", "recovery")
-STACK_OPTIONS = ("redis_aof", "redis_proxy_per_instance")
+STACK_OPTIONS = ("redis_aof", "redis_proxy_per_instance", "redis_appendfsync")
 FULL_SCALE = 3.0
 RECOVERY_MODES = ("admin", "scheduled")
 
@@ -130,7 +130,7 @@ def _checker(kind: str, options: Mapping[str, Any]) -> Checker:
     if kind == "steady_state":
         return SteadyStateChecker(**options)
     if kind == "audit":
-        return AuditChecker(**_with_tuple(options, "fs"))
+        return AuditChecker(**_with_tuple(_with_tuple(options, "fs"), "exempt_windows"))
     if kind == "beneficios":
         return BeneficiosChecker(**options)
     if kind == "write_availability":

@@ -50,6 +50,11 @@ def test_mutant_is_flagged_by_its_checker(name: str, tmp_path: Path) -> None:
     if mutant.reason is not None:
         assert re.search(mutant.reason, failed[mutant.checker]), failed[mutant.checker]
 
+    if mutant.loses:  # flagged for the intended reason: acknowledged events lost
+        [audit] = [check for check in result.failed_checks if check.checker == "audit"]
+        counts = audit.details["counts"]
+        assert isinstance(counts, dict) and int(counts["lost"]) > 0, audit.summary
+
 
 def test_stale_l1_after_reconnect_is_flagged_in_full_mode_after_the_heal(tmp_path: Path) -> None:
     """Full mode (every time x3: a 12 s cut-off): the L1 kept after reconnecting is still

@@ -23,6 +23,7 @@ class Mutant:
     stack: dict[str, Any] = field(default_factory=dict)
     reason: str | None = None
     """A regular expression the checker's summary must match (the intended reason)."""
+    loses: bool = False  # the audit checker must count lost > 0 (not just fail)
 
 
 def _half_open_without_limit() -> None:
@@ -180,6 +181,26 @@ def _recovery_only_by_admin() -> None:
     RecoveryJob.run_forever = run_forever  # type: ignore[method-assign]
 
 
+def _journal_without_fsync() -> None:
+    from reference.audit.journal import JournalConfig
+
+    def post_init(self: JournalConfig) -> None:
+        object.__setattr__(self, "fsync", False)  # write, never fsync (file or directory)
+
+    JournalConfig.__post_init__ = post_init  # type: ignore[method-assign]
+
+
+def _journal_without_dir_fsync() -> None:
+    from pathlib import Path
+
+    from reference.audit.journal import Journal
+
+    def fsync_dir(self: Journal, directory: Path) -> None:
+        return None  # a new segment's directory entry is never made durable
+
+    Journal._fsync_dir = fsync_dir  # type: ignore[method-assign]
+
+
 MUTANTS: dict[str, Mutant] = {
     m.name: m
     for m in (
@@ -302,6 +323,33 @@ MUTANTS: dict[str, Mutant] = {
             "audit",
             patch=_recovery_only_by_admin,
             reason=r"[1-9]\d* pending",
+        ),
+        Mutant(
+            "journal-without-fsync",
+            "the journal acknowledges after write(2), without fsync (a power cut loses it)",
+            "target-powercut",
+            "audit",
+            patch=_journal_without_fsync,
+            loses=True,
+            reason=r"[1-9]\d* lost",
+        ),
+        Mutant(
+            "journal-without-dir-fsync",
+            "a new journal segment's directory is never fsynced (a power cut unlinks it)",
+            "target-powercut",
+            "audit",
+            patch=_journal_without_dir_fsync,
+            loses=True,
+            reason=r"[1-9]\d* lost",
+        ),
+        Mutant(
+            "redis-appendfsync-everysec",
+            "the stack's Redis fsyncs its AOF once a second (a power cut loses the last second)",
+            "redis-powercut",
+            "audit",
+            stack={"redis_appendfsync": "everysec"},
+            loses=True,
+            reason=r"[1-9]\d* lost",
         ),
     )
 }
