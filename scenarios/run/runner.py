@@ -20,6 +20,7 @@ from scenarios.faults import FaultInjector
 from scenarios.history import History
 from scenarios.history_recorder import HistoryRecorder
 from scenarios.ports import free_port
+from scenarios.redis_data import apply_redis_config
 from scenarios.report import (
     RunSummary,
     ScenarioResult,
@@ -131,6 +132,9 @@ async def run_scenario(
         )
     stack.heal()
     await asyncio.to_thread(reset_state, stack)
+    undo_redis_config = await asyncio.to_thread(
+        apply_redis_config, stack.urls.redis_direct_url, scenario.stack.get("redis_config", {})
+    )
     extra_proxies = (
         _instance_proxies(stack, scenario.instances)
         if scenario.stack.get("redis_proxy_per_instance")
@@ -192,6 +196,10 @@ async def run_scenario(
     finally:
         errors = injector.revert_all()
         await asyncio.to_thread(targets.stop)
+        try:
+            await asyncio.to_thread(undo_redis_config)
+        except Exception as exc:
+            errors.append(f"redis_config: {exc}")
         for n in extra_proxies:
             with contextlib.suppress(Exception):
                 stack.toxiproxy.delete_proxy(f"redis.i{n}")
