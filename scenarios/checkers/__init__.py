@@ -2,8 +2,9 @@
 
 from scenarios.checkers.audit import AuditChecker
 from scenarios.checkers.base import Checker, CheckResult, Truth, run_checkers
+from scenarios.checkers.beneficios import BeneficiosChecker
 from scenarios.checkers.breaker import BreakerTimelineChecker
-from scenarios.checkers.cache import CacheAvailabilityChecker, StalenessChecker
+from scenarios.checkers.cache import CacheAvailabilityChecker
 from scenarios.checkers.health import HealthChecker
 from scenarios.checkers.latency import (
     LatencyChecker,
@@ -15,11 +16,16 @@ from scenarios.checkers.latency import (
 )
 from scenarios.checkers.phases import PHASES, Phase, phase_of, phase_spans
 from scenarios.checkers.prometheus import AlertTimeline, PrometheusAlertsChecker
+from scenarios.checkers.staleness import StalenessChecker
+from scenarios.checkers.steady import STEADY_STATE, SteadyStateChecker
+from scenarios.checkers.writes import WriteAvailabilityChecker
 
 __all__ = [
     "PHASES",
+    "STEADY_STATE",
     "AlertTimeline",
     "AuditChecker",
+    "BeneficiosChecker",
     "BreakerTimelineChecker",
     "CacheAvailabilityChecker",
     "CheckResult",
@@ -32,7 +38,9 @@ __all__ = [
     "PhaseThresholds",
     "PrometheusAlertsChecker",
     "StalenessChecker",
+    "SteadyStateChecker",
     "Truth",
+    "WriteAvailabilityChecker",
     "percentiles",
     "phase_of",
     "phase_spans",

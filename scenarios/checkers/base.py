@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -26,6 +26,10 @@ class Truth:
     """Optional: beneficio id -> row as read from the database."""
     alerts: AlertTimeline | None = None
     """Optional: which alerts Prometheus had firing when (runs with Prometheus)."""
+    """Optional: beneficio id -> row ({"nome", "valor", "v"}) as read from the database."""
+    audit_full: Mapping[str, Sequence[Mapping[str, JSON]]] | None = None
+    """Optional: event_id -> its rows ({"actor", "action", "entity", "entity_id",
+    "payload"}) as read from the database; None when not read."""
 
 
 @dataclass(frozen=True)

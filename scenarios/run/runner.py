@@ -39,7 +39,13 @@ from scenarios.run.scenario import Scenario, ScheduledFault
 from scenarios.stack import Stack, StackError, open_stack
 from scenarios.target import TargetGroup, TargetSpec, settle, wait_healthy
 from scenarios.toxiproxy import ProxySpec
-from scenarios.truth import TRUTH_QUERY, read_truth, reset_state
+from scenarios.truth import (
+    TRUTH_QUERY,
+    read_audit_rows,
+    read_beneficios,
+    read_truth,
+    reset_state,
+)
 from scenarios.workload import Workload
 
 Progress = Callable[[str, float], None]
@@ -184,11 +190,12 @@ async def run_scenario(
                 await asyncio.to_thread(_heal, stack, injector, targets)
             healed_wall = time.time()
             say("recovering", 0.9)
-            pending = await settle(targets, scenario.settle_s)
+            pending = await settle(targets, scenario.settle_s, admin=scenario.recovery == "admin")
             history = recorder.history()
         alerts = None
         if prometheus is not None and EXPECTATION in scenario.expect:
-            say("reading alerts from Prometheus", 0.95)
+            # before the stop: a stopped target's series vanish and would read as resolved
+            say("reading alerts from Prometheus", 0.93)
             fire, resolve_within_s = expected_alerts(scenario.expect)
             alerts = await asyncio.to_thread(
                 collect_alerts,
@@ -198,9 +205,15 @@ async def run_scenario(
                 fire=fire,
                 resolve_within_s=resolve_within_s,
             )
+        # the truth is read after a graceful (SIGTERM) stop: what the service flushes, or
+        # loses, at shutdown counts
+        say("stopping target", 0.95)
+        await asyncio.to_thread(targets.stop)
         truth = Truth(
             audit_rows=await asyncio.to_thread(read_truth, stack, options.truth_query),
             audit_pending=pending,
+            audit_full=await asyncio.to_thread(read_audit_rows, stack),
+            beneficios=await asyncio.to_thread(read_beneficios, stack),
             alerts=alerts,
         )
         checks = run_checkers(scenario.checkers(), history, truth)
