@@ -89,7 +89,7 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (the http.server API)
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 try:
                     body = json.loads(self.rfile.read(min(length, MAX_BODY)))
@@ -101,7 +101,7 @@ class WebhookReceiver:
                 receiver.record(body)
                 self._answer(204, None)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 path = self.path.split("?")[0].rstrip("/")
                 if path == "/alerts":
                     data: Any = [a.body | {"received_s": a.received_s} for a in receiver.alerts()]
@@ -119,7 +119,7 @@ class WebhookReceiver:
                 self.end_headers()
                 self.wfile.write(payload)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 return None
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -95,7 +95,10 @@ def variables(state: DrillState) -> dict[str, int]:
 def expand(value: Any, state: DrillState) -> Any:
     """`value` with `{ACKED}`/`{INTACT}` substituted (strings only)."""
     if isinstance(value, str) and "{" in value:
-        return value.format(**variables(state))
+        names = variables(state)
+        if value.strip("{}") in names and value == "{" + value.strip("{}") + "}":
+            return names[value.strip("{}")]
+        return value.format(**names)
     return value
 
 

@@ -26,9 +26,11 @@ INTRO = (
     "generated from `scenarios/drill/drills.toml` (`stormproof drill --write-runbook`); "
     "a test fails when they differ.\n\n"
     "Variables: `$URL` the instance, `$AUTH` the header "
-    '`Authorization: Bearer $ADMIN_TOKEN`, `$DATABASE_URL` the audit database, '
+    "`Authorization: Bearer $ADMIN_TOKEN`, `$DATABASE_URL` the audit database, "
     "`$BACKUP_DIR` the instance's `AUDITORIA_BACKUP_PATH`, `$ALERTS_URL` your alert "
-    "receiver (the harness runs one that answers `GET /alerts/NAME`)."
+    "receiver (the harness runs one that answers `GET /alerts/NAME`). In checks, "
+    "`{ACKED}` is the number of audit events acknowledged during the incident and "
+    "`{INTACT}` those whose journal record the drill did not destroy."
 )
 _BLOCK = re.compile(r"<!-- drill:(?P<name>[\w-]+) -->\n.*?<!-- /drill:(?P=name) -->\n", re.S)
 

@@ -49,7 +49,9 @@ def run_drills(
     try:
         stack = open_stack(options.provider, base_dir=run_dir / "stack")
         for drill in drills:
-            results.append(asyncio.run(run_drill(drill, stack, options, run_dir / drill.name, report)))
+            results.append(
+                asyncio.run(run_drill(drill, stack, options, run_dir / drill.name, report))
+            )
     finally:
         if stack is not None:
             stack.close()

@@ -108,7 +108,7 @@ def parse_step(raw: Mapping[str, Any], where: str) -> Step:
     if bad:
         raise DrillError(f"{where}: unknown expectation(s) {sorted(bad)}")
     if "audit" in expect and expect["audit"] != "exactly-once":
-        raise DrillError(f"{where}: audit expectation must be \"exactly-once\"")
+        raise DrillError(f'{where}: audit expectation must be "exactly-once"')
     step = Step(
         say=say,
         incident=dict(incident),
@@ -137,9 +137,7 @@ def parse_drill(raw: Mapping[str, Any]) -> Drill:
     steps_raw = raw.get("step") or []
     if not isinstance(steps_raw, list) or not steps_raw:
         raise DrillError(f"drill {name!r}: no steps")
-    steps = tuple(
-        parse_step(s, f"drill {name!r} step {n}") for n, s in enumerate(steps_raw, 1)
-    )
+    steps = tuple(parse_step(s, f"drill {name!r} step {n}") for n, s in enumerate(steps_raw, 1))
     env = raw.get("target_env") or {}
     if not isinstance(env, Mapping):
         raise DrillError(f"drill {name!r}: target_env must be a table")
@@ -167,9 +165,7 @@ def load_drills(path: Path = DRILLS_FILE) -> list[Drill]:
     names = [d.name for d in drills]
     if len(set(names)) != len(names):
         raise DrillError(f"{path}: duplicate drill names")
-    return [
-        Drill(d.name, d.title, d.proves, d.steps, {**defaults, **d.target_env}) for d in drills
-    ]
+    return [Drill(d.name, d.title, d.proves, d.steps, {**defaults, **d.target_env}) for d in drills]
 
 
 def select_drills(drills: list[Drill], names: list[str]) -> list[Drill]:
