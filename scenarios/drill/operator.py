@@ -105,35 +105,45 @@ def expand(value: Any, state: DrillState) -> Any:
 async def judge(
     state: DrillState, expect: Mapping[str, Any], code: int | None, output: str
 ) -> str | None:
-    """None when every expectation holds, else why not (one line)."""
+    """None when every expectation holds, else every reason why not (one line)."""
+    problems = _output_problems(state, expect, code, output)
+    if expect.get("audit") == "exactly-once":
+        audit = await asyncio.to_thread(audit_problem, state)
+        if audit is not None:
+            problems.append(audit)
+    return "; ".join(problems) if problems else None
+
+
+def _output_problems(
+    state: DrillState, expect: Mapping[str, Any], code: int | None, output: str
+) -> list[str]:
+    problems = []
     if "exit" in expect and code != int(expect["exit"]):
-        return f"exit code {code}, expected {expect['exit']}: {_brief(output)}"
+        problems.append(f"exit code {code}, expected {expect['exit']}: {_brief(output)}")
     if "stdout" in expect:
         wanted = str(expand(expect["stdout"], state))
         if output.strip() != wanted:
-            return f"output {_brief(output)!r}, expected {wanted!r}"
+            problems.append(f"output {_brief(output)!r}, expected {wanted!r}")
     for text in expect.get("stdout_has", []):
         wanted = str(expand(text, state))
         if wanted not in output:
-            return f"output lacks {wanted!r}: {_brief(output)}"
+            problems.append(f"output lacks {wanted!r}: {_brief(output)}")
     if "json" in expect or "json_min" in expect:
         try:
             document = json.loads(output)
         except ValueError:
-            return f"output is not JSON: {_brief(output)}"
+            return [*problems, f"output is not JSON: {_brief(output)}"]
         for path, wanted in dict(expect.get("json", {})).items():
             got = _field(document, path)
             wanted = expand(wanted, state)
             if got != wanted:
-                return f"{path} = {got!r}, expected {wanted!r}"
+                problems.append(f"{path} = {got!r}, expected {wanted!r}")
         for path, least in dict(expect.get("json_min", {})).items():
             got = _field(document, path)
             least = int(expand(least, state))
             if not isinstance(got, int | float) or got < least:
-                return f"{path} = {got!r}, expected >= {least}"
-    if expect.get("audit") == "exactly-once":
-        return await asyncio.to_thread(audit_problem, state)
-    return None
+                problems.append(f"{path} = {got!r}, expected >= {least}")
+    return problems
 
 
 def audit_problem(state: DrillState) -> str | None:

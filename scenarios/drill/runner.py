@@ -1,9 +1,9 @@
 """Runs drills: a clean slate, the target with the alert receiver, then each step in order.
 
 Each step's verdict is a `CheckResult`, each drill a `ScenarioResult`: the same results
-JSON, JUnit XML and HTML report as `stormproof run`. A drill stops at its first failed
-step (what follows depends on it). Every fault is reverted and every process stopped in
-`finally`, whatever happened.
+JSON, JUnit XML and HTML report as `stormproof run`. A failed operator step does not stop
+the drill (the later checks tell what else went wrong); a failed incident step does.
+Every fault is reverted and every process stopped in `finally`, whatever happened.
 """
 
 from __future__ import annotations
@@ -37,23 +37,28 @@ StepReport = Callable[[str, int, Step, CheckResult, float], None]
 
 
 def run_drills(
-    drills: Sequence[Drill], options: RunOptions, report: StepReport | None = None
+    drills: Sequence[Drill],
+    options: RunOptions,
+    report: StepReport | None = None,
+    stack: Stack | None = None,
 ) -> tuple[RunSummary, Path]:
-    """Run `drills` in order on one stack; write results, JUnit XML and the HTML report."""
+    """Run `drills` in order on one stack (`stack`, else one opened and closed here);
+    write results, JUnit XML and the HTML report."""
     started = time.monotonic()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     run_dir = options.report_dir / datetime.now(UTC).strftime("drill-%Y%m%dT%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
     results: list[ScenarioResult] = []
-    stack: Stack | None = None
+    owned = stack is None
     try:
-        stack = open_stack(options.provider, base_dir=run_dir / "stack")
+        if stack is None:
+            stack = open_stack(options.provider, base_dir=run_dir / "stack")
         for drill in drills:
             results.append(
                 asyncio.run(run_drill(drill, stack, options, run_dir / drill.name, report))
             )
     finally:
-        if stack is not None:
+        if owned and stack is not None:
             stack.close()
         summary = RunSummary.of(results, time.monotonic() - started, started_at)
         write_results_json(run_dir, summary)
@@ -104,8 +109,8 @@ async def run_drill(
             checks.append(check)
             if report is not None:
                 report(drill.name, number, step, check, time.monotonic() - began)
-            if not check.passed:
-                break
+            if not check.passed and step.is_incident:
+                break  # the rest of the drill would not be about this incident
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
     finally:

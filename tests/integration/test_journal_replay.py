@@ -119,7 +119,7 @@ def test_interrupted_replay_resumes_where_it_stopped(
     async def interrupted() -> None:
         task = asyncio.create_task(replay(options))
         async with asyncio.timeout(30):
-            while read_checkpoint(tmp_path) is None and not task.done():
+            while read_checkpoint(tmp_path) is None and not task.done():  # noqa: ASYNC110
                 await asyncio.sleep(0.001)
         assert not task.done(), "the replay finished before it could be interrupted"
         task.cancel()

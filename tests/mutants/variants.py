@@ -91,6 +91,34 @@ def _health_always_healthy() -> None:
     components.overall_status = always  # type: ignore[attr-defined]
 
 
+def _alert_never_resolves() -> None:
+    from reference.alerts.evaluator import AlertEvaluator
+    from reference.alerts.rules import AlertEvent
+
+    dispatch = AlertEvaluator._dispatch
+
+    def only_firing(self: AlertEvaluator, event: AlertEvent) -> None:
+        if event.state != "resolved":  # the resolution is never sent
+            dispatch(self, event)
+
+    AlertEvaluator._dispatch = only_firing  # type: ignore[method-assign]
+
+
+DRILL_MUTANTS: dict[str, Mutant] = {
+    m.name: m
+    for m in (
+        Mutant(
+            "alert-never-resolves",
+            "alerts fire but their resolution is never sent",
+            "redis-outage",
+            "REDIS_MULTIPLE_FAILURES resolves on its own",
+            patch=_alert_never_resolves,
+        ),
+    )
+}
+"""Variants judged by a drill (`scenario` names the drill, `checker` the step's sentence)."""
+
+
 MUTANTS: dict[str, Mutant] = {
     m.name: m
     for m in (
