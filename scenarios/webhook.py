@@ -43,6 +43,8 @@ class WebhookReceiver:
         self._alerts: list[ReceivedAlert] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.listener: Callable[[dict[str, Any]], None] | None = None
+        """Also called with each notification's body as it arrives (e.g. a history)."""
 
     @property
     def url(self) -> str:
@@ -83,6 +85,9 @@ class WebhookReceiver:
         )
         with self._lock:
             self._alerts.append(alert)
+        listener = self.listener
+        if listener is not None:
+            listener(body)
 
     def start(self) -> WebhookReceiver:
         """Listen on a free loopback port (a daemon thread)."""

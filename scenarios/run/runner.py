@@ -19,6 +19,7 @@ from scenarios.checkers import CheckResult, Truth, run_checkers
 from scenarios.faults import FaultInjector
 from scenarios.history import History
 from scenarios.history_recorder import HistoryRecorder
+from scenarios.observe import Observer
 from scenarios.ports import free_port
 from scenarios.report import (
     RunSummary,
@@ -33,6 +34,7 @@ from scenarios.stack import Stack, StackError, open_stack
 from scenarios.target import TargetGroup, TargetSpec, settle, wait_healthy
 from scenarios.toxiproxy import ProxySpec
 from scenarios.truth import TRUTH_QUERY, read_truth, reset_state
+from scenarios.webhook import WebhookReceiver
 from scenarios.workload import Workload
 
 Progress = Callable[[str, float], None]
@@ -124,16 +126,19 @@ async def run_scenario(
         if scenario.stack.get("redis_proxy_per_instance")
         else {}
     )
+    receiver = WebhookReceiver().start()  # the operator's alert channel
     targets = TargetGroup(
         spec,
         stack.urls,
         scenario_dir,
+        extra_env={"ALERT_WEBHOOK_URL": receiver.url},
         instance_env=lambda n: {"REDIS_URL": extra_proxies[n]} if extra_proxies else {},
     )
     injector = FaultInjector.on_stack(stack, targets=lambda: list(targets.instances))
     error: str | None = None
     history: History | None = None
     checks: tuple[CheckResult, ...] = ()
+    observer: Observer | None = None
     try:
         say("starting target", 0.0)
         await asyncio.to_thread(targets.start)
@@ -149,6 +154,8 @@ async def run_scenario(
                 instance_ids=[i.instance_id for i in targets.instances],
             )
             driver = asyncio.create_task(workload.run())
+            ids = [i.instance_id for i in targets.instances]
+            observer = Observer(receiver, recorder, targets.urls, ids).start()
             try:
                 await _play_schedule(scenario, injector, recorder, t0, say)
             finally:
@@ -158,6 +165,7 @@ async def run_scenario(
                 await asyncio.to_thread(_heal, stack, injector, targets)
             say("recovering", 0.9)
             pending = await settle(targets, scenario.settle_s)
+            await observer.stop()
             history = recorder.history()
         truth = Truth(
             audit_rows=await asyncio.to_thread(read_truth, stack, options.truth_query),
@@ -167,8 +175,11 @@ async def run_scenario(
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
     finally:
+        if observer is not None:
+            await observer.stop()
         errors = injector.revert_all()
         await asyncio.to_thread(targets.stop)
+        receiver.stop()
         for n in extra_proxies:
             with contextlib.suppress(Exception):
                 stack.toxiproxy.delete_proxy(f"redis.i{n}")

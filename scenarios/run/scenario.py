@@ -38,11 +38,27 @@ from scenarios.checkers import (
     PhaseThresholds,
     StalenessChecker,
 )
+from scenarios.checkers.alerts import AlertsChecker
+from scenarios.checkers.metrics import MetricsChecker
 from scenarios.faults import FaultError, FaultSpec
 from scenarios.workload import WorkloadError, WorkloadSpec
 
-EXPECTATIONS = ("audit", "cache_availability", "staleness", "latency", "breaker", "health")
+EXPECTATIONS = (
+    "audit",
+    "cache_availability",
+    "staleness",
+    "latency",
+    "breaker",
+    "health",
+    "alerts",
+    "metrics",
+)
 PHASES = ("baseline", "fault", "between", "recovery")
+OBSERVED: dict[str, type[AlertsChecker] | type[MetricsChecker]] = {
+    "alerts": AlertsChecker,
+    "metrics": MetricsChecker,
+}
+"""What an operator sees (alerts received, dashboards), recorded by scenarios/observe.py."""
 STACK_OPTIONS = ("redis_aof", "redis_proxy_per_instance")
 FULL_SCALE = 3.0
 
@@ -132,6 +148,8 @@ def _checker(kind: str, options: Mapping[str, Any]) -> Checker:
         if "fs" in options:
             return LatencyChecker(thresholds=thresholds, fs=tuple(options["fs"]))
         return LatencyChecker(thresholds=thresholds)
+    if kind in OBSERVED:
+        return OBSERVED[kind](**_with_tuple(options, "fire") if "fire" in options else options)
     raise ScenarioError(f"unknown expectation {kind!r} (choose {', '.join(EXPECTATIONS)})")
 
 

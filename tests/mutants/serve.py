@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import sys
 
-from tests.mutants.variants import DRILL_MUTANTS, MUTANTS
+from tests.mutants.variants import DRILL_MUTANTS, MUTANTS, OBSERVABILITY_MUTANTS
 
 
 def main(argv: list[str]) -> None:
-    known = {**MUTANTS, **DRILL_MUTANTS}
+    known = {**MUTANTS, **OBSERVABILITY_MUTANTS, **DRILL_MUTANTS}
     if len(argv) != 1 or argv[0] not in known:
         sys.exit(f"usage: python -m tests.mutants.serve {{{','.join(known)}}}")
     mutant = known[argv[0]]

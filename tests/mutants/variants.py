@@ -104,6 +104,38 @@ def _alert_never_resolves() -> None:
     AlertEvaluator._dispatch = only_firing  # type: ignore[method-assign]
 
 
+def _metrics_never_move() -> None:
+    from reference.metrics import ResilienceMetrics
+
+    def nothing(self: ResilienceMetrics, *args: Any) -> None:
+        return None
+
+    ResilienceMetrics.record_redis_failure = nothing  # type: ignore[method-assign]
+    ResilienceMetrics.record_audit_event = nothing  # type: ignore[method-assign,assignment]
+
+
+OBSERVABILITY_MUTANTS: dict[str, Mutant] = {
+    m.name: m
+    for m in (
+        Mutant(
+            "alert-never-resolves",
+            "alerts fire but their resolution is never sent",
+            "operator-view-redis",
+            "alerts",
+            patch=_alert_never_resolves,
+        ),
+        Mutant(
+            "metrics-never-move",
+            "the Redis failure and audit path counters never move",
+            "operator-view-redis",
+            "metrics",
+            patch=_metrics_never_move,
+        ),
+    )
+}
+"""Variants of what an operator sees, judged by the `alerts` and `metrics` expectations."""
+
+
 DRILL_MUTANTS: dict[str, Mutant] = {
     m.name: m
     for m in (
