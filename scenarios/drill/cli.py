@@ -31,6 +31,10 @@ def cmd_drill(args: argparse.Namespace) -> int:
     """Run the drills; 0 when every step of every drill passed."""
     try:
         drills = load_drills(args.drill_file)
+        if args.list:
+            for drill in drills:
+                print(f"{drill.name:<18} {len(drill.steps):>2} steps  {drill.title}")
+            return 0
         if args.write_runbook:
             write_runbook(drills, args.runbook)
             print(f"wrote the drill sections of {args.runbook}")
@@ -97,6 +101,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     drill.add_argument(
         "--allow-reset", action="store_true", help="allow a reset of an external stack"
     )
+    drill.add_argument("--list", action="store_true", help="list the drills")
     drill.add_argument("--drill-file", type=Path, default=DRILLS_FILE, help="the drills (TOML)")
     drill.add_argument("--runbook", type=Path, default=RUNBOOK, help="the runbook (markdown)")
     drill.add_argument(

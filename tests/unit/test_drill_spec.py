@@ -82,3 +82,16 @@ def test_webhook_receiver_answers_what_fired_and_resolved() -> None:
         assert status == {"name": "A", "firing": True, "fired": 2, "resolved": 1}
         assert json.loads(httpx.get(f"{receiver.url}/alerts/B", timeout=5).text)["firing"] is False
         assert [a.state for a in receiver.alerts()] == ["firing", "resolved", "firing"]
+
+
+def test_drill_command_line_refuses_bad_input_and_checks_the_runbook(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Unknown drill or nothing named: exit 2 with one line; --check-runbook: 0 in step."""
+    from scenarios.cli import main
+
+    assert main(["drill", "no-such-drill"]) == 2
+    assert "unknown drill(s) ['no-such-drill']" in capsys.readouterr().err
+    assert main(["drill"]) == 2
+    assert main(["drill", "--all", "redis-outage"]) == 2
+    assert main(["drill", "--check-runbook"]) == 0
