@@ -94,12 +94,12 @@ def variables(state: DrillState) -> dict[str, int]:
 
 def expand(value: Any, state: DrillState) -> Any:
     """`value` with `{ACKED}`/`{INTACT}` substituted (strings only)."""
-    if isinstance(value, str) and "{" in value:
-        names = variables(state)
-        if value.strip("{}") in names and value == "{" + value.strip("{}") + "}":
-            return names[value.strip("{}")]
-        return value.format(**names)
-    return value
+    if not isinstance(value, str) or "{" not in value:
+        return value
+    names = variables(state)
+    if value.startswith("{") and value.endswith("}") and value[1:-1] in names:
+        return names[value[1:-1]]  # a number alone stays a number (for JSON fields)
+    return value.format(**names)
 
 
 async def judge(
