@@ -120,14 +120,14 @@ OBSERVABILITY_MUTANTS: dict[str, Mutant] = {
         Mutant(
             "alert-never-resolves",
             "alerts fire but their resolution is never sent",
-            "operator-view-redis",
+            "redis-down",
             "alerts",
             patch=_alert_never_resolves,
         ),
         Mutant(
             "metrics-never-move",
             "the Redis failure and audit path counters never move",
-            "operator-view-redis",
+            "redis-down",
             "metrics",
             patch=_metrics_never_move,
         ),
