@@ -15,6 +15,7 @@ from reference.audit import journal_replay
 from reference.audit.journal_cli import main_verify
 from scenarios.bench import audit as bench_audit
 from scenarios.bench import cache as bench_cache
+from scenarios.bench import fs as bench_fs
 from scenarios.drill import cli as drill_cli
 from scenarios.load import command as load_command
 from scenarios.run import cli as run_cli
@@ -26,7 +27,11 @@ from scenarios.stack.smoke import smoke_test
 DEFAULT_STATE_DIR = Path(".stormproof")
 Handler = Callable[[argparse.Namespace], int]
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
-BENCHES: dict[str, Callable[..., int]] = {"cache": bench_cache.main, "audit": bench_audit.main}
+BENCHES: dict[str, Callable[..., int]] = {
+    "cache": bench_cache.main,
+    "audit": bench_audit.main,
+    "fs": bench_fs.main,
+}
 
 
 def _stack(args: argparse.Namespace) -> int:
@@ -91,7 +96,7 @@ def register_journal(commands: Commands) -> None:
 
 
 def register_bench(commands: Commands) -> None:
-    """`stormproof bench cache|audit`."""
+    """`stormproof bench cache|audit|fs`."""
     bench = commands.add_parser("bench", help="benchmarks: figures as ratios to a raw baseline")
     bench.add_argument("subject", choices=sorted(BENCHES), help="what to measure")
     bench.add_argument("--json", action="store_true", help="print one JSON object")

@@ -99,11 +99,18 @@ class Journal:
         self._next_sequence = 1
         self._last_mac = ZERO_MAC
         self._sealed_below = 1  # every segment with a lower sequence is sealed
+        self._last_error: str | None = None
 
     @property
     def directory(self) -> Path:
         """The journal directory."""
         return self._config.directory
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the last batch failed (e.g. "[Errno 28] No space left on device"); None
+        once a batch is durable again. Health reports it."""
+        return self._last_error
 
     @property
     def active_segment(self) -> Path | None:
@@ -219,6 +226,7 @@ class Journal:
         try:
             await self._run(self._sync_commit, payloads, rotate_first)
         except BaseException as exc:
+            self._last_error = str(exc) or type(exc).__name__
             self._metrics.write_failed(len(batch))
             error = JournalWriteError(f"journal write failed: {exc}")
             error.__cause__ = exc
@@ -229,6 +237,7 @@ class Journal:
             if not isinstance(exc, Exception):
                 raise
             return
+        self._last_error = None
         if self._config.fsync:
             self._metrics.fsynced(len(batch), self._clock.monotonic() - started)
         self._metrics.records_appended(len(batch))

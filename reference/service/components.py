@@ -330,6 +330,9 @@ class Components:
         body = report.to_dict()
         body["circuit"] = circuit.value
         body["circuits"] = {"redis": circuit.value, "database": self.db_breaker.state.value}
+        if self.journal is not None:  # a disk refusing writes says so (ENOSPC, EIO, EROFS)
+            error = self.journal.last_error
+            body["journal"] = {"ok": error is None, "error": error}
         body["status"] = overall_status(
             redis_ok=report.redis.ok,
             database_ok=report.database.ok,

@@ -67,17 +67,23 @@ def run_catalogue(
     run_dir.mkdir(parents=True, exist_ok=True)
     results: list[ScenarioResult] = []
     histories: dict[str, History] = {}
-    stacks: dict[bool, Stack] = {}
+    stacks: dict[tuple[bool, str], Stack] = {}
     try:
         for number, scenario in enumerate(scenarios):
             aof = bool(scenario.stack.get("redis_aof", True))
-            if aof not in stacks:
-                stacks[aof] = open_stack(
-                    options.provider, base_dir=run_dir / "stack", redis_aof=aof
+            appendfsync = str(scenario.stack.get("redis_appendfsync", "always"))
+            if (aof, appendfsync) not in stacks:
+                stacks[aof, appendfsync] = open_stack(
+                    options.provider,
+                    base_dir=run_dir / "stack",
+                    redis_aof=aof,
+                    redis_appendfsync=appendfsync,
                 )
             report = progress(number, scenario) if progress else None
             result, history = asyncio.run(
-                run_scenario(scenario, stacks[aof], options, run_dir / scenario.name, report)
+                run_scenario(
+                    scenario, stacks[aof, appendfsync], options, run_dir / scenario.name, report
+                )
             )
             results.append(result)
             if history is not None:
@@ -133,6 +139,11 @@ async def run_scenario(
         scenario_dir,
         extra_env={"ALERT_WEBHOOK_URL": receiver.url},
         instance_env=lambda n: {"REDIS_URL": extra_proxies[n]} if extra_proxies else {},
+        backup_root=(
+            stack.disks.journal_root(scenario.name)
+            if stack.disks is not None and "journal" in stack.disks.mounts
+            else None
+        ),
     )
     injector = FaultInjector.on_stack(stack, targets=lambda: list(targets.instances))
     error: str | None = None

@@ -54,12 +54,12 @@ EXPECTATIONS = (
     "metrics",
 )
 PHASES = ("baseline", "fault", "between", "recovery")
+STACK_OPTIONS = ("redis_aof", "redis_proxy_per_instance", "redis_appendfsync")
 OBSERVED: dict[str, type[AlertsChecker] | type[MetricsChecker]] = {
     "alerts": AlertsChecker,
     "metrics": MetricsChecker,
 }
 """What an operator sees (alerts received, dashboards), recorded by scenarios/observe.py."""
-STACK_OPTIONS = ("redis_aof", "redis_proxy_per_instance")
 FULL_SCALE = 3.0
 
 

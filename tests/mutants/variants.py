@@ -21,6 +21,7 @@ class Mutant:
     env: dict[str, str] = field(default_factory=dict)
     patch: Callable[[], None] | None = None
     stack: dict[str, Any] = field(default_factory=dict)
+    loses: bool = False  # the audit checker must count lost > 0 (not just fail)
 
 
 def _half_open_without_limit() -> None:
@@ -89,6 +90,26 @@ def _health_always_healthy() -> None:
 
     health.overall_status = always
     components.overall_status = always  # type: ignore[attr-defined]
+
+
+def _journal_without_fsync() -> None:
+    from reference.audit.journal import JournalConfig
+
+    def post_init(self: JournalConfig) -> None:
+        object.__setattr__(self, "fsync", False)  # write, never fsync (file or directory)
+
+    JournalConfig.__post_init__ = post_init  # type: ignore[method-assign]
+
+
+def _journal_without_dir_fsync() -> None:
+    from pathlib import Path
+
+    from reference.audit.journal import Journal
+
+    def fsync_dir(self: Journal, directory: Path) -> None:
+        return None  # a new segment's directory entry is never made durable
+
+    Journal._fsync_dir = fsync_dir  # type: ignore[method-assign]
 
 
 def _alert_never_resolves() -> None:
@@ -216,6 +237,30 @@ MUTANTS: dict[str, Mutant] = {
             "redis-sigkill",
             "audit",
             stack={"redis_aof": False},
+        ),
+        Mutant(
+            "journal-without-fsync",
+            "the journal acknowledges after write(2), without fsync (a power cut loses it)",
+            "target-powercut",
+            "audit",
+            patch=_journal_without_fsync,
+            loses=True,
+        ),
+        Mutant(
+            "journal-without-dir-fsync",
+            "a new journal segment's directory is never fsynced (a power cut unlinks it)",
+            "target-powercut",
+            "audit",
+            patch=_journal_without_dir_fsync,
+            loses=True,
+        ),
+        Mutant(
+            "redis-appendfsync-everysec",
+            "the stack's Redis fsyncs its AOF once a second (a power cut loses the last second)",
+            "redis-powercut",
+            "audit",
+            stack={"redis_appendfsync": "everysec"},
+            loses=True,
         ),
     )
 }
