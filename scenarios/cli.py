@@ -58,6 +58,13 @@ def _journal(args: argparse.Namespace) -> int:
     return main_verify([str(args.directory), "--hmac-key-env", args.hmac_key_env])
 
 
+def _dead_letters(args: argparse.Namespace) -> int:
+    from reference.audit.dead_letters import main as dead_letters_main
+
+    argv = ["--database-url-env", args.database_url_env]
+    return dead_letters_main([*argv, "--redrive"] if args.redrive else argv)
+
+
 def _bench(args: argparse.Namespace) -> int:
     return BENCHES[args.subject](json_output=args.json)
 
@@ -95,6 +102,20 @@ def register_journal(commands: Commands) -> None:
     replay.set_defaults(handler=journal_replay.run_cli)
 
 
+def register_audit(commands: Commands) -> None:
+    """`stormproof audit dead-letters [--redrive]`."""
+    audit = commands.add_parser("audit", help="the audit's dead letters")
+    audit_actions = audit.add_subparsers(dest="action", required=True)
+    dead = audit_actions.add_parser(
+        "dead-letters", help="list them; --redrive moves the valid events into audit_log"
+    )
+    dead.add_argument("--redrive", action="store_true", help="insert the valid events")
+    dead.add_argument(
+        "--database-url-env", default="DATABASE_URL", help="variable holding the database URL"
+    )
+    dead.set_defaults(handler=_dead_letters)
+
+
 def register_bench(commands: Commands) -> None:
     """`stormproof bench cache|audit|fs`."""
     bench = commands.add_parser("bench", help="benchmarks: figures as ratios to a raw baseline")
@@ -106,6 +127,7 @@ def register_bench(commands: Commands) -> None:
 COMMANDS: tuple[Callable[[Commands], None], ...] = (
     register_stack,
     register_journal,
+    register_audit,
     register_bench,
     run_cli.register,
     load_command.register,

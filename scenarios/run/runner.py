@@ -21,6 +21,7 @@ from scenarios.history import History
 from scenarios.history_recorder import HistoryRecorder
 from scenarios.observe import Observer
 from scenarios.ports import free_port
+from scenarios.redis_data import apply_redis_config
 from scenarios.report import (
     RunSummary,
     ScenarioResult,
@@ -127,6 +128,9 @@ async def run_scenario(
         )
     stack.heal()
     await asyncio.to_thread(reset_state, stack)
+    undo_redis_config = await asyncio.to_thread(
+        apply_redis_config, stack.urls.redis_direct_url, scenario.stack.get("redis_config", {})
+    )
     extra_proxies = (
         _instance_proxies(stack, scenario.instances)
         if scenario.stack.get("redis_proxy_per_instance")
@@ -190,6 +194,10 @@ async def run_scenario(
             await observer.stop()
         errors = injector.revert_all()
         await asyncio.to_thread(targets.stop)
+        try:
+            await asyncio.to_thread(undo_redis_config)
+        except Exception as exc:
+            errors.append(f"redis_config: {exc}")
         receiver.stop()
         for n in extra_proxies:
             with contextlib.suppress(Exception):

@@ -233,9 +233,11 @@ MUTANTS: dict[str, Mutant] = {
         ),
         Mutant(
             "redis-without-aof",
-            "Redis runs without AOF (SIGKILL loses the stream)",
+            "Redis runs without AOF (SIGKILL loses the stream) and the service is told to "
+            "trust it anyway (the reference refuses such a queue by default)",
             "redis-sigkill",
             "audit",
+            env={"AUDITORIA_QUEUE_ACCEPT_UNSAFE": "true"},
             stack={"redis_aof": False},
         ),
         Mutant(
