@@ -141,7 +141,10 @@ async def replay(options: ReplayOptions, progress: ProgressHook | None = None) -
     try:
         store = AuditStore(engine, table=options.table, op_timeout_s=options.timeout_s)
         config = RecoveryConfig(
-            options.directory, batch_size=options.batch_size, batch_timeout_s=options.timeout_s
+            options.directory,
+            batch_size=options.batch_size,
+            batch_timeout_s=options.timeout_s,
+            hmac_key=options.hmac_key,
         )
         job = RecoveryJob(config, store)
         pending = await job.backlog()

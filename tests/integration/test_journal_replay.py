@@ -137,31 +137,42 @@ def test_interrupted_replay_resumes_where_it_stopped(
     assert list_segments(tmp_path) == []
 
 
+@pytest.mark.parametrize(("with_key", "set_aside"), [(False, 1), (True, 2)])
 def test_corrupt_record_is_quarantined_and_the_rest_replayed(
     stormproof_stack: Stack,
     table: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    with_key: bool,
+    set_aside: int,
 ) -> None:
-    """A flipped bit in one record (HMAC chain checked): that record goes to quarantine/,
-    every other record is replayed exactly once."""
-    monkeypatch.setenv(KEY_ENV, KEY)
+    """A flipped bit in one record: it goes to quarantine/, every other record is replayed
+    exactly once. With the key, the record after it is intact but its MAC cannot be
+    verified across the gap, so recovery sets it aside too (quarantined, not replayed)."""
+    if with_key:
+        monkeypatch.setenv(KEY_ENV, KEY)
+    else:
+        monkeypatch.delenv(KEY_ENV, raising=False)
     events = [make_event(i) for i in range(200)]
     write_journal(tmp_path, events)
     _, first = list_segments(tmp_path)[0]
     scan = read_segment(first)
-    victim = scan.records[len(scan.records) // 2]
+    middle = len(scan.records) // 2
+    victim = scan.records[middle]
     data = bytearray(first.read_bytes())
     data[victim.end - 1] ^= 0x01
     first.write_bytes(bytes(data))
-    lost = str(json.loads(victim.payload)["event_id"])
-    assert cli(tmp_path, stormproof_stack.urls.database_url, table) == 0
-    assert "quarantined 1" in capsys.readouterr().out
-    assert rows(stormproof_stack, table) == {
-        str(e.event_id): 1 for e in events if str(e.event_id) != lost
+    lost = {
+        str(json.loads(r.payload)["event_id"]) for r in scan.records[middle : middle + set_aside]
     }
-    assert len(list((tmp_path / "quarantine").iterdir())) == 1
+    assert cli(tmp_path, stormproof_stack.urls.database_url, table) == 0
+    out = capsys.readouterr().out
+    assert f"replayed {200 - set_aside} records" in out and f"quarantined {set_aside}" in out, out
+    assert rows(stormproof_stack, table) == {
+        str(e.event_id): 1 for e in events if str(e.event_id) not in lost
+    }
+    assert len(list((tmp_path / "quarantine").iterdir())) == set_aside
 
 
 def test_wrong_hmac_key_is_refused_in_one_line(
