@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 
 from reference.audit.journal_format import list_segments, read_segment
 from scenarios.faults import FaultInjector, FaultSpec
@@ -71,8 +72,12 @@ async def do_incident(state: DrillState, incident: dict[str, Any]) -> str:
         return "target restarted with the same backup directory"
     if "audit_events" in incident:
         count = int(incident["audit_events"]) * (1 if state.quick else 5)
-        acked = await post_audit_events(state, count)
+        entity_id = incident.get("params", {}).get("entity_id")
+        acked = await post_audit_events(state, count, entity_id)
         return f"{acked} of {count} audit events acknowledged"
+    if "sql" in incident:
+        await asyncio.to_thread(_sql, state.stack, str(incident["sql"]))
+        return "SQL run on the database"
     if "corrupt_journal" in incident:
         return await asyncio.to_thread(corrupt_journal, state)
     if "wait_s" in incident:
@@ -81,7 +86,12 @@ async def do_incident(state: DrillState, incident: dict[str, Any]) -> str:
     raise ValueError(f"unknown incident {sorted(incident)}")
 
 
-async def post_audit_events(state: DrillState, count: int) -> int:
+def _sql(stack: Stack, statement: str) -> None:
+    with psycopg.connect(stack.urls.database_direct_url, autocommit=True, connect_timeout=5) as c:
+        c.execute(statement.encode())
+
+
+async def post_audit_events(state: DrillState, count: int, entity_id: str | None = None) -> int:
     """POST `count` audit events (bounded concurrency); keeps the acknowledged ones."""
     queue: asyncio.Queue[str] = asyncio.Queue()
     for _ in range(count):
@@ -98,7 +108,7 @@ async def post_audit_events(state: DrillState, count: int) -> int:
                 "actor": "drill",
                 "action": "update",
                 "entity": "beneficio",
-                "entity_id": event_id[:8],
+                "entity_id": entity_id or event_id[:8],
                 "payload": {"drill": True},
             }
             try:

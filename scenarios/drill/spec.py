@@ -7,7 +7,8 @@ command (run by a shell, as the runbook shows it) with the expectation that prov
     [[drill.step]]                       # the incident
     say = "Redis goes down"
     incident = { fault = "redis-down" }  # or heal / kill_target / start_target /
-                                         # audit_events = N / corrupt_journal / wait_s
+                                         # audit_events = N / corrupt_journal / wait_s /
+                                         # sql = "..." (on the database, directly)
     [[drill.step]]                       # an operator's step
     say = "The breaker opens"
     run = "curl -s $URL/resilience"
@@ -39,6 +40,7 @@ INCIDENTS = (
     "audit_events",
     "corrupt_journal",
     "wait_s",
+    "sql",
 )
 EXPECTATIONS = ("exit", "json", "json_min", "stdout", "stdout_has", "audit")
 STEP_FIELDS = {"say", "incident", "run", "expect", "until_s", "why"}

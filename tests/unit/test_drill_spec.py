@@ -48,9 +48,15 @@ def test_every_operator_step_shows_its_command_and_its_check() -> None:
 
 
 def test_the_required_drills_exist() -> None:
-    """The issue's drills are in the file (dead letters come with their command)."""
+    """The issue's drills are in the file."""
     names = {d.name for d in load_drills()}
-    assert {"redis-outage", "postgres-outage", "lost-instance", "corrupt-journal"} <= names
+    assert {
+        "redis-outage",
+        "postgres-outage",
+        "lost-instance",
+        "corrupt-journal",
+        "dead-letters",
+    } <= names
 
 
 @pytest.mark.parametrize(
