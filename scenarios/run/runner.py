@@ -170,7 +170,8 @@ async def run_scenario(
             )
             driver = asyncio.create_task(workload.run())
             ids = [i.instance_id for i in targets.instances]
-            observer = Observer(receiver, recorder, targets.urls, ids).start()
+            poll = "metrics" in scenario.expect
+            observer = Observer(receiver, recorder, targets.urls, ids, poll=poll).start()
             try:
                 await _play_schedule(scenario, injector, recorder, t0, say)
             finally:
