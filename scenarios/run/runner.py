@@ -19,6 +19,7 @@ from scenarios.checkers import CheckResult, Truth, run_checkers
 from scenarios.faults import FaultInjector
 from scenarios.history import History
 from scenarios.history_recorder import HistoryRecorder
+from scenarios.observe import Observer
 from scenarios.ports import free_port
 from scenarios.redis_data import apply_redis_config
 from scenarios.report import (
@@ -46,6 +47,7 @@ from scenarios.truth import (
     read_truth,
     reset_state,
 )
+from scenarios.webhook import WebhookReceiver
 from scenarios.workload import Workload
 
 Progress = Callable[[str, float], None]
@@ -148,10 +150,12 @@ async def run_scenario(
         if scenario.stack.get("redis_proxy_per_instance")
         else {}
     )
+    receiver = WebhookReceiver().start()  # the operator's alert channel
     targets = TargetGroup(
         spec,
         stack.urls,
         scenario_dir,
+        extra_env={"ALERT_WEBHOOK_URL": receiver.url},
         instance_env=lambda n: {"REDIS_URL": extra_proxies[n]} if extra_proxies else {},
         backup_root=(
             stack.disks.journal_root(scenario.name)
@@ -164,6 +168,7 @@ async def run_scenario(
     error: str | None = None
     history: History | None = None
     checks: tuple[CheckResult, ...] = ()
+    observer: Observer | None = None
     try:
         say("starting target", 0.0)
         await asyncio.to_thread(targets.start)
@@ -181,6 +186,9 @@ async def run_scenario(
                 instance_ids=[i.instance_id for i in targets.instances],
             )
             driver = asyncio.create_task(workload.run())
+            ids = [i.instance_id for i in targets.instances]
+            poll = "metrics" in scenario.expect
+            observer = Observer(receiver, recorder, targets.urls, ids, poll=poll).start()
             try:
                 await _play_schedule(scenario, injector, recorder, t0, say)
             finally:
@@ -191,6 +199,7 @@ async def run_scenario(
             healed_wall = time.time()
             say("recovering", 0.9)
             pending = await settle(targets, scenario.settle_s, admin=scenario.recovery == "admin")
+            await observer.stop()
             history = recorder.history()
         alerts = None
         if prometheus is not None and EXPECTATION in scenario.expect:
@@ -220,6 +229,8 @@ async def run_scenario(
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
     finally:
+        if observer is not None:
+            await observer.stop()
         errors = injector.revert_all()
         await asyncio.to_thread(targets.stop)
         try:
@@ -228,6 +239,7 @@ async def run_scenario(
             errors.append(f"redis_config: {exc}")
         if prometheus is not None:
             prometheus.set_targets([])
+        receiver.stop()
         for n in extra_proxies:
             with contextlib.suppress(Exception):
                 stack.toxiproxy.delete_proxy(f"redis.i{n}")

@@ -46,6 +46,8 @@ from scenarios.checkers import (
     SteadyStateChecker,
     WriteAvailabilityChecker,
 )
+from scenarios.checkers.alerts import AlertsChecker
+from scenarios.checkers.metrics import MetricsChecker
 from scenarios.faults import FaultError, FaultSpec
 from scenarios.workload import WorkloadError, WorkloadSpec
 
@@ -60,6 +62,8 @@ EXPECTATIONS = (
     "steady_state",
     "write_availability",
     "beneficios",
+    "alerts",
+    "metrics",
 )
 PHASES = ("baseline", "fault", "between", "recovery")
 STACK_OPTIONS = (
@@ -69,6 +73,11 @@ STACK_OPTIONS = (
     "redis_config",
     "prometheus",
 )
+OBSERVED: dict[str, type[AlertsChecker] | type[MetricsChecker]] = {
+    "alerts": AlertsChecker,
+    "metrics": MetricsChecker,
+}
+"""What an operator sees (alerts received, dashboards), recorded by scenarios/observe.py."""
 FULL_SCALE = 3.0
 RECOVERY_MODES = ("admin", "scheduled")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -175,6 +184,8 @@ def _checker(kind: str, options: Mapping[str, Any]) -> Checker:
         if "fs" in options:
             return LatencyChecker(thresholds=thresholds, fs=tuple(options["fs"]))
         return LatencyChecker(thresholds=thresholds)
+    if kind in OBSERVED:
+        return OBSERVED[kind](**_with_tuple(options, "fire") if "fire" in options else options)
     raise ScenarioError(f"unknown expectation {kind!r} (choose {', '.join(EXPECTATIONS)})")
 
 

@@ -210,6 +210,66 @@ def _redis_failures_never_counted() -> None:
     ResilienceMetrics.record_redis_failure = record_redis_failure  # type: ignore[method-assign]
 
 
+def _alert_never_resolves() -> None:
+    from reference.alerts.evaluator import AlertEvaluator
+    from reference.alerts.rules import AlertEvent
+
+    dispatch = AlertEvaluator._dispatch
+
+    def only_firing(self: AlertEvaluator, event: AlertEvent) -> None:
+        if event.state != "resolved":  # the resolution is never sent
+            dispatch(self, event)
+
+    AlertEvaluator._dispatch = only_firing  # type: ignore[method-assign]
+
+
+def _metrics_never_move() -> None:
+    from reference.metrics import ResilienceMetrics
+
+    def nothing(self: ResilienceMetrics, *args: Any) -> None:
+        return None
+
+    ResilienceMetrics.record_redis_failure = nothing  # type: ignore[method-assign]
+    ResilienceMetrics.record_audit_event = nothing  # type: ignore[method-assign,assignment]
+
+
+OBSERVABILITY_MUTANTS: dict[str, Mutant] = {
+    m.name: m
+    for m in (
+        Mutant(
+            "alert-never-resolves",
+            "alerts fire but their resolution is never sent",
+            "redis-down",
+            "alerts",
+            patch=_alert_never_resolves,
+        ),
+        Mutant(
+            "metrics-never-move",
+            "the Redis failure and audit path counters never move",
+            "redis-down",
+            "metrics",
+            patch=_metrics_never_move,
+        ),
+    )
+}
+"""Variants of what an operator sees, judged by the `alerts` and `metrics` expectations."""
+
+
+DRILL_MUTANTS: dict[str, Mutant] = {
+    m.name: m
+    for m in (
+        Mutant(
+            "alert-never-resolves",
+            "alerts fire but their resolution is never sent",
+            "redis-outage",
+            "REDIS_MULTIPLE_FAILURES resolves on its own",
+            patch=_alert_never_resolves,
+        ),
+    )
+}
+"""Variants judged by a drill (`scenario` names the drill, `checker` the step's sentence)."""
+
+
 MUTANTS: dict[str, Mutant] = {
     m.name: m
     for m in (
@@ -283,6 +343,7 @@ MUTANTS: dict[str, Mutant] = {
             "redis-down",
             "prometheus_alerts",
             patch=_redis_failures_never_counted,
+            reason=r"REDIS_MULTIPLE_FAILURES never fired during the fault",
         ),
         Mutant(
             "redis-without-aof",
@@ -362,9 +423,11 @@ MUTANTS: dict[str, Mutant] = {
         ),
         Mutant(
             "redis-appendfsync-everysec",
-            "the stack's Redis fsyncs its AOF once a second (a power cut loses the last second)",
+            "the stack's Redis fsyncs its AOF once a second (a power cut loses the last second) "
+            "and the service is told to trust it anyway (the reference refuses such a queue)",
             "redis-powercut",
             "audit",
+            env={"AUDITORIA_QUEUE_ACCEPT_UNSAFE": "true"},
             stack={"redis_appendfsync": "everysec"},
             loses=True,
             reason=r"[1-9]\d* lost",
