@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import sys
 
-from tests.mutants.variants import MUTANTS
+from tests.mutants.variants import MUTANTS, PROPERTY_MUTANTS
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) != 1 or argv[0] not in MUTANTS:
-        sys.exit(f"usage: python -m tests.mutants.serve {{{','.join(MUTANTS)}}}")
-    mutant = MUTANTS[argv[0]]
+    known = {**MUTANTS, **PROPERTY_MUTANTS}
+    if len(argv) != 1 or argv[0] not in known:
+        sys.exit(f"usage: python -m tests.mutants.serve {{{','.join(known)}}}")
+    mutant = known[argv[0]]
     os.environ.update(mutant.env)
     if mutant.patch is not None:
         mutant.patch()

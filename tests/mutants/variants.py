@@ -159,3 +159,102 @@ MUTANTS: dict[str, Mutant] = {
         ),
     )
 }
+
+
+# -- variants only a generated schedule finds (tests/mutants/test_property_mutants.py) ----
+
+
+def _loses_audit_on_second_redis_outage() -> None:
+    from reference import breaker as module
+    from reference.audit.resilient import ResilientAudit
+
+    transition = module.CircuitBreaker._transition
+
+    def counting(self: Any, new: Any) -> None:
+        if self._state is module._CLOSED and new is module._OPEN:
+            self.outages = getattr(self, "outages", 0) + 1
+        transition(self, new)
+
+    via_db = ResilientAudit._via_db
+
+    def lossy_via_db(self: ResilientAudit, store: Any) -> Any:
+        honest = via_db(self, store)
+
+        async def attempt(event: Any) -> None:
+            if getattr(self.redis_breaker, "outages", 0) >= 2:
+                return None  # "recorded" on the database path, but never written
+            await honest(event)
+
+        return attempt
+
+    module.CircuitBreaker._transition = counting  # type: ignore[method-assign]
+    ResilientAudit._via_db = lossy_via_db  # type: ignore[method-assign]
+
+
+def _dedupes_in_memory_not_by_key() -> None:
+    from reference.audit.store import AuditStore
+
+    AuditStore.EVENT_ID_COLUMN = "event_id uuid NOT NULL"
+    AuditStore.ON_CONFLICT = ""
+    written: set[str] = set()
+    insert_one, insert_many = AuditStore.insert_one, AuditStore.insert_many
+    copy_replay_json = AuditStore.copy_replay_json
+
+    async def one(self: AuditStore, event: Any, path: str, **kw: Any) -> int:
+        if str(event.event_id) in written:
+            return 0
+        done = await insert_one(self, event, path, **kw)
+        written.add(str(event.event_id))
+        return done
+
+    async def many(self: AuditStore, events: Any, path: str, **kw: Any) -> int:
+        fresh = [e for e in events if str(e.event_id) not in written]
+        done = await insert_many(self, fresh, path, **kw)
+        written.update(str(e.event_id) for e in fresh)
+        return done
+
+    async def replay(self: AuditStore, docs: Any, path: str = "file", **kw: Any) -> int:
+        import json
+
+        fresh = [d for d in docs if str(json.loads(d)["event_id"]) not in written]
+        done = await copy_replay_json(self, fresh, path, **kw)
+        written.update(str(json.loads(d)["event_id"]) for d in fresh)
+        return done
+
+    AuditStore.insert_one = one  # type: ignore[method-assign]
+    AuditStore.insert_many = many  # type: ignore[method-assign]
+    AuditStore.copy_replay_json = replay  # type: ignore[method-assign]
+
+
+@dataclass(frozen=True)
+class PropertyMutant:
+    """A variant no single catalogue fault shows: `stormproof property` must find it."""
+
+    name: str
+    breaks: str
+    needs: str
+    """What a schedule needs to show it (the shrunk schedule is checked against it)."""
+    patch: Callable[[], None]
+    env: dict[str, str] = field(default_factory=dict)
+    stack: dict[str, Any] = field(default_factory=dict)
+
+
+PROPERTY_MUTANTS: dict[str, PropertyMutant] = {
+    m.name: m
+    for m in (
+        PropertyMutant(
+            "loses-audit-on-second-outage",
+            "from the second time the Redis breaker opens, the database path acknowledges "
+            "audit events without writing them",
+            "two Redis outages",
+            _loses_audit_on_second_redis_outage,
+        ),
+        PropertyMutant(
+            "dedupes-in-memory",
+            "no idempotency key: duplicates are skipped by an in-memory set of ids whose "
+            "INSERT answered, so a commit whose answer was lost is written again",
+            "a PostgreSQL reply lost after the commit",
+            _dedupes_in_memory_not_by_key,
+        ),
+    )
+}
