@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
+from scenarios.report import RunSummary, write_html_report, write_results_json
 from scenarios.run.catalogue import load_catalogue
 from scenarios.run.generate.expectations import (
     common_env,
@@ -105,7 +106,7 @@ def run_property_cli(cli: PropertyCli) -> int:
     with open_stack(options.provider, base_dir=out_dir / "stack") as stack:
 
         def runner(schedule: GeneratedSchedule, where: Path) -> Outcome:
-            result, _ = asyncio.run(
+            result, history = asyncio.run(
                 run_scenario(
                     property_scenario(schedule),
                     stack,
@@ -113,6 +114,11 @@ def run_property_cli(cli: PropertyCli) -> int:
                     where,
                 )
             )
+            summary = RunSummary.of([result], result.wall_s, result.started_at)
+            write_results_json(where, summary)
+            if not result.passed:
+                histories = {result.name: history} if history is not None else {}
+                write_html_report(where / "report.html", summary, histories)
             why = result.error or "; ".join(
                 f"{c.checker}: {c.summary}" for c in result.failed_checks
             )
@@ -121,6 +127,8 @@ def run_property_cli(cli: PropertyCli) -> int:
         def listener(schedule: GeneratedSchedule, outcome: Outcome, phase: str) -> None:
             verdict = "pass" if outcome.passed else "FAIL"
             print(f"{verdict:<4} {phase:<8} {schedule.describe()}", flush=True)
+            if not outcome.passed:
+                print(f"     {outcome.why}  ({outcome.where})", flush=True)
 
         result = Search(cli.search, runner, out_dir, listener=listener).run()
     write_property_report(out_dir, result, cli.search, cli.replay_args)

@@ -3,6 +3,7 @@ round-trip through JSON and the command line, and failures shrink the intended w
 
 from __future__ import annotations
 
+import itertools
 import random
 import shlex
 from collections import Counter
@@ -14,7 +15,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from scenarios.cli import build_parser
 from scenarios.faults import STREAMS, FaultError, FaultSpec
 from scenarios.run.cli import resolve
-from scenarios.run.generate.model import GeneratedSchedule, resource, separate
+from scenarios.run.generate.model import RESTART_S, GeneratedSchedule, resource, separate
 from scenarios.run.generate.space import ScheduleSpace, schedules
 from scenarios.run.scenario import ScheduledFault, parse_schedule
 from scenarios.run.schedules import parse_duration, property_scenario
@@ -31,13 +32,16 @@ def test_generated_schedules_are_valid(schedule: GeneratedSchedule) -> None:
     assert 1 <= len(schedule.faults) <= SPACE.max_faults
     assert 1 <= schedule.instances <= 3
     assert all(f.at_s + f.duration_s < schedule.duration_s for f in schedule.faults)
-    assert all(SPACE.min_duration_s <= f.duration_s <= SPACE.max_duration_s for f in schedule.faults)
+    assert all(
+        SPACE.min_duration_s <= f.duration_s <= SPACE.max_duration_s for f in schedule.faults
+    )
     by_resource: dict[tuple[str, str], list[ScheduledFault]] = {}
     for fault in schedule.faults:
         by_resource.setdefault(resource(fault.fault), []).append(fault)
     for faults in by_resource.values():
-        for a, b in zip(faults, faults[1:], strict=False):
-            assert b.at_s >= a.at_s + a.duration_s + SPACE.gap_s - 1e-9
+        for a, b in itertools.pairwise(faults):
+            restart = RESTART_S if a.fault.kind == "sigkill" else 0.0
+            assert b.at_s >= a.at_s + a.duration_s + restart + SPACE.gap_s - 1e-9
 
 
 @settings(max_examples=300, deadline=None, database=None)

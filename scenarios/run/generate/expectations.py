@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from scenarios.faults import FaultSpec
@@ -34,13 +35,28 @@ Expect = dict[str, dict[str, Any]]
 UNIVERSAL = "*"
 
 
+OPTIONAL = frozenset({"paths"})
+"""Keys whose absence means "no requirement" (so dropping one only loosens)."""
+
+
 class _Drop(Exception):
     """The two sides disagree in a way no looser bound covers: drop the checker."""
 
 
-def _meet_value(key: str, a: Any, b: Any) -> Any:
+class _DropKey(Exception):
+    """Two lists of allowed values differ: what holds when both faults overlap is known to
+    neither (e.g. Redis and PostgreSQL down at once put audit on a third path)."""
+
+
+def _numeric(value: Any) -> bool:
+    if isinstance(value, Mapping):
+        return all(_numeric(v) for v in value.values())
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _meet_value(key: str, a: Any, b: Any, optional: bool) -> Any:
     if isinstance(a, Mapping) and isinstance(b, Mapping):
-        return _meet_table(a, b)
+        return _meet_table(a, b, optional or key in OPTIONAL)
     if isinstance(a, bool) or isinstance(b, bool):
         if a != b:
             raise _Drop
@@ -53,21 +69,29 @@ def _meet_value(key: str, a: Any, b: Any) -> Any:
             if not common:
                 raise _Drop
             return common
-        return [*a, *(x for x in b if x not in a)]
+        if sorted(map(str, a)) != sorted(map(str, b)):
+            raise _DropKey
+        return list(a)
     if a != b:
         raise _Drop
     return a
 
 
-def _meet_table(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+def _meet_table(
+    a: Mapping[str, Any], b: Mapping[str, Any], optional: bool = False
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for key in a.keys() | b.keys():
+    for key in sorted(a.keys() | b.keys()):
+        inner = optional or key in OPTIONAL
         if key in a and key in b:
-            out[key] = _meet_value(key, a[key], b[key])
-        elif isinstance(a.get(key, b.get(key)), Mapping | int | float):
-            continue  # bounded on one side only: unbounded in the meet
-        else:
-            raise _Drop
+            try:
+                out[key] = _meet_value(key, a[key], b[key], optional)
+            except _DropKey:
+                if not inner:
+                    raise _Drop from None
+        elif not (inner or _numeric(a.get(key, b.get(key)))):
+            raise _Drop  # a setting on one side only, whose default is not known here
+        # else: bounded (or required) on one side only: unbounded in the meet
     return out
 
 
@@ -85,8 +109,10 @@ def meet(a: Mapping[str, Mapping[str, Any]], b: Mapping[str, Mapping[str, Any]])
 def _normalized(scenario: Scenario) -> Expect:
     """Its expectations with the judged operations (`fs`) spelled out (the checker's default
     when the catalogue left it out), so a meet intersects real sets."""
-    expect: Expect = {k: dict(v) for k, v in scenario.expect.items()}
-    for (name, options), checker in zip(expect.items(), scenario.checkers(), strict=True):
+    expect: Expect = {}
+    for name, options in scenario.expect.items():
+        options = dict(options)
+        checker = replace(scenario, expect={name: options}).checkers()[-1]
         fs = getattr(checker, "fs", None)
         if "fs" not in options and isinstance(fs, tuple):
             options["fs"] = list(fs)

@@ -7,7 +7,8 @@ that reruns it (same faults, same instances, same workload seed).
 Validity (`problems`): every fault lies inside the run, and no two faults on one
 *resource* overlap in time. A resource is a proxy for network faults (two toxics or a
 toxic and a `down` on one proxy at once would fight over it) and a process for process
-faults (a SIGSTOP on a process already SIGKILLed means nothing). Faults on different
+faults (a SIGSTOP on a process already SIGKILLed means nothing; a SIGKILLed process is
+busy until it has restarted, `RESTART_S` after its fault ends). Faults on different
 resources may overlap freely: a Redis outage during a PostgreSQL one is the point.
 """
 
@@ -24,6 +25,9 @@ from scenarios.run.scenario import ScheduledFault, parse_schedule
 TAIL_S = 5.0
 """Time after the last fault ends before the workload stops (the run's duration)."""
 MAX_INSTANCES = 3
+RESTART_S = 10.0
+"""How long a SIGKILLed process may take to come back after its fault ends (the restart
+waits until it is ready); nothing else touches that process meanwhile."""
 
 
 def resource(spec: FaultSpec) -> tuple[str, str]:
@@ -35,8 +39,13 @@ def _end(fault: ScheduledFault) -> float:
     return round(fault.at_s + fault.duration_s, 3)
 
 
+def _busy_until(fault: ScheduledFault) -> float:
+    """When its resource is free again: its end, plus the restart after a SIGKILL."""
+    return _end(fault) + (RESTART_S if fault.fault.kind == "sigkill" else 0.0)
+
+
 def _overlap(a: ScheduledFault, b: ScheduledFault) -> bool:
-    return a.at_s < _end(b) and b.at_s < _end(a)
+    return a.at_s < _busy_until(b) and b.at_s < _busy_until(a)
 
 
 def separate(faults: Sequence[ScheduledFault], gap_s: float) -> tuple[ScheduledFault, ...]:
@@ -50,7 +59,7 @@ def separate(faults: Sequence[ScheduledFault], gap_s: float) -> tuple[ScheduledF
         if key in busy_until and at_s < busy_until[key] + gap_s:
             at_s = round(busy_until[key] + gap_s, 3)
         moved = ScheduledFault(at_s, fault.duration_s, fault.fault)
-        busy_until[key] = _end(moved)
+        busy_until[key] = _busy_until(moved)
         placed.append(moved)
     return tuple(sorted(placed, key=lambda f: f.at_s))
 

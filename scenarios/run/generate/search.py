@@ -7,8 +7,10 @@
   times and counts as failing if any run failed ("failed at least once" is a failure).
 - Shrinking makes at most `max_shrink_runs` real runs; after that every new candidate
   counts as passing without running, so the smallest failure found so far is the result.
-- Flaky: if the minimal schedule passes every re-run when Hypothesis replays it last,
-  Hypothesis says `Flaky`; that is a `Failure` with `flaky=True` (never a traceback).
+- A schedule that failed once is a failure from then on (Hypothesis's candidates that map
+  to it are not run again). At the end the minimal schedule is run again, up to
+  `1 + reruns` times: if it never fails again, the `Failure` is `flaky=True`; so is a
+  Hypothesis `Flaky` (never a traceback).
 - The shrinking steps (each smaller failing schedule, original first) are kept for the
   report.
 """
@@ -19,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from hypothesis import HealthCheck, Phase, given, reject, settings
 from hypothesis import seed as hypothesis_seed
@@ -40,7 +43,7 @@ class Outcome:
 Runner = Callable[[GeneratedSchedule, Path], Outcome]
 """Runs one schedule (its directory given) and says how it went."""
 Listener = Callable[[GeneratedSchedule, Outcome, str], None]
-"""Told of every real run: the schedule, its outcome, the phase ("generate"/"shrink")."""
+"""Told of every real run: the schedule, its outcome, the phase (generate/shrink/confirm)."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,12 @@ class SearchResult:
 
 class _PropertyFailed(AssertionError):
     """A schedule failed (Hypothesis shrinks on this)."""
+
+
+def _fail(why: str) -> NoReturn:
+    """Raise the failure from one place: Hypothesis tells failures apart by where they were
+    raised, and a known failure must look like the run it stands for."""
+    raise _PropertyFailed(why)
 
 
 @dataclass
@@ -182,11 +191,11 @@ class Search:
         @given(schedule=schedules(config.space, seed))
         def prop(schedule: GeneratedSchedule) -> None:
             key = _key(schedule)
+            if key in state.failed:  # failed at least once: a failure, no need to run again
+                state.last_failed = key
+                _fail(state.failed[key].why)
             if state.failing:
                 if state.shrink_runs >= config.max_shrink_runs:
-                    if key in state.failed:
-                        state.last_failed = key
-                        raise _PropertyFailed(state.failed[key].why)
                     return  # shrink budget spent: nothing new counts as smaller
             elif deadline is not None and state.valid and self._monotonic() >= deadline:
                 reject()
@@ -203,15 +212,24 @@ class Search:
                         state.steps.append(step)
                     state.failed[key] = step
                     state.last_failed = key
-                    raise _PropertyFailed(outcome.why)
+                    _fail(outcome.why)
 
         try:
             hypothesis_seed(seed)(prop)()
         except _PropertyFailed:
-            return self._failure(state, flaky=False)
+            return self._failure(state, flaky=not self._reproduces(state))
         except Flaky:
             return self._failure(state, flaky=True)
         return None
+
+    def _reproduces(self, state: _Round) -> bool:
+        """Run the minimal schedule again (up to 1 + reruns times): does it fail again?"""
+        minimal = state.failed[state.last_failed]
+        for _ in range(1 + self._config.reruns):
+            outcome = self._run_once(minimal.schedule, state, "confirm")
+            if not outcome.passed:
+                return True
+        return False
 
     def _failure(self, state: _Round, *, flaky: bool) -> Failure:
         last = state.failed[state.last_failed]
