@@ -21,6 +21,8 @@ class Mutant:
     env: dict[str, str] = field(default_factory=dict)
     patch: Callable[[], None] | None = None
     stack: dict[str, Any] = field(default_factory=dict)
+    reason: str | None = None
+    """A regular expression the checker's summary must match (the intended reason)."""
 
 
 def _half_open_without_limit() -> None:
@@ -91,6 +93,93 @@ def _health_always_healthy() -> None:
     components.overall_status = always  # type: ignore[attr-defined]
 
 
+def _refuse_audit_writes_during_faults() -> None:
+    from reference.audit.event import AuditEvent
+    from reference.audit.resilient import AuditUnavailable, ResilientAudit
+
+    async def record(self: ResilientAudit, event: AuditEvent) -> object:
+        path, attempt = self._attempts[0]  # the first path only: no fallback
+        try:
+            await attempt(event)
+        except Exception as exc:
+            raise AuditUnavailable(event.event_id, {path: repr(exc)}) from exc
+        return path
+
+    ResilientAudit.record = record  # type: ignore[method-assign,assignment]
+
+
+def _slow_failures() -> None:
+    import asyncio
+
+    from reference.cache import HybridCache
+
+    original = HybridCache.get
+
+    async def get(self: HybridCache, key: str) -> Any:
+        if self._l2_outage:  # Redis is out: hang, then fail (instead of serving L1)
+            await asyncio.sleep(3.0)
+            raise RuntimeError("cache unavailable")
+        return await original(self, key)
+
+    HybridCache.get = get  # type: ignore[method-assign]
+
+
+def _empty_cache_fallback() -> None:
+    from reference.cache import HybridCache
+
+    original = HybridCache.get
+
+    async def get(self: HybridCache, key: str) -> Any:
+        if self._l2_outage:  # Redis is out: a miss, instead of what L1 holds
+            return None
+        return await original(self, key)
+
+    HybridCache.get = get  # type: ignore[method-assign]
+
+
+def _stale_after_overwrite() -> None:
+    from reference.cache import HybridCache
+
+    original = HybridCache.set
+
+    async def set_(self: HybridCache, key: str, value: Any, ttl_s: float | None = None) -> bool:
+        if self.in_l1(key):  # already cached: the overwrite is acknowledged and dropped
+            return True
+        return await original(self, key, value, ttl_s)
+
+    HybridCache.set = set_  # type: ignore[method-assign]
+
+
+def _corrupts_one_field() -> None:
+    from sqlalchemy import text
+
+    from reference.audit.store import AuditStore
+
+    original = AuditStore.__init__
+
+    def init(self: AuditStore, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        for name, value in list(vars(self).items()):  # every INSERT stores upper(actor)
+            sql = getattr(value, "text", value)
+            if isinstance(sql, str) and "INSERT" in sql and "actor" in sql:
+                sql = sql.replace("d->>'actor'", "upper(d->>'actor')")
+                sql = sql.replace(":actor,", "upper(:actor),")
+                setattr(self, name, text(sql) if hasattr(value, "text") else sql)
+
+    AuditStore.__init__ = init  # type: ignore[method-assign]
+
+
+def _recovery_only_by_admin() -> None:
+    import asyncio
+
+    from reference.audit.recovery import RecoveryJob
+
+    async def run_forever(self: RecoveryJob) -> None:
+        await asyncio.Event().wait()  # the scheduled job never runs; only POST /admin/recovery
+
+    RecoveryJob.run_forever = run_forever  # type: ignore[method-assign]
+
+
 MUTANTS: dict[str, Mutant] = {
     m.name: m
     for m in (
@@ -142,6 +231,7 @@ MUTANTS: dict[str, Mutant] = {
             "two-instances-invalidation",
             "staleness",
             patch=_no_l1_flush_on_reconnect,
+            reason=r"^after heal: [1-9]\d* stale reads",
         ),
         Mutant(
             "health-always-healthy",
@@ -156,6 +246,54 @@ MUTANTS: dict[str, Mutant] = {
             "redis-sigkill",
             "audit",
             stack={"redis_aof": False},
+        ),
+        Mutant(
+            "refuses-audit-writes-during-faults",
+            "no fallback path: audit writes get 503 while Redis is down",
+            "redis-down",
+            "write-availability",
+            patch=_refuse_audit_writes_during_faults,
+            reason=r"audit: [1-9]\d* refused \+ \d+ unknown of \d+ in fault window 1",
+        ),
+        Mutant(
+            "slow-failures",
+            "reads hang 3 s, then fail, while Redis is out (counted at the time waited)",
+            "redis-down",
+            "latency",
+            patch=_slow_failures,
+            reason=r"fault: p99 [3-9]\.\d+s > 0\.500s",
+        ),
+        Mutant(
+            "empty-cache-fallback",
+            "reads miss (404) while Redis is out instead of serving L1",
+            "redis-down",
+            "cache-availability",
+            patch=_empty_cache_fallback,
+            reason=r"[1-9]\d* misses of written keys in the fault phase \(max 0\)",
+        ),
+        Mutant(
+            "stale-after-overwrite",
+            "an overwrite of a cached key is acknowledged and dropped",
+            "two-instances-invalidation",
+            "staleness",
+            patch=_stale_after_overwrite,
+            reason=r"after heal: [1-9]\d* stale reads",
+        ),
+        Mutant(
+            "corrupts-one-field",
+            "audit rows are stored with the actor changed (event_id kept)",
+            "postgres-down",
+            "audit",
+            patch=_corrupts_one_field,
+            reason=r"[1-9]\d* corrupted",
+        ),
+        Mutant(
+            "recovery-only-by-admin",
+            "the journal is replayed only when /admin/recovery is called",
+            "recovery-drain",
+            "audit",
+            patch=_recovery_only_by_admin,
+            reason=r"[1-9]\d* pending",
         ),
     )
 }
