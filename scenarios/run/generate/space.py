@@ -103,7 +103,7 @@ class ScheduleSpace:
     max_instances: int = MAX_INSTANCES
     earliest_start_s: float = 2.0
     latest_start_s: float = 10.0
-    min_duration_s: float = 1.0
+    min_duration_s: float = 2.0
     max_duration_s: float = 5.0
     gap_s: float = 2.0
     """Two faults on one resource are at least this far apart (longer than a breaker's
