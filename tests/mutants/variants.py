@@ -307,10 +307,11 @@ def _loses_audit_on_second_redis_outage() -> None:
     from reference.audit.resilient import ResilientAudit
 
     transition = module.CircuitBreaker._transition
+    outages: dict[str, int] = {}  # per breaker name (the breaker has __slots__)
 
     def counting(self: Any, new: Any) -> None:
         if self._state is module._CLOSED and new is module._OPEN:
-            self.outages = getattr(self, "outages", 0) + 1
+            outages[self.name] = outages.get(self.name, 0) + 1
         transition(self, new)
 
     via_db = ResilientAudit._via_db
@@ -319,7 +320,7 @@ def _loses_audit_on_second_redis_outage() -> None:
         honest = via_db(self, store)
 
         async def attempt(event: Any) -> None:
-            if getattr(self.redis_breaker, "outages", 0) >= 2:
+            if outages.get(self.redis_breaker.name, 0) >= 2:
                 return None  # "recorded" on the database path, but never written
             await honest(event)
 

@@ -5,6 +5,7 @@ and a change in the catalogue changes them (nothing is copied by hand)."""
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from scenarios.faults import FaultSpec
 from scenarios.run.catalogue import load_catalogue
@@ -61,13 +62,13 @@ def test_the_meet_keeps_what_holds_under_both_at_the_looser_bound() -> None:
     """Numbers: the larger bound (the smaller minimum); fs: the common operations; a bound
     on one side only: none; differing allowed paths: the requirement is dropped, the
     checker kept; a differing setting or a checker on one side only: the checker goes."""
-    a = {
+    a: dict[str, dict[str, Any]] = {
         "latency": {"fault": {"p99_s": 0.5, "p95_s": 0.1}, "fs": ["cache_get", "audit"]},
         "audit": {"paths": {"fault": ["db"]}, "min_evidence": 20},
         "staleness": {"during_fault": "allowed"},
         "breaker": {"open_within_s": 2.0},
     }
-    b = {
+    b: dict[str, dict[str, Any]] = {
         "latency": {"fault": {"p99_s": 0.8}, "fs": ["audit"]},
         "audit": {"paths": {"fault": ["queue"]}, "min_evidence": 10},
         "staleness": {"during_fault": "forbidden"},

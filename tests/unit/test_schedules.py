@@ -23,7 +23,7 @@ from scenarios.run.schedules import parse_duration, property_scenario
 SPACE = ScheduleSpace()
 
 
-@settings(max_examples=300, deadline=None, database=None)
+@settings(max_examples=200, deadline=None, database=None)
 @given(schedule=schedules(SPACE, seed=5))
 def test_generated_schedules_are_valid(schedule: GeneratedSchedule) -> None:
     """Every schedule: 1..6 faults inside the run, 1..3 instances, no two faults on one
@@ -44,7 +44,7 @@ def test_generated_schedules_are_valid(schedule: GeneratedSchedule) -> None:
             assert b.at_s >= a.at_s + a.duration_s + restart + SPACE.gap_s - 1e-9
 
 
-@settings(max_examples=300, deadline=None, database=None)
+@settings(max_examples=100, deadline=None, database=None)
 @given(schedule=schedules(SPACE, seed=9))
 def test_replay_round_trips_through_json_and_the_command_line(
     schedule: GeneratedSchedule,
@@ -71,7 +71,7 @@ def test_the_space_covers_every_kind_target_and_direction() -> None:
     repeated = overlapping = 0
 
     @settings(
-        max_examples=1500,
+        max_examples=1000,
         deadline=None,
         database=None,
         derandomize=True,

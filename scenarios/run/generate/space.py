@@ -103,8 +103,8 @@ class ScheduleSpace:
     max_instances: int = MAX_INSTANCES
     earliest_start_s: float = 2.0
     latest_start_s: float = 8.0
-    min_duration_s: float = 4.0
-    max_duration_s: float = 8.0
+    min_duration_s: float = 5.0
+    max_duration_s: float = 9.0
     gap_s: float = 2.0
     """Two faults on one resource are at least this far apart (longer than a breaker's
     reset timeout, so the second is a second outage and not the same one)."""
