@@ -230,7 +230,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--reruns", type=int, default=1, help="re-runs of a passing schedule while shrinking"
     )
     prop.add_argument(
-        "--max-shrink-runs", type=int, default=40, help="real runs spent shrinking a failure"
+        "--max-shrink-runs", type=int, default=24, help="real runs spent shrinking a failure"
     )
     prop.add_argument(
         "--target-cmd", default=None, help="command of the target (default: reference)"

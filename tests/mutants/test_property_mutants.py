@@ -51,15 +51,15 @@ class Setting:
         ]
 
 
-FULL = Setting(examples=30, seed=1, max_shrink_runs=40, reruns=1)
+FULL = Setting(examples=30, seed=1, max_shrink_runs=24, reruns=1)
 REASON = {
     "loses-audit-on-second-outage": r"audit: \d+ acknowledged, \d+ lost",
-    "dedupes-in-memory": r"audit: \d+ acknowledged, .*\d+ duplicated",
+    "resends-slow-commits": r"audit: \d+ acknowledged, .*\d+ duplicated",
 }
 """The checker and finding each variant must be flagged for."""
 QUICK = {
     "loses-audit-on-second-outage": Setting(examples=6, seed=1, max_shrink_runs=3, reruns=0),
-    "dedupes-in-memory": Setting(examples=6, seed=1, max_shrink_runs=3, reruns=0),
+    "resends-slow-commits": Setting(examples=6, seed=1, max_shrink_runs=3, reruns=0),
 }
 
 

@@ -54,7 +54,7 @@ class SearchSettings:
     seed: int = 0
     shrink: bool = True
     reruns: int = 1
-    max_shrink_runs: int = 40
+    max_shrink_runs: int = 24
     time_budget_s: float | None = None
     round_examples: int = 10
     space: ScheduleSpace = field(default_factory=ScheduleSpace)

@@ -29,6 +29,9 @@ from scenarios.run.scenario import ScheduledFault
 Params = st.SearchStrategy[dict[str, Any]]
 DEPENDENCIES = ("redis", "postgres")
 PROCESSES = ("redis", "postgres", "target")
+LATENCIES_MS = (100, 200, 300, 400, 500, 750, 1000, 1500, 2000, 3000)
+"""Latencies drawn: dense around the per-operation timeouts (150 ms Redis, 500 ms-1 s
+PostgreSQL), where a reply arrives late but a commit has already landed."""
 
 
 def _streamed(**params: st.SearchStrategy[Any]) -> Params:
@@ -64,7 +67,7 @@ DEFAULT_KINDS: tuple[FaultKind, ...] = (
         "latency",
         DEPENDENCIES,
         lambda: _streamed(
-            latency=st.integers(1, 30).map(lambda n: n * 100),
+            latency=st.sampled_from(LATENCIES_MS),
             jitter=st.integers(0, 4).map(lambda n: n * 50),
         ),
     ),
