@@ -2,7 +2,7 @@
 PostgreSQL and Toxiproxy: a variant that loses audit events from a dependency's second
 outage on, and one that writes an event twice when a PostgreSQL reply is lost after the
 commit. Each prints a shrunk schedule and a replay command, and that command, run on its
-own, exits 1. The same replay against the reference passes.
+own, exits 1. The same replay against the reference passes the checker that flagged the variant.
 
 The full setting (`--examples 30 --seed 1`, default shrinking) is marked slow; the quick
 one, run in CI, uses a seed whose search meets a failing schedule within a few examples
@@ -128,17 +128,21 @@ def _find_and_replay(name: str, setting: Setting, tmp_path: Path, *, minimal: bo
     replay = stormproof(words, tmp_path / "replay")
     assert replay.returncode == 1, replay.stdout + replay.stderr
     assert re.search(REASON[name], replay.stdout), replay.stdout
-    # the same schedule and workload against the reference pass: the variant is the cause
+    # the same schedule and workload against the reference: its audit checker passes, so
+    # the variant is the cause (other checkers may have findings of their own: two Redis
+    # outages show the reference's L1 misses written keys in the second, docs/DECISIONS.md)
     i = words.index("--target-cmd")
     reference = stormproof(words[:i] + words[i + 2 :], tmp_path / "reference")
-    assert reference.returncode == 0, reference.stdout + reference.stderr
+    assert "Traceback" not in reference.stdout + reference.stderr
+    assert "passed" in reference.stdout, reference.stdout + reference.stderr
+    assert not re.search(r"^\s+audit: ", reference.stdout, re.MULTILINE), reference.stdout
 
 
 @pytest.mark.parametrize("name", sorted(PROPERTY_MUTANTS))
 def test_property_quick_finds_the_variant_and_its_replay_fails(name: str, tmp_path: Path) -> None:
     """Quick (CI): a seeded short search finds the variant for the intended reason, prints
     a shrunk schedule and a replay command; the replay alone exits 1 for the same reason,
-    and the same replay against the reference exits 0."""
+    and the same replay against the reference passes the audit checker."""
     _find_and_replay(name, QUICK[name], tmp_path, minimal=False)
 
 
