@@ -317,10 +317,13 @@ def _loses_audit_on_second_redis_outage() -> None:
     def counting(self: Any, new: Any) -> None:
         if new is module._CLOSED:
             counted[self.name] = False
-        elif self._state is module._HALF_OPEN and new is module._OPEN:
-            if not counted.get(self.name, False):
-                outages[self.name] = outages.get(self.name, 0) + 1
-                counted[self.name] = True
+        elif (
+            self._state is module._HALF_OPEN
+            and new is module._OPEN
+            and not counted.get(self.name, False)
+        ):
+            outages[self.name] = outages.get(self.name, 0) + 1
+            counted[self.name] = True
         transition(self, new)
 
     via_db = ResilientAudit._via_db
