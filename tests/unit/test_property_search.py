@@ -108,17 +108,22 @@ def test_a_time_budget_keeps_drawing_in_rounds_and_reports_each_failure(
     tmp_path: Path,
 ) -> None:
     """With a budget, rounds follow one another until it is spent (each run costs 20 s on
-    the injected clock); every failing round leaves one shrunk failure; the report files
-    hold every failure with its replay command and its steps."""
+    the injected clock), a schedule run in an earlier round is not run again; every
+    failing round leaves one shrunk failure; the report files hold every failure with its
+    replay command and its steps."""
     clock = _Clock()
+    ran: list[str] = []
 
     def runner(schedule: GeneratedSchedule, where: Path) -> Outcome:
         clock.now += 20.0
+        ran.append(schedule.schedule_json())
         return _two_redis_faults(schedule, where)
 
     config = SearchSettings(seed=1, time_budget_s=3600, round_examples=5, max_shrink_runs=10)
     result = Search(config, runner, tmp_path, monotonic=clock).run()
     assert result.rounds >= 3
+    # every round starts from the simplest schedule: it runs in the first round only
+    assert ran.count(ran[0]) == 1
     assert clock.now >= 3600 and clock.now < 3600 + 20 * 20
     assert len(result.failures) >= 1
     html = write_property_report(tmp_path, result, config, ["--target-cmd", "svc"])

@@ -116,6 +116,7 @@ class _Round:
     valid: int = 0
     runs: int = 0
     last_failed: str = ""
+    ran: set[str] = field(default_factory=set)
 
     @property
     def failing(self) -> bool:
@@ -144,6 +145,9 @@ class Search:
         self._listen = listener or (lambda s, o, p: None)
         self._monotonic = monotonic
         self._count = 0
+        self._earlier: set[str] = set()
+        """Schedules run in earlier rounds: every round starts from the simplest schedule,
+        which need not run (or be reported) again."""
 
     def run(self) -> SearchResult:
         """Search until the examples or the time budget are spent; never raises on a failure."""
@@ -158,6 +162,7 @@ class Search:
             failure = self._round(self._config.seed + rounds, examples, deadline, state)
             rounds += 1
             runs += state.runs
+            self._earlier |= state.ran
             if failure is not None:
                 failures.append(failure)
             if deadline is None or self._monotonic() >= deadline:
@@ -168,6 +173,7 @@ class Search:
         where = self._dir / f"example-{self._count}"
         self._count += 1
         state.runs += 1
+        state.ran.add(_key(schedule))
         outcome = self._runner(schedule, where)
         self._listen(schedule, outcome, phase)
         return outcome
@@ -199,6 +205,8 @@ class Search:
                     return  # shrink budget spent: nothing new counts as smaller
             elif deadline is not None and state.valid and self._monotonic() >= deadline:
                 reject()
+            if key in self._earlier:
+                return  # run (and, if it failed, reported) in an earlier round
             state.valid += 1
             phase = "shrink" if state.failing else "generate"
             tries = 1 + (config.reruns if state.failing else 0)
