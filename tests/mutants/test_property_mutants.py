@@ -58,8 +58,10 @@ REASON = {
 }
 """The checker and finding each variant must be flagged for."""
 QUICK = {
-    "loses-audit-on-second-outage": Setting(examples=6, seed=1, max_shrink_runs=3, reruns=0),
-    "resends-slow-commits": Setting(examples=6, seed=1, max_shrink_runs=3, reruns=0),
+    # seeds whose second/third drawn schedule is the kind the variant needs (seed 40: two
+    # Redis SIGKILLs; seed 16: 300 ms of PostgreSQL latency), with little shrinking
+    "loses-audit-on-second-outage": Setting(examples=4, seed=40, max_shrink_runs=1, reruns=0),
+    "resends-slow-commits": Setting(examples=4, seed=16, max_shrink_runs=1, reruns=0),
 }
 
 
