@@ -58,6 +58,7 @@ class CounterTotals:
     cache_stale_served: int = 0
     cache_loader_fallbacks: int = 0
     audit_file_events: int = 0
+    journal_chain_breaks: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +162,23 @@ class ResilienceMetrics:
         self._redis_failures = Counter(
             "stormproof_redis_failures", "Redis operation failures", registry=r
         )
+        self._queue_unsafe = Gauge(
+            "stormproof_audit_queue_unsafe",
+            "1 when the audit queue's Redis cannot keep acknowledged events (AOF, "
+            "appendfsync, eviction policy or role), 0 when it can",
+            registry=r,
+        )
+        self._chain_breaks = Counter(
+            "stormproof_journal_chain_breaks",
+            "Journal segments that failed the HMAC chain (quarantined, or missing)",
+            registry=r,
+        )
+        self._outage_keys_dropped = Counter(
+            "stormproof_cache_outage_keys_dropped",
+            "Keys written during a Redis outage that the bounded resync set could not hold "
+            "(the cache namespace is flushed instead)",
+            registry=r,
+        )
         self._redis_last_failure = Gauge(
             "stormproof_redis_last_failure_timestamp_seconds",
             "Wall-clock time of the last Redis failure (0 = never)",
@@ -229,6 +247,15 @@ class ResilienceMetrics:
         """Count journal records replayed into the database."""
         self._recovery_replayed.inc(records)
 
+    def set_audit_queue_unsafe(self, unsafe: bool) -> None:
+        self._queue_unsafe.set(1 if unsafe else 0)
+
+    def record_journal_chain_break(self, segments: int = 1) -> None:
+        self._chain_breaks.inc(segments)
+
+    def record_outage_keys_dropped(self, keys: int = 1) -> None:
+        self._outage_keys_dropped.inc(keys)
+
     # -- redis --------------------------------------------------------------------------
 
     def record_redis_failure(self) -> None:
@@ -248,6 +275,7 @@ class ResilienceMetrics:
             cache_stale_served=int(_value(self._stale)),
             cache_loader_fallbacks=int(_value(self._loader_fallbacks)),
             audit_file_events=int(_value(self._audit_events["file"])),
+            journal_chain_breaks=int(_value(self._chain_breaks)),
         )
 
     def snapshot(self) -> ResilienceSnapshot:

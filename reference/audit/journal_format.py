@@ -26,7 +26,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from reference.audit._fs import write_all
+from reference.audit._fs import fsync_dir, make_dirs, write_all
 
 log = logging.getLogger(__name__)
 
@@ -331,6 +331,22 @@ def quarantine_path(directory: Path, scan: SegmentScan, region: CorruptRegion) -
     return directory / "quarantine" / name
 
 
+def quarantine_segment(path: Path, directory: Path, reason: str) -> bool:
+    """Copy the whole segment `path` to ``directory/quarantine/<name>.<reason>.bad`` (0600,
+    file and directory fsynced); True when the copy is there (made now or before). The
+    caller deletes the source only after this returned True."""
+    target = directory / "quarantine" / f"{path.name}.{reason}.bad"
+    try:
+        make_dirs(target.parent)
+        if not target.exists():
+            _write_new_file(target, path.read_bytes())
+            fsync_dir(target.parent)
+        return True
+    except OSError as exc:
+        log.warning("journal quarantine of %s failed: %s", path.name, exc)
+        return False
+
+
 def quarantine(scan: SegmentScan, directory: Path) -> int:
     """Copy each corrupt range of `scan` to ``directory/quarantine/`` (0600).
 
@@ -342,13 +358,14 @@ def quarantine(scan: SegmentScan, directory: Path) -> int:
     target = directory / "quarantine"
     count = 0
     try:
-        target.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_dirs(target)
         with scan.path.open("rb") as source:
             for region in scan.corrupt:
                 source.seek(region.offset)
                 chunk = source.read(region.length)
                 if _write_new_file(quarantine_path(directory, scan, region), chunk):
                     count += 1
+        fsync_dir(target)  # the copies' names are durable before the source can go
     except OSError as exc:
         log.warning("journal quarantine of %s incomplete: %s", scan.path.name, exc)
     return count

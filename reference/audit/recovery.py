@@ -35,20 +35,25 @@ import json
 import logging
 import os
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from reference.audit._fs import atomic_replace, fsync_dir
+from reference.audit.chain_anchor import ChainAnchor, write_anchor
+from reference.audit.chain_check import chain_verdict
 from reference.audit.event import AuditEvent, InvalidAuditEvent
 from reference.audit.journal import Journal, JournalWriteError, writer_alive
 from reference.audit.journal_format import (
+    ZERO_MAC,
     CorruptRegion,
     JournalRecord,
     SegmentScan,
     list_segments,
     quarantine,
     quarantine_path,
+    quarantine_segment,
     read_segment,
+    segment_sequence,
 )
 from reference.audit.queue import QueueWorker
 from reference.audit.store import POISON_ERRORS, AuditStore
@@ -133,6 +138,7 @@ class RecoveryConfig:
     batch_size: int = 20000
     batch_timeout_s: float = 30.0
     redrive_timeout_s: float = 10.0
+    hmac_key: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.interval_s <= 0:
@@ -181,11 +187,14 @@ class RecoveryJob:
         try:
             segments = await self._sealed_segments()
             # Read the next segment (in a thread) while the database takes this one.
-            reads = [asyncio.create_task(asyncio.to_thread(read_segment, s)) for s in segments[:1]]
+            key = self.config.hmac_key
+            reads = [
+                asyncio.create_task(asyncio.to_thread(read_segment, s, key)) for s in segments[:1]
+            ]
             for number, segment in enumerate(segments):
                 if number + 1 < len(segments):
                     nxt = segments[number + 1]
-                    reads.append(asyncio.create_task(asyncio.to_thread(read_segment, nxt)))
+                    reads.append(asyncio.create_task(asyncio.to_thread(read_segment, nxt, key)))
                 if not await self._replay_segment(segment, totals, reads[number]):
                     break
         finally:
@@ -257,22 +266,57 @@ class RecoveryJob:
         except OSError as exc:
             _log.error("recovery: cannot read %s: %s", path.name, exc)
             return False
+        verdict = await asyncio.to_thread(chain_verdict, scan, self.directory)
+        if verdict.reports:
+            self._chain_broken(scan, verdict.reports)
+        if verdict.forged:
+            return await asyncio.to_thread(self._set_aside, path)
         if scan.corrupt and not await self._quarantine(scan, scan.corrupt, totals):
+            return False
+        if verdict.bad_records and not await self._quarantine(scan, verdict.bad_records, totals):
             return False
         identity = _identity(scan)
         checkpoint = read_checkpoint(self.directory)
         start = 0
         if checkpoint and (checkpoint.segment, checkpoint.first_record) == (path.name, identity):
             start = checkpoint.offset
-        records = [r for r in scan.records if r.offset >= start]
+        rejected = {region.offset for region in verdict.bad_records}
+        records = [r for r in scan.records if r.offset >= start and r.offset not in rejected]
         for first in range(0, len(records), self.batch_size):
             batch = records[first : first + self.batch_size]
             if not await self._replay_batch(scan, batch, totals):
                 return False
             await self._checkpoint(Checkpoint(path.name, batch[-1].end, identity))
+        await self._anchor(scan)
         await asyncio.to_thread(_remove_segment, path)
         await self._checkpoint(None)
         return True
+
+    def _chain_broken(self, scan: SegmentScan, reports: Sequence[str]) -> None:
+        for report in reports:
+            _log.error("recovery: HMAC chain broken at %s: %s", scan.path.name, report)
+        if self._metrics is not None:
+            self._metrics.record_journal_chain_break()
+
+    def _set_aside(self, path: Path) -> bool:
+        """A segment that fails the chain as a whole: copied to quarantine, then removed
+        (nothing of it replayed). False (keep it, stop) when the copy failed."""
+        if not quarantine_segment(path, self.directory, "chain"):
+            return False
+        _remove_segment(path)
+        return True
+
+    async def _anchor(self, scan: SegmentScan) -> None:
+        """Record the replayed segment as the chain's new anchor (a failure only weakens
+        the next check, like a lost checkpoint)."""
+        sequence = scan.header.sequence if scan.header else segment_sequence(scan.path)
+        if sequence is None:
+            return
+        anchor = ChainAnchor(sequence, scan.last_mac or ZERO_MAC)
+        try:
+            await asyncio.to_thread(write_anchor, self.directory, anchor)
+        except OSError as exc:
+            _log.warning("recovery: chain anchor not saved (%s)", exc)
 
     async def _checkpoint(self, checkpoint: Checkpoint | None) -> None:
         """Save progress; a failure (a full disk) only means replaying more next time.

@@ -24,15 +24,20 @@ from dataclasses import dataclass
 from reference.audit.event import AuditEvent
 from reference.audit.journal import Journal
 from reference.audit.queue import AuditQueue
+from reference.audit.queue_safety import QueueGuard
 from reference.audit.store import AuditStore
 from reference.breaker import CircuitBreaker, CircuitOpenError
 from reference.errors import describe
 from reference.metrics import AuditPath, ResilienceMetrics
 
-__all__ = ["AuditConfig", "AuditUnavailable", "ResilientAudit"]
+__all__ = ["AuditConfig", "AuditUnavailable", "QueueUnsafe", "ResilientAudit"]
 
 _log = logging.getLogger(__name__)
 _Attempt = Callable[[AuditEvent], Awaitable[object]]
+
+
+class QueueUnsafe(Exception):
+    """The queue's Redis cannot keep acknowledged events (see audit/queue_safety.py)."""
 
 
 class AuditUnavailable(Exception):
@@ -74,10 +79,14 @@ class ResilientAudit:
         store: AuditStore | None = None,
         journal: Journal | None = None,
         metrics: ResilienceMetrics | None = None,
+        queue_guard: QueueGuard | None = None,
+        journal_breaker: CircuitBreaker | None = None,
     ) -> None:
         self._timeout_s = config.timeout_s
         self.redis_breaker = redis_breaker
         self.db_breaker = db_breaker
+        self.journal_breaker = journal_breaker
+        self.queue_guard = queue_guard
         self._metrics = metrics
         attempts: list[tuple[AuditPath, _Attempt]] = []
         if queue is not None and config.queue:
@@ -104,7 +113,7 @@ class ResilientAudit:
                 reasons[path] = _reason(exc)
                 if metrics is not None:
                     metrics.record_audit_attempt_failure(path)
-                    if path == "queue" and not isinstance(exc, CircuitOpenError):
+                    if path == "queue" and not isinstance(exc, CircuitOpenError | QueueUnsafe):
                         metrics.record_redis_failure()
                 continue
             if metrics is not None:
@@ -118,6 +127,9 @@ class ResilientAudit:
 
     def _via_queue(self, queue: AuditQueue) -> _Attempt:
         async def attempt(event: AuditEvent) -> None:
+            guard = self.queue_guard
+            if guard is not None and not guard.usable:
+                raise QueueUnsafe("; ".join(guard.safety.problems) or "unsafe")
             await self.redis_breaker.call(lambda: queue.publish(event), timeout_s=self._timeout_s)
 
         return attempt
@@ -132,14 +144,25 @@ class ResilientAudit:
         return attempt
 
     def _via_journal(self, journal: Journal) -> _Attempt:
-        async def attempt(event: AuditEvent) -> None:
+        """Bounded; behind `journal_breaker` when given, so a stalled disk costs one fast
+        rejection per event instead of one full timeout each."""
+
+        async def append(event: AuditEvent) -> None:
             async with asyncio.timeout(self._timeout_s):
                 await journal.append(event.to_json_bytes())
+
+        async def attempt(event: AuditEvent) -> None:
+            if self.journal_breaker is None:
+                await append(event)
+            else:
+                await self.journal_breaker.call(lambda: append(event))
 
         return attempt
 
 
 def _reason(exc: BaseException) -> str:
+    if isinstance(exc, QueueUnsafe):
+        return f"queue unsafe ({exc})"
     if isinstance(exc, CircuitOpenError):
         return f"circuit {exc.name} {exc.state.value}"
     if isinstance(exc, TimeoutError):

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from scenarios.faults import FaultError
 from scenarios.run.catalogue import load_catalogue, select
 from scenarios.run.generate.search import SearchSettings
+from scenarios.run.generate.space import DISK_FAULT_KINDS, ScheduleSpace
 from scenarios.run.runner import RunOptions, run_catalogue
 from scenarios.run.scenario import (
     Scenario,
@@ -173,6 +174,9 @@ def cmd_property(args: argparse.Namespace) -> int:
         reruns=args.reruns,
         max_shrink_runs=args.max_shrink_runs,
         time_budget_s=budget,
+        space=ScheduleSpace().with_kinds(*DISK_FAULT_KINDS)
+        if args.disk_faults
+        else ScheduleSpace(),
     )
     options = RunOptions(
         report_dir=args.report,
@@ -234,6 +238,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     prop.add_argument(
         "--target-cmd", default=None, help="command of the target (default: reference)"
+    )
+    prop.add_argument(
+        "--disk-faults", action="store_true", help="also draw power-cut and disk faults (FUSE)"
     )
     prop.add_argument("--provider", default=None, help="local (default) | external | docker")
     prop.add_argument(

@@ -20,6 +20,7 @@ from scenarios.faults import FaultInjector
 from scenarios.history import History
 from scenarios.history_recorder import HistoryRecorder
 from scenarios.ports import free_port
+from scenarios.redis_data import apply_redis_config
 from scenarios.report import (
     RunSummary,
     ScenarioResult,
@@ -71,17 +72,23 @@ def run_catalogue(
     run_dir.mkdir(parents=True, exist_ok=True)
     results: list[ScenarioResult] = []
     histories: dict[str, History] = {}
-    stacks: dict[bool, Stack] = {}
+    stacks: dict[tuple[bool, str], Stack] = {}
     try:
         for number, scenario in enumerate(scenarios):
             aof = bool(scenario.stack.get("redis_aof", True))
-            if aof not in stacks:
-                stacks[aof] = open_stack(
-                    options.provider, base_dir=run_dir / "stack", redis_aof=aof
+            appendfsync = str(scenario.stack.get("redis_appendfsync", "always"))
+            if (aof, appendfsync) not in stacks:
+                stacks[aof, appendfsync] = open_stack(
+                    options.provider,
+                    base_dir=run_dir / "stack",
+                    redis_aof=aof,
+                    redis_appendfsync=appendfsync,
                 )
             report = progress(number, scenario) if progress else None
             result, history = asyncio.run(
-                run_scenario(scenario, stacks[aof], options, run_dir / scenario.name, report)
+                run_scenario(
+                    scenario, stacks[aof, appendfsync], options, run_dir / scenario.name, report
+                )
             )
             results.append(result)
             if history is not None:
@@ -125,6 +132,9 @@ async def run_scenario(
         )
     stack.heal()
     await asyncio.to_thread(reset_state, stack)
+    undo_redis_config = await asyncio.to_thread(
+        apply_redis_config, stack.urls.redis_direct_url, scenario.stack.get("redis_config", {})
+    )
     extra_proxies = (
         _instance_proxies(stack, scenario.instances)
         if scenario.stack.get("redis_proxy_per_instance")
@@ -135,6 +145,11 @@ async def run_scenario(
         stack.urls,
         scenario_dir,
         instance_env=lambda n: {"REDIS_URL": extra_proxies[n]} if extra_proxies else {},
+        backup_root=(
+            stack.disks.journal_root(scenario.name)
+            if stack.disks is not None and "journal" in stack.disks.mounts
+            else None
+        ),
     )
     injector = FaultInjector.on_stack(stack, targets=lambda: list(targets.instances))
     error: str | None = None
@@ -181,6 +196,10 @@ async def run_scenario(
     finally:
         errors = injector.revert_all()
         await asyncio.to_thread(targets.stop)
+        try:
+            await asyncio.to_thread(undo_redis_config)
+        except Exception as exc:
+            errors.append(f"redis_config: {exc}")
         for n in extra_proxies:
             with contextlib.suppress(Exception):
                 stack.toxiproxy.delete_proxy(f"redis.i{n}")

@@ -25,6 +25,7 @@ Everything is checked before anything starts; errors are one line naming the sce
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -59,9 +60,10 @@ EXPECTATIONS = (
     "beneficios",
 )
 PHASES = ("baseline", "fault", "between", "recovery")
-STACK_OPTIONS = ("redis_aof", "redis_proxy_per_instance")
+STACK_OPTIONS = ("redis_aof", "redis_proxy_per_instance", "redis_appendfsync", "redis_config")
 FULL_SCALE = 3.0
 RECOVERY_MODES = ("admin", "scheduled")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 class ScenarioError(ValueError):
@@ -130,7 +132,7 @@ def _checker(kind: str, options: Mapping[str, Any]) -> Checker:
     if kind == "steady_state":
         return SteadyStateChecker(**options)
     if kind == "audit":
-        return AuditChecker(**_with_tuple(options, "fs"))
+        return AuditChecker(**_with_tuple(_with_tuple(options, "fs"), "exempt_windows"))
     if kind == "beneficios":
         return BeneficiosChecker(**options)
     if kind == "write_availability":
@@ -218,6 +220,9 @@ def parse_scenario(raw: Mapping[str, Any]) -> Scenario:
     if not name:
         raise ScenarioError("scenario without a name")
     where = f"scenario {name!r}"
+    if not _NAME.fullmatch(name) or name in (".", ".."):
+        # the name becomes a directory under the report: no separators, no "..", no spaces
+        raise ScenarioError(f"{where}: name must be letters, digits, '.', '_' or '-'")
     known = {
         "name",
         "description",
@@ -258,6 +263,11 @@ def parse_scenario(raw: Mapping[str, Any]) -> Scenario:
         raise ScenarioError(
             f"{where}: unknown stack option(s) {sorted(set(stack) - set(STACK_OPTIONS))}"
         )
+    redis_config = stack.get("redis_config", {})
+    if not isinstance(redis_config, Mapping) or not all(
+        isinstance(v, str | int) and not isinstance(v, bool) for v in redis_config.values()
+    ):
+        raise ScenarioError(f"{where}: stack.redis_config must be a table of parameter = value")
     raw_env = raw.get("target_env", {})
     if not isinstance(raw_env, Mapping):
         raise ScenarioError(f"{where}: target_env must be a table of VARIABLE = value")

@@ -33,12 +33,15 @@ def open_stack(
     base_dir: Path | None = None,
     *,
     redis_aof: bool = True,
+    redis_appendfsync: str = "always",
 ) -> Stack:
     """Start (or attach to) a stack; raises StackError with one line when it cannot."""
     env = os.environ if env is None else env
     provider = resolve_provider(name, env)
     if not redis_aof and provider != "local":
         raise StackError(f"the {provider} provider cannot run Redis without AOF")
+    if redis_appendfsync != "always" and provider != "local":
+        raise StackError(f"the {provider} provider cannot set Redis's appendfsync")
     if provider == "external":
         from scenarios.stack.external import open_external_stack
 
@@ -49,4 +52,4 @@ def open_stack(
         return open_docker_stack()
     from scenarios.stack.local import start_local_stack
 
-    return start_local_stack(base_dir, redis_aof=redis_aof)
+    return start_local_stack(base_dir, redis_aof=redis_aof, redis_appendfsync=redis_appendfsync)

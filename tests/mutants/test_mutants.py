@@ -39,7 +39,8 @@ def run_one(
 
 @pytest.mark.parametrize("name", sorted(MUTANTS))
 def test_mutant_is_flagged_by_its_checker(name: str, tmp_path: Path) -> None:
-    """The variant fails its scenario, and the checker meant for it is among the failures."""
+    """The variant fails its scenario, and the checker meant for it is among the failures,
+    for the intended reason (its summary matches the mutant's `reason`)."""
     mutant = MUTANTS[name]
     result = run_one(mutant, mutant.scenario, tmp_path)
     failed = {check.checker: check.summary for check in result.failed_checks}
@@ -48,6 +49,11 @@ def test_mutant_is_flagged_by_its_checker(name: str, tmp_path: Path) -> None:
     assert mutant.checker in failed, f"{name}: expected {mutant.checker}, failed: {failed}"
     if mutant.reason is not None:
         assert re.search(mutant.reason, failed[mutant.checker]), failed[mutant.checker]
+
+    if mutant.loses:  # flagged for the intended reason: acknowledged events lost
+        [audit] = [check for check in result.failed_checks if check.checker == "audit"]
+        counts = audit.details["counts"]
+        assert isinstance(counts, dict) and int(counts["lost"]) > 0, audit.summary
 
 
 def test_stale_l1_after_reconnect_is_flagged_in_full_mode_after_the_heal(tmp_path: Path) -> None:
@@ -76,3 +82,4 @@ def test_every_mutant_targets_a_catalogue_scenario() -> None:
         assert mutant.scenario in catalogue
         checkers = {c.name for c in catalogue[mutant.scenario].checkers()}
         assert mutant.checker in checkers, (mutant.name, checkers)
+        assert mutant.reason, f"{mutant.name}: no intended reason to assert"

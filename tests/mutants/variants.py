@@ -23,6 +23,7 @@ class Mutant:
     stack: dict[str, Any] = field(default_factory=dict)
     reason: str | None = None
     """A regular expression the checker's summary must match (the intended reason)."""
+    loses: bool = False  # the audit checker must count lost > 0 (not just fail)
 
 
 def _half_open_without_limit() -> None:
@@ -180,6 +181,26 @@ def _recovery_only_by_admin() -> None:
     RecoveryJob.run_forever = run_forever  # type: ignore[method-assign]
 
 
+def _journal_without_fsync() -> None:
+    from reference.audit.journal import JournalConfig
+
+    def post_init(self: JournalConfig) -> None:
+        object.__setattr__(self, "fsync", False)  # write, never fsync (file or directory)
+
+    JournalConfig.__post_init__ = post_init  # type: ignore[method-assign]
+
+
+def _journal_without_dir_fsync() -> None:
+    from pathlib import Path
+
+    from reference.audit.journal import Journal
+
+    def fsync_dir(self: Journal, directory: Path) -> None:
+        return None  # a new segment's directory entry is never made durable
+
+    Journal._fsync_dir = fsync_dir  # type: ignore[method-assign]
+
+
 MUTANTS: dict[str, Mutant] = {
     m.name: m
     for m in (
@@ -189,6 +210,7 @@ MUTANTS: dict[str, Mutant] = {
             "redis-blackhole",
             "latency",
             env={"REDIS_OP_TIMEOUT_MS": "60000"},
+            reason=r"fault: p9[59] \d+\.\d+s > ",
         ),
         Mutant(
             "breaker-never-opens",
@@ -196,6 +218,7 @@ MUTANTS: dict[str, Mutant] = {
             "redis-blackhole",
             "breaker",
             env={"CIRCUIT_BREAKER_FAILURE_THRESHOLD": "1000000"},
+            reason=r"the breaker never opened",
         ),
         Mutant(
             "half-open-without-limit",
@@ -203,6 +226,7 @@ MUTANTS: dict[str, Mutant] = {
             "redis-blackhole",
             "latency",
             patch=_half_open_without_limit,
+            reason=r"fault: p95 \d+\.\d+s > 0\.100s",
         ),
         Mutant(
             "ack-without-durable-write",
@@ -210,6 +234,7 @@ MUTANTS: dict[str, Mutant] = {
             "all-down",
             "audit",
             patch=_ack_without_durable_write,
+            reason=r"[1-9]\d* lost",
         ),
         Mutant(
             "xack-before-commit",
@@ -217,6 +242,7 @@ MUTANTS: dict[str, Mutant] = {
             "target-sigkill",
             "audit",
             patch=_xack_before_commit,
+            reason=r"[1-9]\d* lost",
         ),
         Mutant(
             "no-idempotency-key",
@@ -224,6 +250,7 @@ MUTANTS: dict[str, Mutant] = {
             "redis-latency",
             "audit",
             patch=_no_idempotency_key,
+            reason=r"[1-9]\d* duplicated",
         ),
         Mutant(
             "no-l1-flush-on-reconnect",
@@ -239,13 +266,17 @@ MUTANTS: dict[str, Mutant] = {
             "redis-down",
             "health",
             patch=_health_always_healthy,
+            reason=r"[1-9]\d* of \d+ polls wrong",
         ),
         Mutant(
             "redis-without-aof",
-            "Redis runs without AOF (SIGKILL loses the stream)",
+            "Redis runs without AOF (SIGKILL loses the stream) and the service is told to "
+            "trust it anyway (the reference refuses such a queue by default)",
             "redis-sigkill",
             "audit",
+            env={"AUDITORIA_QUEUE_ACCEPT_UNSAFE": "true"},
             stack={"redis_aof": False},
+            reason=r"[1-9]\d* lost",
         ),
         Mutant(
             "refuses-audit-writes-during-faults",
@@ -294,6 +325,33 @@ MUTANTS: dict[str, Mutant] = {
             "audit",
             patch=_recovery_only_by_admin,
             reason=r"[1-9]\d* pending",
+        ),
+        Mutant(
+            "journal-without-fsync",
+            "the journal acknowledges after write(2), without fsync (a power cut loses it)",
+            "target-powercut",
+            "audit",
+            patch=_journal_without_fsync,
+            loses=True,
+            reason=r"[1-9]\d* lost",
+        ),
+        Mutant(
+            "journal-without-dir-fsync",
+            "a new journal segment's directory is never fsynced (a power cut unlinks it)",
+            "target-powercut",
+            "audit",
+            patch=_journal_without_dir_fsync,
+            loses=True,
+            reason=r"[1-9]\d* lost",
+        ),
+        Mutant(
+            "redis-appendfsync-everysec",
+            "the stack's Redis fsyncs its AOF once a second (a power cut loses the last second)",
+            "redis-powercut",
+            "audit",
+            stack={"redis_appendfsync": "everysec"},
+            loses=True,
+            reason=r"[1-9]\d* lost",
         ),
     )
 }

@@ -15,7 +15,13 @@ from hypothesis import HealthCheck, Phase, given, settings
 from scenarios.cli import build_parser
 from scenarios.faults import STREAMS, FaultError, FaultSpec
 from scenarios.run.cli import resolve
-from scenarios.run.generate.model import RESTART_S, GeneratedSchedule, resource, separate
+from scenarios.run.generate.model import (
+    RESTART_S,
+    RESTARTED,
+    GeneratedSchedule,
+    resource,
+    separate,
+)
 from scenarios.run.generate.space import ScheduleSpace, schedules
 from scenarios.run.scenario import ScheduledFault, parse_schedule
 from scenarios.run.schedules import parse_duration, property_scenario
@@ -40,7 +46,7 @@ def test_generated_schedules_are_valid(schedule: GeneratedSchedule) -> None:
         by_resource.setdefault(resource(fault.fault), []).append(fault)
     for faults in by_resource.values():
         for a, b in itertools.pairwise(faults):
-            restart = RESTART_S if a.fault.kind == "sigkill" else 0.0
+            restart = RESTART_S if a.fault.kind in RESTARTED else 0.0
             assert b.at_s >= a.at_s + a.duration_s + restart + SPACE.gap_s - 1e-9
 
 
@@ -162,3 +168,28 @@ def test_scenario_of_a_schedule_runs_its_instances_and_faults(tmp_path: Path) ->
     scenario = property_scenario(schedule)
     assert scenario.instances == 3 and scenario.faults == faults
     assert scenario.duration_s == schedule.duration_s > 3.5
+
+
+def test_the_disk_fault_extension_is_drawn_and_valid() -> None:
+    """`with_kinds(*DISK_FAULT_KINDS)` (`--disk-faults`) adds power-cut and disk faults:
+    drawn, valid, and a power-cut process is left alone until it restarted."""
+    from scenarios.run.generate.space import DISK_FAULT_KINDS
+
+    space = ScheduleSpace().with_kinds(*DISK_FAULT_KINDS)
+    kinds: Counter[str] = Counter()
+
+    @settings(
+        max_examples=300,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(schedule=schedules(space))
+    def collect(schedule: GeneratedSchedule) -> None:
+        assert schedule.problems() == []
+        kinds.update(f.fault.kind for f in schedule.faults)
+
+    collect()
+    assert all(kinds[k.kind] > 0 for k in DISK_FAULT_KINDS), kinds

@@ -37,6 +37,9 @@ UNIVERSAL = "*"
 
 OPTIONAL = frozenset({"paths"})
 """Keys whose absence means "no requirement" (so dropping one only loosens)."""
+EXEMPTIONS = frozenset({"exempt_windows"})
+"""Lists of exemptions: absence means none, so the meet is their union (it only loosens,
+and an exemption names a fault kind, so it matters only when that kind is drawn)."""
 
 
 class _Drop(Exception):
@@ -69,6 +72,8 @@ def _meet_value(key: str, a: Any, b: Any, optional: bool) -> Any:
             if not common:
                 raise _Drop
             return common
+        if key in EXEMPTIONS:
+            return [*a, *(x for x in b if x not in a)]
         if sorted(map(str, a)) != sorted(map(str, b)):
             raise _DropKey
         return list(a)
@@ -89,6 +94,8 @@ def _meet_table(
             except _DropKey:
                 if not inner:
                     raise _Drop from None
+        elif key in EXEMPTIONS:
+            out[key] = list(a.get(key, b.get(key)))
         elif not (inner or _numeric(a.get(key, b.get(key)))):
             raise _Drop  # a setting on one side only, whose default is not known here
         # else: bounded (or required) on one side only: unbounded in the meet

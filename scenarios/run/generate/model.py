@@ -25,6 +25,7 @@ from scenarios.run.scenario import ScheduledFault, parse_schedule
 TAIL_S = 5.0
 """Time after the last fault ends before the workload stops (the run's duration)."""
 MAX_INSTANCES = 3
+RESTARTED = ("sigkill", "powercut")
 RESTART_S = 10.0
 """How long a SIGKILLed process may take to come back after its fault ends (the restart
 waits until it is ready); nothing else touches that process meanwhile."""
@@ -41,7 +42,7 @@ def _end(fault: ScheduledFault) -> float:
 
 def _busy_until(fault: ScheduledFault) -> float:
     """When its resource is free again: its end, plus the restart after a SIGKILL."""
-    return _end(fault) + (RESTART_S if fault.fault.kind == "sigkill" else 0.0)
+    return _end(fault) + (RESTART_S if fault.fault.kind in RESTARTED else 0.0)
 
 
 def _overlap(a: ScheduledFault, b: ScheduledFault) -> bool:

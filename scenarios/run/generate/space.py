@@ -22,7 +22,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from scenarios.faults import STREAMS, FaultSpec
+from scenarios.faults import DISK_KINDS, DISK_TARGETS, POWER_TARGETS, STREAMS, FaultSpec
 from scenarios.run.generate.model import MAX_INSTANCES, GeneratedSchedule, separate
 from scenarios.run.scenario import ScheduledFault
 
@@ -95,6 +95,15 @@ DEFAULT_KINDS: tuple[FaultKind, ...] = (
     FaultKind("sigstop", PROCESSES),
     FaultKind("sigkill", PROCESSES),
 )
+
+
+DISK_FAULT_KINDS: tuple[FaultKind, ...] = (
+    FaultKind("powercut", POWER_TARGETS),
+    *(FaultKind(kind, DISK_TARGETS) for kind in DISK_KINDS),
+)
+"""Power-cut and disk faults (the local stack's forgetful disks, docs/powercut.md): not in
+the default space, since they need FUSE; `ScheduleSpace().with_kinds(*DISK_FAULT_KINDS)`
+(or `stormproof property --disk-faults`) adds them."""
 
 
 @dataclass(frozen=True)
