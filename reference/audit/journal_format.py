@@ -230,6 +230,10 @@ def _scan_records(data: bytes, start: int) -> tuple[list[JournalRecord], list[Co
     bad_reason = ""
     pos = start
     while pos < len(data):
+        if bad_start is None:  # the common case, in a tight loop: intact records in a row
+            pos = _scan_intact(data, pos, records)
+            if pos >= len(data):
+                break
         record, problem = _try_frame(data, pos)
         if record is not None:
             if bad_start is not None:
@@ -244,6 +248,32 @@ def _scan_records(data: bytes, start: int) -> tuple[list[JournalRecord], list[Co
     if bad_start is not None:
         corrupt.append(_region(data, bad_start, len(data), bad_reason))
     return records, corrupt
+
+
+def _scan_intact(data: bytes, pos: int, records: list[JournalRecord]) -> int:
+    """Append the intact records from `pos` on; return where the first one that is not
+    (or the end) starts. `_try_frame`'s checks inlined: recovery reads every record here."""
+    unpack, pack, crc32 = _FRAME.unpack_from, _CRC.pack, zlib.crc32
+    append, size = records.append, len(data)
+    while pos + FRAME_BYTES <= size:
+        magic, length, crc = unpack(data, pos)
+        if magic == RECORD_MAGIC:
+            mac_len = 0
+        elif magic == RECORD_MAGIC_MAC:
+            mac_len = MAC_BYTES
+        else:
+            break
+        body = pos + FRAME_BYTES
+        end = body + mac_len + length
+        if length > MAX_RECORD_BYTES or end > size:
+            break
+        mac = data[body : body + mac_len]
+        payload = data[body + mac_len : end]
+        if crc32(payload, crc32(mac, crc32(pack(length)))) != crc:
+            break
+        append(JournalRecord(pos, end, payload, mac if mac_len else None))
+        pos = end
+    return pos
 
 
 def _try_frame(data: bytes, pos: int) -> tuple[JournalRecord | None, str]:

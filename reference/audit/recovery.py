@@ -9,8 +9,10 @@ One run (`run_once`):
    far is in a sealed segment, and reads only sealed segments. Without a journal (a
    crashed writer's directory), every segment is taken, except the newest one while
    another process holds the journal's writer lock;
-3. replays segments oldest first, in batches (COPY into a staging table + INSERT ... SELECT
-   ... ON CONFLICT DO NOTHING); after each committed batch, records the progress (segment,
+3. replays segments oldest first, in batches (a typed COPY, `reference.audit.drain`: into
+   the table directly, or through a staging table with ON CONFLICT DO NOTHING when a row
+   is already there), reading the next segment meanwhile (at most two segments in
+   memory); after each committed batch, records the progress (segment,
    byte offset, identity of the segment) in a checkpoint file replaced atomically (write a
    temporary file, fsync, rename, fsync the directory). A checkpoint that cannot be written
    (a full disk) does not stop the run: it only means more replay after a crash;
@@ -41,6 +43,7 @@ from pathlib import Path
 from reference.audit._fs import atomic_replace, fsync_dir
 from reference.audit.chain_anchor import ChainAnchor, write_anchor
 from reference.audit.chain_check import chain_verdict
+from reference.audit.drain import UndecodableRecord
 from reference.audit.event import AuditEvent, InvalidAuditEvent
 from reference.audit.journal import Journal, JournalWriteError, writer_alive
 from reference.audit.journal_format import (
@@ -74,6 +77,9 @@ __all__ = [
 CHECKPOINT_FILE = "recovery.checkpoint"
 RECOVERY_LOCK_FILE = ".recovery.lock"
 _log = logging.getLogger(__name__)
+_REPLAY_POISON = (*POISON_ERRORS, UndecodableRecord)
+"""A batch to validate record by record: the database rejected a value, or a record is
+not an event object (found while encoding the COPY rows)."""
 
 
 @dataclass(frozen=True)
@@ -186,17 +192,17 @@ class RecoveryJob:
         reads: list[asyncio.Task[SegmentScan]] = []
         try:
             segments = await self._sealed_segments()
-            # Read the next segment (in a thread) while the database takes this one.
+            # Read the next segment (in a thread) while the database takes this one; never
+            # more than those two in memory, whatever the backlog.
             key = self.config.hmac_key
-            reads = [
-                asyncio.create_task(asyncio.to_thread(read_segment, s, key)) for s in segments[:1]
-            ]
+            reads = [_read(s, key) for s in segments[:1]]
             for number, segment in enumerate(segments):
+                current = reads.pop(0)
                 if number + 1 < len(segments):
-                    nxt = segments[number + 1]
-                    reads.append(asyncio.create_task(asyncio.to_thread(read_segment, nxt, key)))
-                if not await self._replay_segment(segment, totals, reads[number]):
+                    reads.append(_read(segments[number + 1], key))
+                if not await self._replay_segment(segment, totals, current):
                     break
+                del current  # replayed: let its records go
         finally:
             for read in reads:
                 read.cancel()
@@ -260,7 +266,7 @@ class RecoveryJob:
     ) -> bool:
         """Replay and delete one segment; False when it must stay (stop the run there)."""
         try:
-            scan = await (read or asyncio.to_thread(read_segment, path))
+            scan = await (read or asyncio.to_thread(read_segment, path, self.config.hmac_key))
         except FileNotFoundError:
             return True  # deleted by a run that just finished
         except OSError as exc:
@@ -282,10 +288,13 @@ class RecoveryJob:
             start = checkpoint.offset
         rejected = {region.offset for region in verdict.bad_records}
         records = [r for r in scan.records if r.offset >= start and r.offset not in rejected]
+        # resumed after a crash: the first batch may be in the table already
+        can_conflict = start > 0
         for first in range(0, len(records), self.batch_size):
             batch = records[first : first + self.batch_size]
-            if not await self._replay_batch(scan, batch, totals):
+            if not await self._replay_batch(scan, batch, totals, can_conflict):
                 return False
+            can_conflict = False
             await self._checkpoint(Checkpoint(path.name, batch[-1].end, identity))
         await self._anchor(scan)
         await asyncio.to_thread(_remove_segment, path)
@@ -329,14 +338,18 @@ class RecoveryJob:
             _log.warning("recovery: checkpoint not saved (%s); continuing", exc)
 
     async def _replay_batch(
-        self, scan: SegmentScan, batch: Sequence[JournalRecord], totals: _Totals
+        self,
+        scan: SegmentScan,
+        batch: Sequence[JournalRecord],
+        totals: _Totals,
+        can_conflict: bool = False,
     ) -> bool:
         timeout = self.batch_timeout_s
         try:
             inserted = await self.store.copy_replay_json(
-                [r.payload for r in batch], "file", timeout_s=timeout
+                [r.payload for r in batch], "file", can_conflict=can_conflict, timeout_s=timeout
             )
-        except POISON_ERRORS as exc:
+        except _REPLAY_POISON as exc:
             if getattr(exc, "connection_invalidated", False):
                 raise
             _log.warning("recovery: %s batch rejected (%s); validating", scan.path.name, exc)
@@ -374,6 +387,11 @@ class _Totals:
     replayed: int = 0
     inserted: int = 0
     quarantined: int = 0
+
+
+def _read(path: Path, key: bytes | None) -> asyncio.Task[SegmentScan]:
+    """Read `path` (checking MACs with `key`) in a thread, as a task (so it starts now)."""
+    return asyncio.create_task(asyncio.to_thread(read_segment, path, key))
 
 
 def _try_lock(directory: Path) -> int | None:

@@ -19,9 +19,10 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from reference.audit.event import AuditEvent
+from reference.audit.group_commit import GroupCommitConfig, GroupCommitter
 from reference.audit.journal import Journal
 from reference.audit.queue import AuditQueue
 from reference.audit.queue_safety import QueueGuard
@@ -59,6 +60,8 @@ class AuditConfig:
     queue: bool = True
     db: bool = True
     file: bool = True
+    db_batching: GroupCommitConfig = field(default_factory=GroupCommitConfig)
+    """How the database path groups concurrent events into one INSERT and commit."""
 
 
 class ResilientAudit:
@@ -81,18 +84,24 @@ class ResilientAudit:
         metrics: ResilienceMetrics | None = None,
         queue_guard: QueueGuard | None = None,
         journal_breaker: CircuitBreaker | None = None,
+        db_committer: GroupCommitter | None = None,
     ) -> None:
         self._timeout_s = config.timeout_s
         self.redis_breaker = redis_breaker
         self.db_breaker = db_breaker
         self.journal_breaker = journal_breaker
         self.queue_guard = queue_guard
+        self.db_committer = db_committer
+        """Group-commits the db path's inserts (built from `store` and `config.db_batching`
+        when not given)."""
+        if db_committer is None and store is not None:
+            self.db_committer = GroupCommitter(store, "db", self._timeout_s, config.db_batching)
         self._metrics = metrics
         attempts: list[tuple[AuditPath, _Attempt]] = []
         if queue is not None and config.queue:
             attempts.append(("queue", self._via_queue(queue)))
-        if store is not None and config.db:
-            attempts.append(("db", self._via_db(store)))
+        if self.db_committer is not None and config.db:
+            attempts.append(("db", self._via_db(self.db_committer)))
         if journal is not None and config.file:
             attempts.append(("file", self._via_journal(journal)))
         self._attempts = tuple(attempts)
@@ -134,12 +143,12 @@ class ResilientAudit:
 
         return attempt
 
-    def _via_db(self, store: AuditStore) -> _Attempt:
+    def _via_db(self, committer: GroupCommitter) -> _Attempt:
+        # concurrent events share one INSERT and one commit; each caller returns only after
+        # the commit that holds its event. run_bounded (in the store) times out, cancels and
+        # invalidates the connection; the breaker bounds each caller's own wait.
         async def attempt(event: AuditEvent) -> None:
-            # run_bounded (in insert_one) times out, cancels and invalidates the connection
-            await self.db_breaker.call(
-                lambda: store.insert_one(event, "db", timeout_s=self._timeout_s)
-            )
+            await self.db_breaker.call(lambda: committer.insert(event), timeout_s=self._timeout_s)
 
         return attempt
 
