@@ -421,22 +421,22 @@ def _resends_slow_commits() -> None:
     copy_replay_json = AuditStore.copy_replay_json
     in_transaction = db._in_transaction
 
-    async def again(engine: Any, op: Any) -> None:
+    async def again(engine: Any, op: Any, *rest: Any) -> None:
         for _ in range(60):
             await asyncio.sleep(0.5)
             try:
                 async with asyncio.timeout(5):
-                    await in_transaction(engine, op)
+                    await in_transaction(engine, op, *rest)
                 return
             except Exception:
                 continue
 
-    def resend(engine: Any, op: Any) -> None:
-        task = asyncio.get_running_loop().create_task(again(engine, op))
+    def resend(engine: Any, op: Any, *rest: Any) -> None:
+        task = asyncio.get_running_loop().create_task(again(engine, op, *rest))
         resending.add(task)
         task.add_done_callback(resending.discard)
 
-    async def hasty(engine: Any, op: Any) -> Any:
+    async def hasty(engine: Any, op: Any, *rest: Any) -> Any:
         conn = None
         try:
             conn = await engine.connect()
@@ -446,10 +446,10 @@ def _resends_slow_commits() -> None:
             try:
                 await conn.commit()
             except BaseException:
-                resend(engine, op)
+                resend(engine, op, *rest)
                 raise
             if time.monotonic() - started > 0.25:
-                resend(engine, op)
+                resend(engine, op, *rest)
         except BaseException:
             if conn is not None:
                 await db._discard(conn)
