@@ -397,7 +397,7 @@ def _loses_audit_on_second_redis_outage() -> None:
         return attempt
 
     module.CircuitBreaker._transition = counting  # type: ignore[method-assign]
-    ResilientAudit._via_db = lossy_via_db  # type: ignore[method-assign]
+    ResilientAudit._via_db = lossy_via_db  # type: ignore[method-assign,assignment]
 
 
 def _resends_slow_commits() -> None:
@@ -476,7 +476,7 @@ def _resends_slow_commits() -> None:
         written.update(str(json.loads(d)["event_id"]) for d in fresh)
         return done
 
-    db._in_transaction = hasty
+    db._in_transaction = hasty  # type: ignore[assignment]
     AuditStore.insert_one = one  # type: ignore[method-assign]
     AuditStore.insert_many = many  # type: ignore[method-assign]
     AuditStore.copy_replay_json = replay  # type: ignore[method-assign]
