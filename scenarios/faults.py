@@ -38,6 +38,8 @@ _TOXICS: dict[str, tuple[str, dict[str, Any], tuple[str, ...]]] = {
     "slow_close": ("slow_close", {"delay": 2000}, ("downstream",)),
 }
 NETWORK_KINDS = ("down", "flapping", *_TOXICS)
+STREAMS = ("upstream", "downstream")
+"""A toxic fault's optional `stream` parameter makes it one-way (default: the kind's own)."""
 PROCESS_KINDS = ("sigkill", "sigstop")
 # Forgetful-disk faults (scenarios/fs, docs/powercut.md): a power cut of a process's disk,
 # and the journal disk refusing writes.
@@ -49,7 +51,7 @@ DATA_KINDS = ("fill",)
 DATA_TARGETS = ("redis",)
 KINDS = (*NETWORK_KINDS, *PROCESS_KINDS, "powercut", *DISK_KINDS, *DATA_KINDS)
 _PARAMS: dict[str, set[str]] = {
-    **{kind: set(attrs) for kind, (_, attrs, _) in _TOXICS.items()},
+    **{kind: {*attrs, "stream"} for kind, (_, attrs, _) in _TOXICS.items()},
     "down": set(),
     "flapping": {"period_s"},
     "sigkill": {"restart"},
@@ -96,6 +98,10 @@ class FaultSpec:
         if unknown:
             raise FaultError(f"fault {self.kind!r}: unknown parameter(s) {sorted(unknown)}")
         for key, value in self.params.items():
+            if key == "stream":
+                if value not in STREAMS:
+                    raise FaultError(f"fault {self.kind!r}: stream must be one of {STREAMS}")
+                continue
             if isinstance(value, bool) or not isinstance(value, int | float):
                 if key != "restart":
                     raise FaultError(f"fault {self.kind!r}: {key} must be a number")
@@ -222,6 +228,8 @@ class FaultInjector:
             return _Flapper(proxy, float(spec.params.get("period_s", 2.0))).start()
         toxic_type, defaults, streams = _TOXICS[spec.kind]
         attributes = {**defaults, **spec.params}
+        if "stream" in attributes:
+            streams = (str(attributes.pop("stream")),)
         names: list[str] = []
 
         def remove() -> None:

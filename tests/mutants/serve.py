@@ -5,11 +5,23 @@ from __future__ import annotations
 import os
 import sys
 
-from tests.mutants.variants import DRILL_MUTANTS, MUTANTS, OBSERVABILITY_MUTANTS
+from tests.mutants.variants import (
+    DRILL_MUTANTS,
+    MUTANTS,
+    OBSERVABILITY_MUTANTS,
+    PROPERTY_MUTANTS,
+    Mutant,
+    PropertyMutant,
+)
 
 
 def main(argv: list[str]) -> None:
-    known = {**MUTANTS, **OBSERVABILITY_MUTANTS, **DRILL_MUTANTS}
+    known: dict[str, Mutant | PropertyMutant] = {
+        **MUTANTS,
+        **OBSERVABILITY_MUTANTS,
+        **DRILL_MUTANTS,
+        **PROPERTY_MUTANTS,
+    }
     if len(argv) != 1 or argv[0] not in known:
         sys.exit(f"usage: python -m tests.mutants.serve {{{','.join(known)}}}")
     mutant = known[argv[0]]
