@@ -37,7 +37,7 @@ def open_stack(
     """Start (or attach to) a stack; raises StackError with one line when it cannot."""
     env = os.environ if env is None else env
     provider = resolve_provider(name, env)
-    if not redis_aof and provider != "local":
+    if not redis_aof and provider == "external":
         raise StackError(f"the {provider} provider cannot run Redis without AOF")
     if provider == "external":
         from scenarios.stack.external import open_external_stack
@@ -46,7 +46,7 @@ def open_stack(
     if provider == "docker":
         from scenarios.stack.docker import open_docker_stack
 
-        return open_docker_stack()
+        return open_docker_stack(env, redis_aof=redis_aof)
     from scenarios.stack.local import start_local_stack
 
     return start_local_stack(base_dir, redis_aof=redis_aof)
