@@ -98,6 +98,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    scenarios = _drop_unsupported(scenarios, provider, args.all)
+    if not scenarios:
+        return 2
     options = RunOptions(
         report_dir=args.report,
         target=target,
@@ -149,6 +152,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     print(f"report: {run_dir / 'report.html'}")
     return 0 if summary.passed else 1
+
+
+def _drop_unsupported(scenarios: list[Scenario], provider: str, all_: bool) -> list[Scenario]:
+    """Say, before anything starts, which scenarios the provider cannot run.
+
+    With --all the others still run; named scenarios the provider cannot run stop the run
+    (an empty list is returned).
+    """
+    from scenarios.stack.capabilities import refusals
+    from scenarios.stack.providers import resolve_provider
+
+    try:
+        refused = refusals(scenarios, resolve_provider(provider, os.environ))
+    except StackError as exc:
+        print(f"stormproof: {exc}", file=sys.stderr)
+        return []
+    for name, why in refused.items():
+        verdict = "skipped" if all_ else "cannot run"
+        print(f"stormproof: {name} {verdict}, it needs the local stack: {why}", file=sys.stderr)
+    if refused and not all_:
+        return []
+    return [s for s in scenarios if s.name not in refused]
 
 
 def cmd_property(args: argparse.Namespace) -> int:
