@@ -66,7 +66,7 @@ def resolve(args: argparse.Namespace) -> list[Scenario]:
 
 
 def default_provider(given: str | None) -> str:
-    """--provider, else $STORMPROOF_STACK, else local (process faults need the local stack)."""
+    """--provider, else $STORMPROOF_STACK, else local (no Docker needed)."""
     return given or os.environ.get("STORMPROOF_STACK") or "local"
 
 
