@@ -12,17 +12,14 @@ run: bootstrap
 
 # --docker: a Docker daemon for the run (started if none answers, stopped at the end) and
 # the local images (built once); see scripts/docker-session and scripts/docker-daemon.
-# The suite's shared stack stays local unless STORMPROOF_STACK says otherwise (with a daemon
-# up, "auto" would pick docker); the Docker tests choose docker themselves.
 test:
 	@scripts/bootstrap --test
-	@PATH="$(CURDIR)/.tools/bin:$$PATH" STORMPROOF_STACK="$${STORMPROOF_STACK:-local}" \
-	  scripts/bootstrap --docker -- $(PY) -m pytest $(PYTEST_ARGS)
+	@PATH="$(CURDIR)/.tools/bin:$$PATH" scripts/bootstrap --docker -- $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: bootstrap
 	@.venv/bin/ruff check reference scenarios tests locustfiles
 	@.venv/bin/ruff format --check reference scenarios tests locustfiles
-	@.venv/bin/mypy reference scenarios
+	@.venv/bin/mypy reference scenarios tests locustfiles
 
 clean:
 	rm -rf .stormproof reports .pytest_cache .mypy_cache .ruff_cache

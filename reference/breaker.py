@@ -42,6 +42,8 @@ _log = logging.getLogger(__name__)
 
 
 class CircuitState(StrEnum):
+    """The breaker's three states (values as the seed reports them)."""
+
     CLOSED = "CLOSED"
     OPEN = "OPEN"
     HALF_OPEN = "HALF_OPEN"
@@ -57,6 +59,8 @@ _HALF_OPEN = CircuitState.HALF_OPEN
 
 @dataclass(frozen=True, slots=True)
 class BreakerConfig:
+    """Failures that open the breaker, how long it stays open, trials per half-open round."""
+
     failure_threshold: int = 5
     reset_timeout_s: float = 30.0
     half_open_max_calls: int = 3
@@ -81,6 +85,8 @@ class CircuitOpenError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class BreakerSnapshot:
+    """A breaker's state and counters at one moment (for reports and tests)."""
+
     name: str
     state: CircuitState
     consecutive_failures: int
@@ -108,10 +114,12 @@ class Permit:
         self._settled = False
 
     def success(self) -> None:
+        """The call succeeded: settle the permit as a success."""
         if self._settle():
             self._breaker._on_success(self._generation, self._trial)
 
     def failure(self) -> None:
+        """The call failed: settle the permit as a failure."""
         if self._settle():
             self._breaker._on_failure(self._generation, self._trial)
 
@@ -166,6 +174,7 @@ class CircuitBreaker:
 
     @property
     def config(self) -> BreakerConfig:
+        """The breaker's configuration."""
         return self._config
 
     @property
@@ -244,6 +253,7 @@ class CircuitBreaker:
 
     @property
     def held_open(self) -> bool:
+        """Whether `hold_open()` pinned the breaker OPEN (no trials ever)."""
         return self._held
 
     def add_listener(self, listener: Listener) -> None:
@@ -251,6 +261,7 @@ class CircuitBreaker:
         self._listeners.append(listener)
 
     def snapshot(self) -> BreakerSnapshot:
+        """The breaker's state and counters now."""
         return BreakerSnapshot(
             name=self.name,
             state=self.state,

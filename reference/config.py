@@ -26,6 +26,7 @@ __all__ = [
     "Secret",
     "Settings",
     "load_settings_or_exit",
+    "redact_opaque_url",
     "redact_url",
 ]
 
@@ -60,6 +61,7 @@ class Secret:
         self._value = value
 
     def reveal(self) -> str:
+        """The secret value itself (never logged: `repr` and `str` mask it)."""
         return self._value
 
     def matches(self, candidate: str) -> bool:
@@ -82,6 +84,8 @@ class Secret:
 
 
 class LogFormat(StrEnum):
+    """LOG_FORMAT: `json`, `text`, or `auto` (JSON unless the stream is a TTY)."""
+
     AUTO = "auto"
     JSON = "json"
     TEXT = "text"
@@ -109,14 +113,17 @@ def _secret_key(name: str) -> bool:
     return any(s in name.lower() for s in _SECRET_QUERY_KEYS)
 
 
-def _redact_opaque_url(url: str) -> str:
-    """Keep only scheme and host: webhook URLs carry their secret in the path."""
+def redact_opaque_url(url: str) -> str:
+    """Keep only scheme and host: webhook URLs carry their secret in the path or query
+    (used for the settings' public view and the alert webhook's log lines)."""
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
     except ValueError:
         return "<unparseable url>"
-    return f"{parts.scheme}://{host}/{_MASK}" if parts.path.strip("/") else redact_url(url)
+    if parts.path.strip("/") or parts.query:
+        return f"{parts.scheme}://{host}/{_MASK}"
+    return redact_url(url)
 
 
 @dataclass(frozen=True, repr=False)
@@ -225,7 +232,7 @@ class Settings:
             alerts_enabled=r.boolean("RESILIENCE_ALERTS_ENABLED", True),
             health_check_interval_s=r.millis("HEALTH_CHECK_INTERVAL", 60_000, minimum=1),
             alert_webhook_url=r.optional_url(
-                "ALERT_WEBHOOK_URL", _check_webhook_url, _redact_opaque_url
+                "ALERT_WEBHOOK_URL", _check_webhook_url, redact_opaque_url
             ),
             alert_cooldown_s=r.millis("ALERT_COOLDOWN", 300_000, minimum=0),
             alert_eval_interval_s=r.millis("ALERT_EVAL_INTERVAL", 5000, minimum=1),
@@ -261,7 +268,7 @@ class Settings:
             elif isinstance(value, Path | StrEnum):
                 out[f.name] = str(value)
             elif f.name == "alert_webhook_url" and value is not None:
-                out[f.name] = _redact_opaque_url(value)
+                out[f.name] = redact_opaque_url(value)
             elif f.name.endswith("_url") and value is not None:
                 out[f.name] = redact_url(value)
             else:

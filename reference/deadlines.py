@@ -68,6 +68,7 @@ class Deadlines:
 
     @property
     def in_flight(self) -> int:
+        """How many operations are being timed right now."""
         return len(self._due)
 
     async def aclose(self) -> None:

@@ -49,6 +49,8 @@ _URL_SECRET = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
 
 
 class HealthStatus(StrEnum):
+    """The overall verdict: HEALTHY, DEGRADED or UNHEALTHY (docs/health.md)."""
+
     HEALTHY = "HEALTHY"
     DEGRADED = "DEGRADED"
     UNHEALTHY = "UNHEALTHY"
@@ -63,6 +65,7 @@ class ProbeResult:
     error: str | None = None
 
     def to_dict(self) -> dict[str, bool | float | str | None]:
+        """The probe as the `/health` JSON shows it."""
         latency = None if self.latency_ms is None else round(self.latency_ms, 3)
         return {"ok": self.ok, "latency_ms": latency, "error": self.error}
 
@@ -191,7 +194,7 @@ class HealthMonitor:
                 await self.check()
             except Exception:  # a bug, not a dependency failure: keep polling
                 _log.exception("health: check failed")
-            await asyncio.sleep(interval_s)
+            await self._clock.sleep(interval_s)
 
     async def _probe(self, ping: Ping | None, timeout_s: float) -> ProbeResult:
         if ping is None:

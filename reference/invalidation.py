@@ -28,6 +28,7 @@ import redis.asyncio as aioredis
 
 from reference.breaker import CircuitBreaker, CircuitState, Permit
 from reference.clock import Clock
+from reference.errors import describe
 
 __all__ = ["Subscriber", "SubscriberTiming", "decode_message", "encode_message"]
 
@@ -59,6 +60,7 @@ class SubscriberTiming:
 
 
 def encode_message(key: str, sender: str, op: str) -> str:
+    """The invalidation message for `key` sent by instance `sender` (`op`: set or delete)."""
     return json.dumps({"key": key, "from": sender, "op": op}, separators=(",", ":"))
 
 
@@ -111,6 +113,7 @@ class Subscriber:
         self._closing = False
 
     def start(self) -> None:
+        """Start the subscription task (idempotent; no-op once closed)."""
         if self._runner is None and not self._closing:
             self._runner = asyncio.create_task(self._run(), name=f"subscriber {self._channel}")
 
@@ -182,7 +185,7 @@ class Subscriber:
             reason = "closed" if self._closing else "breaker open"
             raise
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            reason = describe(exc)
             _log.debug("subscriber %s: session ended: %s", self._channel, reason)
         finally:
             if subscribed:

@@ -18,16 +18,15 @@ import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TextIO
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote
 
-from reference.config import LogFormat, Secret, Settings, redact_url
+from reference.config import LogFormat, Secret, redact_url
 
 __all__ = [
     "JsonFormatter",
     "RedactingFilter",
     "TextFormatter",
     "configure_logging",
-    "settings_secrets",
 ]
 
 HANDLER_NAME = "stormproof"
@@ -38,7 +37,6 @@ _PAIR = re.compile(
     r"(?i)\b(password|passwd|pwd|secret|token|api[_-]?key)(\s*[=:]\s*)([^\s,;&'\"]+)"
 )
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s,;'\"]+")
-_MIN_PATH_SECRET = 8
 
 
 class RedactingFilter(logging.Filter):
@@ -51,6 +49,7 @@ class RedactingFilter(logging.Filter):
         self._secrets = re.compile("|".join(map(re.escape, ordered))) if ordered else None
 
     def redact(self, text: str) -> str:
+        """`text` with every known secret, URL password and secret-looking pair masked."""
         if self._secrets is not None:
             text = self._secrets.sub(_MASK, text)
         text = _URL.sub(_redact_url_match, text)
@@ -58,6 +57,7 @@ class RedactingFilter(logging.Filter):
         return _BEARER.sub(lambda m: f"{m.group(1)}{_MASK}", text)
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Redact the record's message, arguments, extras and exception in place; keep it."""
         try:
             message = record.getMessage()
         except Exception:  # bad format args: keep both parts, still redacted
@@ -95,6 +95,7 @@ class JsonFormatter(logging.Formatter):
         self._instance_id = instance_id
 
     def format(self, record: logging.LogRecord) -> str:
+        """One JSON object per line, extras included."""
         out: dict[str, object] = {
             "ts": _iso(record.created),
             "level": record.levelname,
@@ -121,6 +122,7 @@ class TextFormatter(logging.Formatter):
         self._instance_id = instance_id
 
     def format(self, record: logging.LogRecord) -> str:
+        """One human-readable line (plus the traceback, if any)."""
         extras = "".join(f" {k}={json.dumps(v, default=str)}" for k, v in _extras(record).items())
         line = (
             f"{_iso(record.created)} {record.levelname} {record.name} "
@@ -135,31 +137,8 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-def settings_secrets(settings: Settings) -> list[str]:
-    """Every secret value `settings` holds: tokens, keys, URL passwords, the webhook URL."""
-    found = [
-        s.reveal()
-        for s in (settings.redis_password, settings.admin_token, settings.audit_hmac_key)
-        if s is not None
-    ]
-    for url in (settings.redis_url, settings.database_url):
-        password = _url_password(url)
-        if password:
-            found += [password, unquote(password)]
-    webhook = settings.alert_webhook_url
-    if webhook:
-        found.append(webhook)
-        try:
-            parts = urlsplit(webhook)
-        except ValueError:
-            parts = None
-        if parts is not None:
-            found += [p for p in (parts.path, parts.query) if len(p) >= _MIN_PATH_SECRET]
-    return [s for s in found if s]
-
-
 def configure_logging(
-    settings_or_format: Settings | LogFormat | str,
+    log_format: LogFormat | str,
     stream: TextIO | None = None,
     *,
     secrets: Iterable[str] = (),
@@ -170,16 +149,12 @@ def configure_logging(
     """Install (or replace) the stormproof handler on `logger` (default: the root logger).
 
     JSON when the format is `json`, or `auto` and `stream` (default stderr) is not a TTY;
-    text otherwise. Secrets come from `settings` (see `settings_secrets`) plus `secrets`.
+    text otherwise. `secrets` are redacted from every record (the service passes
+    `reference.service.configs.log_secrets(settings)`).
     """
-    if isinstance(settings_or_format, Settings):
-        fmt = settings_or_format.log_format
-        instance = instance_id or settings_or_format.instance_id
-        all_secrets = [*settings_secrets(settings_or_format), *secrets]
-    else:
-        fmt = LogFormat(str(settings_or_format).lower())
-        instance = instance_id or "default"
-        all_secrets = list(secrets)
+    fmt = LogFormat(str(log_format).lower())
+    instance = instance_id or "default"
+    all_secrets = list(secrets)
     out = stream if stream is not None else sys.stderr
     use_json = fmt is LogFormat.JSON or (fmt is LogFormat.AUTO and not _isatty(out))
     target = logger if logger is not None else logging.getLogger()
@@ -201,13 +176,6 @@ def _extras(record: logging.LogRecord) -> dict[str, object]:
 def _redact_url_match(match: re.Match[str]) -> str:
     url = match.group(0)
     return redact_url(url) if "@" in url or "?" in url else url
-
-
-def _url_password(url: str) -> str | None:
-    try:
-        return urlsplit(url).password
-    except ValueError:
-        return None
 
 
 def _isatty(stream: TextIO) -> bool:

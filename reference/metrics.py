@@ -11,8 +11,7 @@ loader because L2 was unavailable additionally records `record_loader_fallback()
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, TypeVar
@@ -21,11 +20,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.metrics import MetricWrapperBase
 
 from reference.breaker import CircuitBreaker, CircuitState
+from reference.clock import SYSTEM_CLOCK, Clock
 
 __all__ = [
     "BREAKER_STATE_VALUES",
     "AuditPath",
     "CacheTier",
+    "CounterTotals",
     "L2ErrorKind",
     "ResilienceMetrics",
     "ResilienceSnapshot",
@@ -44,6 +45,19 @@ BREAKER_STATE_VALUES: dict[CircuitState, int] = {
 _TIERS: tuple[CacheTier, ...] = ("l1", "l2")
 _L2_KINDS: tuple[L2ErrorKind, ...] = ("error", "timeout", "rejected")
 _PATHS: tuple[AuditPath, ...] = ("queue", "db", "file")
+
+
+@dataclass(frozen=True, slots=True)
+class CounterTotals:
+    """Cumulative counter totals since start (what the alert rules are computed from)."""
+
+    redis_failures: int = 0
+    cache_hits_l1: int = 0
+    cache_hits_l2: int = 0
+    cache_misses: int = 0
+    cache_stale_served: int = 0
+    cache_loader_fallbacks: int = 0
+    audit_file_events: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,11 +97,11 @@ class ResilienceMetrics:
         self,
         registry: CollectorRegistry | None = None,
         *,
-        wall_clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
         breakers: Iterable[str] = ("redis", "database"),
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
-        self._wall_clock = wall_clock
+        self._clock = clock
         r = self.registry
 
         hits = Counter("stormproof_cache_hits", "Cache hits per tier", ["tier"], registry=r)
@@ -156,18 +170,23 @@ class ResilienceMetrics:
     # -- cache --------------------------------------------------------------------------
 
     def record_cache_hit(self, tier: CacheTier) -> None:
+        """Count a cache read served by `tier`."""
         self._hits[tier].inc()
 
     def record_cache_miss(self) -> None:
+        """Count a cache read that found nothing."""
         self._misses.inc()
 
     def record_stale_served(self) -> None:
+        """Count a cache read served a stale copy."""
         self._stale.inc()
 
     def record_loader_fallback(self) -> None:
+        """Count a value loaded from the source because L2 was unavailable."""
         self._loader_fallbacks.inc()
 
     def record_l2_error(self, kind: L2ErrorKind) -> None:
+        """Count an L2 failure of `kind` (error, timeout, rejected)."""
         self._l2_errors[kind].inc()
 
     # -- breakers -----------------------------------------------------------------------
@@ -187,32 +206,52 @@ class ResilienceMetrics:
     # -- audit --------------------------------------------------------------------------
 
     def record_audit_event(self, path: AuditPath) -> None:
+        """Count an audit event accepted on `path`."""
         self._audit_events[path].inc()
 
     def record_audit_attempt_failure(self, path: AuditPath) -> None:
+        """Count a failed attempt on `path`."""
         self._audit_attempt_failures[path].inc()
 
     def record_audit_unavailable(self) -> None:
+        """Count an event no path accepted."""
         self._audit_unavailable.inc()
 
     def set_journal_backlog(self, records: int) -> None:
+        """Set the number of journal records not yet replayed."""
         self._journal_backlog.set(records)
 
     def record_journal_corrupt(self, records: int = 1) -> None:
+        """Count quarantined journal records."""
         self._journal_corrupt.inc(records)
 
     def record_recovery_replayed(self, records: int) -> None:
+        """Count journal records replayed into the database."""
         self._recovery_replayed.inc(records)
 
     # -- redis --------------------------------------------------------------------------
 
     def record_redis_failure(self) -> None:
+        """Count a Redis failure and stamp its wall-clock time."""
         self._redis_failures.inc()
-        self._redis_last_failure.set(self._wall_clock())
+        self._redis_last_failure.set(self._clock.now())
 
     # -- snapshot -----------------------------------------------------------------------
 
+    def totals(self) -> CounterTotals:
+        """The cumulative counters, typed (no metric-name strings for the reader)."""
+        return CounterTotals(
+            redis_failures=int(_value(self._redis_failures)),
+            cache_hits_l1=int(_value(self._hits["l1"])),
+            cache_hits_l2=int(_value(self._hits["l2"])),
+            cache_misses=int(_value(self._misses)),
+            cache_stale_served=int(_value(self._stale)),
+            cache_loader_fallbacks=int(_value(self._loader_fallbacks)),
+            audit_file_events=int(_value(self._audit_events["file"])),
+        )
+
     def snapshot(self) -> ResilienceSnapshot:
+        """The plain numbers behind `/resilience`."""
         hits = _values(self._hits)
         l1, l2 = hits["l1"], hits["l2"]
         misses, stale = _value(self._misses), _value(self._stale)

@@ -20,6 +20,7 @@ from typing import Literal, Protocol
 
 from reference.cache import CacheResult, Loader
 from reference.clock import SYSTEM_CLOCK, Clock
+from reference.errors import describe
 
 __all__ = ["WarmupPolicy", "WarmupReport", "start_warm_up", "warm_up"]
 
@@ -88,7 +89,7 @@ async def warm_up(
                 try:
                     result = await cache.get_or_load(key, loader, ttl_s)
                 except Exception as exc:
-                    problem = f"{type(exc).__name__}: {exc}"
+                    problem = describe(exc)
                 else:
                     if result is None:
                         outcomes[key] = "absent"
@@ -101,7 +102,7 @@ async def warm_up(
                 "warm-up: %r attempt %d/%d failed: %s", key, attempt, policy.attempts, problem
             )
             if attempt < policy.attempts:
-                await asyncio.sleep(backoff)
+                await clock.sleep(backoff)
                 backoff = min(backoff * 2, policy.backoff_max_s)
         outcomes[key] = "failed"
 

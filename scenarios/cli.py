@@ -9,25 +9,30 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeAlias
 
-from scenarios.scenario import ScenarioError
+from reference.audit.journal_cli import main_verify
+from scenarios.bench import audit as bench_audit
+from scenarios.bench import cache as bench_cache
+from scenarios.load import command as load_command
+from scenarios.run import cli as run_cli
+from scenarios.run.scenario import ScenarioError
+from scenarios.stack import control, open_stack
 from scenarios.stack.errors import StackError
+from scenarios.stack.smoke import smoke_test
 
 DEFAULT_STATE_DIR = Path(".stormproof")
 Handler = Callable[[argparse.Namespace], int]
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+BENCHES: dict[str, Callable[..., int]] = {"cache": bench_cache.main, "audit": bench_audit.main}
 
 
 def _stack(args: argparse.Namespace) -> int:
-    from scenarios.stack import control
-
     state_dir: Path = args.state_dir
     if args.action == "up":
         print(control.stack_up(state_dir, args.provider))
         return 0
     if args.action == "smoke":
-        from scenarios.stack import open_stack
-        from scenarios.stack.smoke import smoke_test
-
         with open_stack(args.provider) as stack:
             print(f"stack up ({stack.provider}): {stack.urls.toxiproxy_url}")
             for line in smoke_test(stack):
@@ -43,23 +48,15 @@ def _stack(args: argparse.Namespace) -> int:
 
 
 def _journal(args: argparse.Namespace) -> int:
-    from reference.audit.journal_cli import main_verify
-
     return main_verify([str(args.directory), "--hmac-key-env", args.hmac_key_env])
 
 
 def _bench(args: argparse.Namespace) -> int:
-    import importlib
-
-    module = importlib.import_module(f"scenarios.bench.{args.subject}")
-    code: int = module.main(json_output=args.json)
-    return code
+    return BENCHES[args.subject](json_output=args.json)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="stormproof", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-
+def register_stack(commands: Commands) -> None:
+    """`stormproof stack up|down|status|smoke`."""
     stack = commands.add_parser("stack", help="a background stack: Redis, PostgreSQL, Toxiproxy")
     stack.add_argument(
         "action",
@@ -73,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stack.set_defaults(handler=_stack)
 
+
+def register_journal(commands: Commands) -> None:
+    """`stormproof journal verify DIR`."""
     journal = commands.add_parser("journal", help="inspect an audit journal")
     journal_actions = journal.add_subparsers(dest="action", required=True)
     verify = journal_actions.add_parser("verify", help="report corrupt records and chain breaks")
@@ -82,30 +82,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.set_defaults(handler=_journal)
 
+
+def register_bench(commands: Commands) -> None:
+    """`stormproof bench cache|audit`."""
     bench = commands.add_parser("bench", help="benchmarks: figures as ratios to a raw baseline")
-    bench.add_argument("subject", choices=["cache", "audit"], help="what to measure")
+    bench.add_argument("subject", choices=sorted(BENCHES), help="what to measure")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.set_defaults(handler=_bench)
 
-    for register in _EXTRA_COMMANDS:
+
+COMMANDS: tuple[Callable[[Commands], None], ...] = (
+    register_stack,
+    register_journal,
+    register_bench,
+    run_cli.register,
+    load_command.register,
+)
+"""Every sub-command, registered the same way: a module's `register(commands)`."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `stormproof` argument parser with every sub-command."""
+    parser = argparse.ArgumentParser(prog="stormproof", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for register in COMMANDS:
         register(commands)
     return parser
 
 
-# Later modules register their sub-commands here (run, list, bench, load).
-def _register_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from scenarios.run_cli import register
-
-    register(commands)
-
-
-_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
-    _register_run,
-    lambda commands: __import__("scenarios.load", fromlist=["register"]).register(commands),
-]
-
-
 def main(argv: list[str] | None = None) -> int:
+    """Run one `stormproof` command; returns its exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler

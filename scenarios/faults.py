@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from scenarios.stack.base import Stack
-from scenarios.toxiproxy import Proxy, ToxiproxyError
+from scenarios.toxiproxy import Proxy, Toxiproxy, ToxiproxyError
 
 NETWORK_TARGETS = ("redis", "postgres")
 # A per-instance proxy is named like "redis.i2" (scenarios with per-instance proxies).
@@ -57,9 +57,11 @@ class FaultSpec:
 
     @property
     def name(self) -> str:
+        """The fault's name in histories and reports, e.g. "redis-latency"."""
         return f"{self.target}-{self.kind}"
 
     def validate(self) -> FaultSpec:
+        """This spec, or FaultError naming what is wrong (kind, target, parameter)."""
         if self.kind not in KINDS:
             raise FaultError(f"unknown fault {self.kind!r} (choose one of {', '.join(KINDS)})")
         targets = NETWORK_TARGETS if self.kind in NETWORK_KINDS else PROCESS_TARGETS
@@ -93,35 +95,56 @@ class FaultSpec:
 class ProcessHandle(Protocol):
     """What a process fault needs (ManagedProcess implements it)."""
 
-    def kill(self) -> None: ...
+    def kill(self) -> None:
+        """SIGKILL the process."""
 
-    def start(self, timeout_s: float = 30.0) -> None: ...
+    def start(self, timeout_s: float = 30.0) -> None:
+        """Start (or restart) the process and wait until it is ready."""
 
-    def pause(self) -> None: ...
+    def pause(self) -> None:
+        """SIGSTOP the process."""
 
-    def resume(self) -> None: ...
+    def resume(self) -> None:
+        """SIGCONT the process (a no-op when it is not paused)."""
 
 
 Revert = Callable[[], None]
 
 
 class FaultInjector:
-    """Applies faults to a stack (and target processes) and reverts them reliably."""
+    """Applies faults through a Toxiproxy client (and to processes) and reverts them reliably.
+
+    Network faults need only `toxiproxy`; process faults need the stack's `services` (the
+    local stack's Redis and PostgreSQL) or the `targets` (the target instances).
+    """
 
     def __init__(
-        self, stack: Stack, targets: Callable[[], list[ProcessHandle]] | None = None
+        self,
+        toxiproxy: Toxiproxy,
+        services: Mapping[str, ProcessHandle] | None = None,
+        targets: Callable[[], list[ProcessHandle]] | None = None,
     ) -> None:
-        self._stack = stack
+        self._toxiproxy = toxiproxy
+        self._services: Mapping[str, ProcessHandle] = services or {}
         self._targets = targets or (lambda: [])
         self._active: list[tuple[FaultSpec, Revert]] = []
         self._lock = threading.Lock()
 
+    @classmethod
+    def on_stack(
+        cls, stack: Stack, targets: Callable[[], list[ProcessHandle]] | None = None
+    ) -> FaultInjector:
+        """An injector on a running stack: its Toxiproxy and the services it can signal."""
+        return cls(stack.toxiproxy, stack.services, targets)
+
     @property
     def active(self) -> list[FaultSpec]:
+        """The faults applied and not yet reverted, oldest first."""
         with self._lock:
             return [spec for spec, _ in self._active]
 
     def apply(self, spec: FaultSpec) -> FaultSpec:
+        """Make the fault happen and remember how to undo it; returns the spec."""
         spec.validate()
         revert = self._apply(spec)
         with self._lock:
@@ -129,6 +152,7 @@ class FaultInjector:
         return spec
 
     def revert(self, spec: FaultSpec) -> None:
+        """Undo one applied fault (the same spec object); a no-op when not active."""
         with self._lock:
             index = next((i for i, (s, _) in enumerate(self._active) if s is spec), None)
             if index is None:
@@ -153,7 +177,7 @@ class FaultInjector:
     def _apply(self, spec: FaultSpec) -> Revert:
         if spec.kind in PROCESS_KINDS:
             return self._apply_process(spec)
-        proxy = self._stack.proxy(spec.target)
+        proxy = self._toxiproxy.proxy(spec.target)
         if spec.kind == "down":
             proxy.disable()
             return lambda: _ignore(proxy.enable())
@@ -207,9 +231,9 @@ class FaultInjector:
             if not handles:
                 raise FaultError("no target process to signal")
             return handles
-        service = self._stack.services.get(target)
+        service = self._services.get(target)
         if service is None:
-            raise FaultError(f"the {self._stack.provider} stack cannot signal {target!r}")
+            raise FaultError(f"this stack cannot signal {target!r} (not a local process)")
         return [service]
 
 

@@ -1,4 +1,6 @@
-"""The Jepsen-style history of a run: events, paired operations, fault windows, JSONL IO.
+"""The Jepsen-style history of a run: events, paired operations, fault windows, JSONL read.
+
+It is written by `scenarios.history_recorder.HistoryRecorder`, in the format below.
 
 One JSON object per line, in index order. Operation events:
 
@@ -23,14 +25,12 @@ no trailing newline) is ignored on load; any other malformed line is an error.
 from __future__ import annotations
 
 import json
-import threading
-from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections import defaultdict, deque
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import IO, Any, Literal, TypeAlias, cast
+from typing import Any, Literal, TypeAlias, cast
 
 JSON: TypeAlias = Any
 """Any JSON-serialisable value (None, bool, int, float, str, list, dict with str keys)."""
@@ -67,6 +67,7 @@ class Event:
     """On a completion: the index of the invoke it completes."""
 
     def to_json(self) -> dict[str, JSON]:
+        """The event's JSONL line (null fields omitted)."""
         line: dict[str, JSON] = {
             "index": self.index,
             "type": self.type,
@@ -83,6 +84,7 @@ class Event:
 
     @classmethod
     def from_json(cls, line: Mapping[str, JSON]) -> Event:
+        """An event from its JSONL line; HistoryError when malformed."""
         kind = line.get("type")
         if kind not in EVENT_TYPES:
             raise HistoryError(f"unknown event type {kind!r}")
@@ -114,6 +116,7 @@ class FaultEvent:
     detail: Mapping[str, JSON] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, JSON]:
+        """The fault edge's JSONL line."""
         line: dict[str, JSON] = {
             "index": self.index,
             "type": "fault",
@@ -129,6 +132,7 @@ class FaultEvent:
 
     @classmethod
     def from_json(cls, line: Mapping[str, JSON]) -> FaultEvent:
+        """A fault edge from its JSONL line; HistoryError when malformed."""
         edge = line.get("edge")
         if edge not in FAULT_EDGES:
             raise HistoryError(f"fault edge must be start or end, got {edge!r}")
@@ -161,6 +165,7 @@ class FaultWindow:
         return self.start <= t and (self.end is None or t < self.end)
 
     def to_json(self) -> dict[str, JSON]:
+        """The window as JSON (results.json, the report)."""
         return {
             "name": self.name,
             "target": self.target,
@@ -171,6 +176,7 @@ class FaultWindow:
 
     @classmethod
     def from_json(cls, data: Mapping[str, JSON]) -> FaultWindow:
+        """A window from its JSON form."""
         return cls(
             name=_str(data, "name"),
             target=_str(data, "target"),
@@ -200,6 +206,7 @@ class Op:
 
     @property
     def latency(self) -> float | None:
+        """Seconds from invoke to completion; None when it never completed."""
         return None if self.end is None else self.end - self.start
 
 
@@ -346,146 +353,6 @@ def _match(ev: Event, open_invokes: dict[int, Event], by_process: dict[int, dequ
     if not pending:
         raise HistoryError(f"event {ev.index}: process {ev.process} has no open invoke")
     return open_invokes.pop(pending.popleft())
-
-
-class HistoryRecorder:
-    """Appends events to a new JSONL file (it must not exist) with increasing indexes.
-
-    Each call writes its line before returning (no await inside), so any number of
-    asyncio tasks in one loop may share a recorder; a lock also makes it thread-safe.
-    Lines are flushed every `flush_every` lines and on close.
-    """
-
-    def __init__(
-        self,
-        path: str | Path,
-        now: Callable[[], float],
-        *,
-        flush_every: int = 1,
-        keep: bool = True,
-    ) -> None:
-        if flush_every < 1:
-            raise ValueError("flush_every must be >= 1")
-        self.path = Path(path)
-        self._now = now
-        self._flush_every = flush_every
-        self._keep = keep
-        self._lock = threading.Lock()
-        self._file: IO[str] | None = self.path.open("x", encoding="utf-8")
-        self._next = 0
-        self._unflushed = 0
-        self._open: set[int] = set()
-        self._open_faults: Counter[str] = Counter()
-        self._events: list[Event] = []
-        self._faults: list[FaultEvent] = []
-
-    def invoke(
-        self, process: int, f: str, key: str | None, value: JSON, instance: str | None = None
-    ) -> Event:
-        """Record that `process` is about to call `f`; returns the invoke event."""
-        with self._lock:
-            ev = Event(self._next, process, "invoke", f, key, value, self._now(), instance=instance)
-            self._write(ev.to_json())
-            self._open.add(ev.index)
-            if self._keep:
-                self._events.append(ev)
-            return ev
-
-    def complete(
-        self,
-        invoke_event: Event,
-        type: Outcome,
-        value: JSON = None,
-        status: int | None = None,
-        error: str | None = None,
-    ) -> Event:
-        """Record the outcome (ok / fail / info) of an earlier invoke."""
-        if type not in OUTCOMES:
-            raise HistoryError(f"completion type must be ok, fail or info, got {type!r}")
-        with self._lock:
-            if invoke_event.index not in self._open:
-                raise HistoryError(f"invoke {invoke_event.index} is not open on this recorder")
-            ev = Event(
-                self._next,
-                invoke_event.process,
-                type,
-                invoke_event.f,
-                invoke_event.key,
-                value,
-                self._now(),
-                status=status,
-                error=error,
-                instance=invoke_event.instance,
-                ref=invoke_event.index,
-            )
-            self._write(ev.to_json())
-            self._open.discard(invoke_event.index)
-            if self._keep:
-                self._events.append(ev)
-            return ev
-
-    def fault(
-        self,
-        edge: FaultEdge,
-        name: str,
-        target: str,
-        kind: str,
-        detail: Mapping[str, JSON] | None = None,
-    ) -> FaultEvent:
-        """Record the start or end of a fault window; an end needs an open start."""
-        if edge not in FAULT_EDGES:
-            raise HistoryError(f"fault edge must be start or end, got {edge!r}")
-        with self._lock:
-            if edge == "end" and not self._open_faults[name]:
-                raise HistoryError(f"fault {name!r} ends but never started")
-            ev = FaultEvent(self._next, edge, name, target, kind, self._now(), dict(detail or {}))
-            self._write(ev.to_json())
-            self._open_faults[name] += 1 if edge == "start" else -1
-            if self._keep:
-                self._faults.append(ev)
-            return ev
-
-    @contextmanager
-    def fault_window(
-        self, name: str, target: str, kind: str, detail: Mapping[str, JSON] | None = None
-    ) -> Iterator[FaultEvent]:
-        """Record a fault's start on entry and its end on exit, whatever happened."""
-        start = self.fault("start", name, target, kind, detail)
-        try:
-            yield start
-        finally:
-            self.fault("end", name, target, kind)
-
-    def history(self) -> History:
-        """What was recorded so far (needs `keep=True`)."""
-        if not self._keep:
-            raise HistoryError("this recorder does not keep events; use History.load")
-        with self._lock:
-            return History(list(self._events), pair_faults(self._faults))
-
-    def close(self) -> None:
-        with self._lock:
-            if self._file is not None:
-                self._file.flush()
-                self._file.close()
-                self._file = None
-
-    def __enter__(self) -> HistoryRecorder:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _write(self, line: Mapping[str, JSON]) -> None:
-        if self._file is None:
-            raise HistoryError("the recorder is closed")
-        text = json.dumps(line, separators=(",", ":"), ensure_ascii=False, default=str)
-        self._file.write(text + "\n")
-        self._next += 1
-        self._unflushed += 1
-        if self._unflushed >= self._flush_every:
-            self._file.flush()
-            self._unflushed = 0
 
 
 def _int(data: Mapping[str, JSON], name: str) -> int:

@@ -25,6 +25,7 @@ REQUIRE_ENV = "STORMPROOF_REQUIRE_SERVICES"
 
 
 def services_required() -> bool:
+    """True when $STORMPROOF_REQUIRE_SERVICES asks to fail instead of skip."""
     return os.environ.get(REQUIRE_ENV, "") in ("1", "true", "yes")
 
 
@@ -37,6 +38,7 @@ def unavailable(reason: str) -> None:
 
 @pytest.fixture(scope="session")
 def stormproof_stack_session() -> Iterator[Stack]:
+    """One stack for the whole session, closed at its end."""
     install_sigterm_cleanup()  # SIGTERM of the test run still stops the stack
     try:
         stack = open_stack()
@@ -51,6 +53,7 @@ def stormproof_stack_session() -> Iterator[Stack]:
 
 @pytest.fixture
 def stormproof_stack(stormproof_stack_session: Stack) -> Iterator[Stack]:
+    """The session stack, healed before and after the test."""
     stormproof_stack_session.heal()
     try:
         yield stormproof_stack_session
@@ -60,14 +63,17 @@ def stormproof_stack(stormproof_stack_session: Stack) -> Iterator[Stack]:
 
 @pytest.fixture
 def toxiproxy_client(stormproof_stack: Stack) -> Toxiproxy:
+    """The healed stack's Toxiproxy client."""
     return stormproof_stack.toxiproxy
 
 
 @pytest.fixture
 def redis_proxy(stormproof_stack: Stack) -> Proxy:
+    """The healed stack's Redis proxy."""
     return stormproof_stack.redis_proxy
 
 
 @pytest.fixture
 def postgres_proxy(stormproof_stack: Stack) -> Proxy:
+    """The healed stack's PostgreSQL proxy."""
     return stormproof_stack.postgres_proxy

@@ -7,19 +7,22 @@ journal directory; its output goes to `<run_dir>/target-<id>.log`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import re
 import secrets
 import shlex
 import sys
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
+from scenarios.ports import free_port
 from scenarios.stack.base import StackUrls
-from scenarios.stack.local import free_port
 from scenarios.stack.process import ManagedProcess
 
 DEFAULT_COMMAND = (sys.executable, "-m", "reference.service")
@@ -49,6 +52,7 @@ class TargetSpec:
 
     @classmethod
     def from_command_line(cls, command: str | None, **kwargs: object) -> TargetSpec:
+        """A spec running `command` (shell words; None: the reference)."""
         argv = tuple(shlex.split(command)) if command else DEFAULT_COMMAND
         return cls(command=argv, **kwargs)  # type: ignore[arg-type]
 
@@ -71,25 +75,32 @@ class TargetInstance:
 
     @property
     def pid(self) -> int | None:
+        """The process id, None when not running."""
         return self.process.pid
 
     @property
     def running(self) -> bool:
+        """True while the process is alive."""
         return self.process.running
 
     def start(self, timeout_s: float = 30.0) -> None:
+        """Start the instance and wait until /health answers."""
         self.process.start(timeout_s)
 
     def kill(self) -> None:
+        """SIGKILL the instance."""
         self.process.kill()
 
     def pause(self) -> None:
+        """SIGSTOP the instance."""
         self.process.pause()
 
     def resume(self) -> None:
+        """SIGCONT the instance."""
         self.process.resume()
 
     def stop(self) -> None:
+        """Stop the instance gracefully, SIGKILL after 15 s."""
         self.process.stop(timeout_s=15.0)
 
 
@@ -138,9 +149,11 @@ class TargetGroup:
 
     @property
     def urls(self) -> list[str]:
+        """The base URL of each instance."""
         return [instance.url for instance in self.instances]
 
     def start(self) -> None:
+        """Start every instance and wait until each answers /health."""
         for instance in self.instances:
             instance.start(self.spec.startup_timeout_s)
 
@@ -152,6 +165,7 @@ class TargetGroup:
                 instance.start(self.spec.startup_timeout_s)
 
     def stop(self) -> None:
+        """Stop every instance."""
         for instance in self.instances:
             instance.stop()
 
@@ -173,3 +187,47 @@ class TargetGroup:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+async def wait_healthy(urls: Sequence[str], timeout_s: float) -> None:
+    """Wait until every URL's /health says HEALTHY; TimeoutError after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        for url in urls:
+            while True:
+                with contextlib.suppress(httpx.HTTPError, ValueError):
+                    response = await client.get(f"{url}/health")
+                    if response.json().get("status") == "HEALTHY":
+                        break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{url} not HEALTHY within {timeout_s:.0f}s")
+                await asyncio.sleep(0.1)
+
+
+async def settle(targets: TargetGroup, timeout_s: float) -> int | None:
+    """After healing: wait for HEALTHY, run recovery until the audit backlog is empty.
+
+    Returns the backlog left (journal + queue) when time ran out, 0 when drained,
+    None when the target never answered the backlog endpoint.
+    """
+    deadline = time.monotonic() + timeout_s
+    headers = {"Authorization": f"Bearer {targets.admin_token}"}
+    pending: int | None = None
+    async with httpx.AsyncClient(timeout=5.0, headers=headers) as client:
+        with contextlib.suppress(TimeoutError):
+            await wait_healthy(targets.urls, max(1.0, timeout_s / 2))
+        while True:
+            total = 0
+            answered = True
+            for url in targets.urls:
+                try:
+                    await client.post(f"{url}/admin/recovery")
+                    backlog = (await client.get(f"{url}/admin/audit/backlog")).json()
+                    total += int(backlog["journal_pending"]) + int(backlog["queue_pending"])
+                except (httpx.HTTPError, ValueError, KeyError, TypeError):
+                    answered = False
+            if answered:
+                pending = total
+            if pending == 0 or time.monotonic() > deadline:
+                return pending
+            await asyncio.sleep(0.25)

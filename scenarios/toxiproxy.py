@@ -49,6 +49,7 @@ class ProxySpec:
     enabled: bool = True
 
     def as_json(self) -> dict[str, Any]:
+        """The proxy as Toxiproxy's API expects it."""
         return {
             "name": self.name,
             "listen": self.listen,
@@ -75,6 +76,7 @@ class Toxiproxy:
         )
 
     def close(self) -> None:
+        """Close the HTTP client."""
         self._http.close()
 
     def __enter__(self) -> Toxiproxy:
@@ -100,6 +102,7 @@ class Toxiproxy:
 
     # server
     def version(self) -> str:
+        """The server's version string."""
         answer = self.request("GET", "/version")
         if isinstance(answer, dict):
             return str(answer.get("version", answer))
@@ -117,16 +120,20 @@ class Toxiproxy:
 
     # proxies
     def proxies(self) -> dict[str, Proxy]:
+        """Every proxy the server has, by name."""
         answer = self.request("GET", "/proxies")
         return {name: self._proxy(item) for name, item in answer.items()}
 
     def proxy(self, name: str) -> Proxy:
+        """The named proxy, fetched from the server."""
         return self._proxy(self.request("GET", f"/proxies/{name}"))
 
     def create_proxy(self, spec: ProxySpec) -> Proxy:
+        """Create a proxy; returns its handle."""
         return self._proxy(self.request("POST", "/proxies", spec.as_json()))
 
     def delete_proxy(self, name: str) -> None:
+        """Delete the named proxy."""
         self.request("DELETE", f"/proxies/{name}")
 
     def _proxy(self, item: Mapping[str, Any]) -> Proxy:
@@ -151,13 +158,16 @@ class Proxy:
 
     @property
     def path(self) -> str:
+        """The proxy's API path."""
         return f"/proxies/{self.name}"
 
     @property
     def listen_port(self) -> int:
+        """The port the proxy listens on."""
         return int(self.listen.rsplit(":", 1)[1])
 
     def refresh(self) -> Proxy:
+        """The proxy's current state, fetched from the server."""
         return self.client.proxy(self.name)
 
     def update(self, **changes: Any) -> Proxy:
@@ -165,6 +175,7 @@ class Proxy:
         return self.client._proxy(self.client.request("PATCH", self.path, changes))
 
     def enable(self) -> Proxy:
+        """Enable the proxy (connections accepted again)."""
         return self.update(enabled=True)
 
     def disable(self) -> Proxy:
@@ -172,10 +183,12 @@ class Proxy:
         return self.update(enabled=False)
 
     def delete(self) -> None:
+        """Delete the proxy."""
         self.client.delete_proxy(self.name)
 
     # toxics
     def toxics(self) -> list[Toxic]:
+        """The proxy's toxics."""
         return [_toxic(t) for t in self.client.request("GET", f"{self.path}/toxics")]
 
     def add_toxic(
@@ -187,6 +200,7 @@ class Proxy:
         stream: Stream = "downstream",
         toxicity: float = 1.0,
     ) -> Toxic:
+        """Add a toxic; returns it (with the server's name for it)."""
         body = {
             "name": name or f"{type}_{stream}_{next(_toxic_names)}",
             "type": type,
@@ -203,6 +217,7 @@ class Proxy:
         *,
         toxicity: float | None = None,
     ) -> Toxic:
+        """Change a toxic's attributes."""
         body: dict[str, Any] = {}
         if attributes is not None:
             body["attributes"] = dict(attributes)
@@ -211,6 +226,7 @@ class Proxy:
         return _toxic(self.client.request("PATCH", f"{self.path}/toxics/{name}", body))
 
     def remove_toxic(self, name: str) -> None:
+        """Remove the named toxic."""
         self.client.request("DELETE", f"{self.path}/toxics/{name}")
 
     @contextmanager

@@ -17,7 +17,8 @@ from typing import Any
 
 import httpx
 
-from scenarios.history import JSON, Event, HistoryRecorder
+from scenarios.history import JSON, Event
+from scenarios.history_recorder import HistoryRecorder
 
 OPERATIONS = ("cache_get", "cache_put", "cache_delete", "beneficio_get", "beneficio_put", "audit")
 HEALTH_PROCESS = 10_000
@@ -47,6 +48,7 @@ class WorkloadSpec:
     health_poll_s: float = 0.2
 
     def validate(self) -> WorkloadSpec:
+        """This spec, or WorkloadError naming what is wrong."""
         unknown = set(self.mix) - set(OPERATIONS)
         if unknown:
             raise WorkloadError(f"workload: unknown operation(s) {sorted(unknown)}")
@@ -61,6 +63,7 @@ class WorkloadSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> WorkloadSpec:
+        """A validated spec from its TOML/JSON table."""
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(data) - known
         if unknown:
@@ -113,6 +116,7 @@ class Workload:
         self.acked_events: list[str] = []
 
     def stop(self) -> None:
+        """Ask the workload to stop (`run` returns soon after)."""
         self._stop.set()
 
     async def run(self) -> None:

@@ -10,9 +10,11 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from reference.breaker import BreakerConfig, CircuitBreaker
+from reference.cache import HybridCache
 from reference.clock import SYSTEM_CLOCK, Clock
 from reference.config import Settings
 from reference.redis_client import make_redis
+from reference.service.configs import cache_config
 
 OP_TIMEOUT_S = 0.2
 
@@ -31,6 +33,23 @@ def cache_settings(**overrides: Any) -> Settings:
         instance_id="test",
     )
     return replace(base, **overrides)
+
+
+def make_cache(
+    settings: Settings,
+    breaker: CircuitBreaker,
+    kind: type[HybridCache] = HybridCache,
+    *,
+    redis: aioredis.Redis | None = None,
+    **options: Any,
+) -> HybridCache:
+    """A cache built as the service builds it: its config from `settings`, and a Redis
+    client of its own (closed with the cache) unless `redis` is given or Redis is off."""
+    owns = redis is None and not settings.disable_redis
+    if owns:
+        password = settings.redis_password.reveal() if settings.redis_password else None
+        redis = make_redis(settings.redis_url, settings.redis_op_timeout_s, password=password)
+    return kind(cache_config(settings), breaker, redis=redis, owns_redis=owns, **options)
 
 
 def redis_breaker(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> CircuitBreaker:

@@ -13,13 +13,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from reference.config import Settings
-
-__all__ = ["DbOp", "make_engine", "run_bounded"]
+__all__ = ["DatabaseConfig", "DbOp", "make_engine", "run_bounded"]
 
 T = TypeVar("T")
 DbOp = Callable[[AsyncConnection], Awaitable[T]]
@@ -32,10 +31,19 @@ _ABANDONED: set[asyncio.Task[Any]] = set()
 so a fire-and-forget task needs a strong one somewhere (the documented idiom)."""
 
 
+@dataclass(frozen=True, slots=True)
+class DatabaseConfig:
+    """Where the database is (a `postgresql+psycopg://` URL) and its timeouts."""
+
+    url: str
+    op_timeout_s: float = 2.0
+    connect_timeout_s: float = 2.0
+
+
 def make_engine(
-    settings: Settings, *, pool_size: int = 10, max_overflow: int = 10, pre_ping: bool = True
+    config: DatabaseConfig, *, pool_size: int = 10, max_overflow: int = 10, pre_ping: bool = True
 ) -> AsyncEngine:
-    """An async engine on psycopg 3 for `settings.database_url`, with a connect timeout.
+    """An async engine on psycopg 3 for `config.url`, with a connect timeout.
 
     `pool_timeout` is bounded by the operation timeout: a caller never waits longer for a
     pooled connection than it would for the operation itself (`run_bounded` bounds both).
@@ -43,12 +51,12 @@ def make_engine(
     (an outage, a restart) instead of failing the first operation on each after healing,
     which would also re-open a just-closed breaker.
     """
-    connect_timeout = max(1, round(settings.db_connect_timeout_s))
+    connect_timeout = max(1, round(config.connect_timeout_s))
     return create_async_engine(
-        settings.sqlalchemy_url,
+        config.url,
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pool_timeout=settings.db_op_timeout_s,
+        pool_timeout=config.op_timeout_s,
         pool_pre_ping=pre_ping,
         connect_args={"connect_timeout": connect_timeout},
     )

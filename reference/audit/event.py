@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from reference.clock import SYSTEM_CLOCK, Clock
 
 MAX_PAYLOAD_BYTES = 64 * 1024
 """Largest payload accepted, measured on its canonical UTF-8 JSON encoding."""
@@ -22,13 +25,10 @@ MAX_PAYLOAD_DEPTH = 64
 _TEXT_FIELDS = ("actor", "action", "entity", "entity_id")
 _FIELDS = frozenset(("event_id", "occurred_at", "payload", *_TEXT_FIELDS))
 
-WallClock = Callable[[], datetime]
-"""A callable returning the current aware wall-clock time."""
 
-
-def utc_now() -> datetime:
-    """The current time, aware, in UTC."""
-    return datetime.now(UTC)
+def utc_now(clock: Clock = SYSTEM_CLOCK) -> datetime:
+    """`clock`'s wall-clock time as an aware UTC datetime."""
+    return datetime.fromtimestamp(clock.now(), UTC)
 
 
 class InvalidAuditEvent(ValueError):
@@ -92,12 +92,12 @@ class AuditEvent:
         payload: Mapping[str, Any] | None = None,
         *,
         event_id: uuid.UUID | None = None,
-        now: WallClock = utc_now,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> AuditEvent:
         """Build an event, generating the id (uuid4) and the time when not given."""
         return cls(
             event_id=event_id if event_id is not None else uuid.uuid4(),
-            occurred_at=now(),
+            occurred_at=utc_now(clock),
             actor=actor,
             action=action,
             entity=entity,
@@ -106,8 +106,9 @@ class AuditEvent:
         )
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], now: WallClock = utc_now) -> AuditEvent:
-        """Validate a decoded JSON object; a missing `occurred_at` defaults to `now()`."""
+    def from_dict(cls, data: Mapping[str, Any], clock: Clock = SYSTEM_CLOCK) -> AuditEvent:
+        """Validate a decoded JSON object; a missing `occurred_at` defaults to `clock`'s
+        wall-clock time."""
         if not isinstance(data, Mapping):
             raise InvalidAuditEvent("event", "must be a JSON object")
         for key in data:
@@ -118,7 +119,7 @@ class AuditEvent:
                 raise InvalidAuditEvent(name, "is required")
         return cls(
             event_id=_parse_uuid(data["event_id"]),
-            occurred_at=_parse_time(data.get("occurred_at"), now),
+            occurred_at=_parse_time(data.get("occurred_at"), clock),
             actor=data["actor"],
             action=data["action"],
             entity=data["entity"],
@@ -127,7 +128,7 @@ class AuditEvent:
         )
 
     @classmethod
-    def from_json_bytes(cls, raw: bytes, now: WallClock = utc_now) -> AuditEvent:
+    def from_json_bytes(cls, raw: bytes, clock: Clock = SYSTEM_CLOCK) -> AuditEvent:
         """Parse and validate one JSON-encoded event."""
         if len(raw) > MAX_JSON_INPUT_BYTES:
             raise InvalidAuditEvent("event", f"larger than {MAX_JSON_INPUT_BYTES} bytes")
@@ -137,7 +138,7 @@ class AuditEvent:
             raise InvalidAuditEvent("event", f"not valid JSON ({_one_line(exc)})") from None
         if not isinstance(data, dict):
             raise InvalidAuditEvent("event", "must be a JSON object")
-        return cls.from_dict(data, now)
+        return cls.from_dict(data, clock)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (fresh copy, payload included)."""
@@ -175,13 +176,19 @@ def _parse_uuid(value: object) -> uuid.UUID:
         raise InvalidAuditEvent("event_id", "is not a valid UUID") from None
 
 
-def _parse_time(value: object, now: WallClock) -> datetime:
+_FRACTIONAL_OFFSET = re.compile(r"[+-]\d{2}:?\d{2}:?\d{2}[.,]\d+$")
+
+
+def _parse_time(value: object, clock: Clock) -> datetime:
     if value is None:
-        return now()
+        return utc_now(clock)
     if isinstance(value, datetime):
         return value
     if not isinstance(value, str):
         raise InvalidAuditEvent("occurred_at", "must be an ISO 8601 string")
+    if _FRACTIONAL_OFFSET.search(value):
+        # Python 3.11's fromisoformat silently drops an offset's fraction of a second
+        raise InvalidAuditEvent("occurred_at", "a UTC offset must be whole seconds")
     try:
         return datetime.fromisoformat(value)
     except ValueError:

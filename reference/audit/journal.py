@@ -19,8 +19,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
+from reference.audit._fs import fsync_dir, write_all
 from reference.audit.journal_format import (
     HEADER_BYTES,
     MAX_RECORD_BYTES,
@@ -35,6 +36,7 @@ from reference.audit.journal_format import (
     read_segment,
     segment_name,
 )
+from reference.audit.journal_metrics import JournalMetrics, NullJournalMetrics
 from reference.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -62,67 +64,6 @@ class JournalConfig:
             raise ValueError(f"segment_max_bytes must be at least {MIN_SEGMENT_BYTES}")
         if self.hmac_key is not None and len(self.hmac_key) < MIN_HMAC_KEY_BYTES:
             raise ValueError(f"hmac_key must be at least {MIN_HMAC_KEY_BYTES} bytes")
-
-
-class JournalMetrics(Protocol):
-    """Counting hooks: cheap, never raising, callable from the journal's I/O thread."""
-
-    def records_appended(self, count: int) -> None: ...
-
-    def fsynced(self, records: int, seconds: float) -> None: ...
-
-    def write_failed(self, records: int) -> None: ...
-
-    def segment_opened(self, sequence: int) -> None: ...
-
-    def corrupt_quarantined(self, count: int) -> None: ...
-
-
-class NullJournalMetrics:
-    """Metrics that count nothing."""
-
-    def records_appended(self, count: int) -> None:
-        pass
-
-    def fsynced(self, records: int, seconds: float) -> None:
-        pass
-
-    def write_failed(self, records: int) -> None:
-        pass
-
-    def segment_opened(self, sequence: int) -> None:
-        pass
-
-    def corrupt_quarantined(self, count: int) -> None:
-        pass
-
-
-@dataclass
-class JournalCounters:
-    """Plain in-memory counters (tests, probes, and an adapter target for Prometheus)."""
-
-    appended: int = 0
-    fsyncs: int = 0
-    failed: int = 0
-    segments: int = 0
-    quarantined: int = 0
-    fsync_seconds: float = 0.0
-
-    def records_appended(self, count: int) -> None:
-        self.appended += count
-
-    def fsynced(self, records: int, seconds: float) -> None:
-        self.fsyncs += 1
-        self.fsync_seconds += seconds
-
-    def write_failed(self, records: int) -> None:
-        self.failed += records
-
-    def segment_opened(self, sequence: int) -> None:
-        self.segments += 1
-
-    def corrupt_quarantined(self, count: int) -> None:
-        self.quarantined += count
 
 
 @dataclass
@@ -364,7 +305,7 @@ class Journal:
                 frames.append(encode_record(payload))
         data = b"".join(frames)
         try:
-            _write_all(active.fd, data)
+            write_all(active.fd, data)
             if self._config.fsync:
                 os.fsync(active.fd)
             self._check_still_linked(active)
@@ -387,7 +328,7 @@ class Journal:
         try:
             os.fchmod(fd, 0o600)
             header = encode_header(sequence, self._last_mac, self._config.hmac_key)
-            _write_all(fd, header)
+            write_all(fd, header)
             if self._config.fsync:
                 os.fsync(fd)
                 self._fsync_dir(self.directory)
@@ -438,17 +379,19 @@ class Journal:
     def _fsync_dir(self, directory: Path) -> None:
         if not self._config.fsync:
             return
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(directory)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        if written <= 0:
-            raise OSError(errno.EIO, "short write")
-        view = view[written:]
+def writer_alive(directory: Path) -> bool:
+    """Whether a journal writer holds `directory`'s lock right now (a probe, released)."""
+    try:
+        fd = os.open(directory / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also releases the probe lock
+    return False

@@ -26,6 +26,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from reference.audit._fs import write_all
+
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
@@ -359,9 +361,7 @@ def _write_new_file(path: Path, data: bytes) -> bool:
         return False
     try:
         os.fchmod(fd, 0o600)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        write_all(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -1,7 +1,6 @@
 """The audit queue: a Redis Stream producer and the consumer-group worker that drains it.
 
-Producer: `AuditQueue.publish` XADDs the event's canonical JSON (field `e`). The stream is
-never trimmed: an entry leaves it only when a worker has committed it and acknowledged it.
+The producer and the entry format live in `reference/audit/stream.py` (re-exported here).
 
 Worker (`QueueWorker`), one pass (`drain_once`) = `read_batch` -> `store_batch` ->
 `ack_batch`:
@@ -34,18 +33,25 @@ import socket
 import uuid
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
-import psycopg
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 from redis.typing import StreamIdT
-from sqlalchemy.exc import DataError, IntegrityError
 
-from reference.audit.event import AuditEvent, InvalidAuditEvent
-from reference.audit.store import AuditStore, DeadLetter
+from reference.audit.event import AuditEvent
+from reference.audit.store import POISON_ERRORS, AuditStore
+from reference.audit.stream import (
+    EVENT_FIELD,
+    AuditQueue,
+    Batch,
+    StreamEntry,
+    as_text,
+    classify,
+    entries_from_reply,
+)
 from reference.clock import SYSTEM_CLOCK, Clock
-from reference.config import Settings
+from reference.errors import describe
 
 __all__ = [
     "EVENT_FIELD",
@@ -59,27 +65,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-EVENT_FIELD = b"e"
-"""The stream entry field holding the event's canonical JSON."""
-
 _log = logging.getLogger(__name__)
-# A row the database rejects for its data. Not ProgrammingError: a missing table or a
-# permission problem is the database's state, not the event's, and must fail the pass
-# (back off, retry) rather than push valid events towards the dead letter.
-_POISON = (DataError, IntegrityError, psycopg.DataError, psycopg.IntegrityError)
-
-
-class AuditQueue:
-    """The producer: one XADD per event, no trimming."""
-
-    def __init__(self, redis: aioredis.Redis, stream: str) -> None:
-        self.redis = redis
-        self.stream = stream
-
-    async def publish(self, event: AuditEvent) -> str:
-        """XADD the event; returns the entry id. Bound it from outside (it may hang)."""
-        entry_id = await self.redis.xadd(self.stream, {EVENT_FIELD: event.to_json_bytes()})
-        return _text(entry_id)
 
 
 @dataclass(frozen=True)
@@ -106,44 +92,6 @@ class WorkerConfig:
             raise ValueError("block_s must be >= 0; claim_idle_s, redis_timeout_s > 0")
         if not 0 < self.backoff_initial_s <= self.backoff_max_s:
             raise ValueError("need 0 < backoff_initial_s <= backoff_max_s")
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> WorkerConfig:
-        """Stream, delivery limit and timeouts from `settings`; anything else overridden."""
-        values: dict[str, Any] = {
-            "stream": settings.audit_queue_stream,
-            "max_deliveries": settings.audit_max_deliveries,
-            "redis_timeout_s": settings.redis_op_timeout_s,
-            "db_timeout_s": settings.db_op_timeout_s,
-        }
-        values.update(overrides)
-        return cls(**values)
-
-
-@dataclass(frozen=True)
-class StreamEntry:
-    """One stream entry as delivered to this consumer (`fields` None: deleted meanwhile)."""
-
-    entry_id: str
-    fields: dict[bytes, bytes] | None
-    deliveries: int = 1
-
-
-@dataclass(frozen=True)
-class Batch:
-    """What one read produced: events to store, dead letters, and entries to just ack."""
-
-    events: tuple[tuple[str, AuditEvent], ...] = ()
-    dead: tuple[DeadLetter, ...] = ()
-    gone: tuple[str, ...] = ()
-
-    def __len__(self) -> int:
-        return len(self.events) + len(self.dead) + len(self.gone)
-
-    @property
-    def ids(self) -> list[str]:
-        """Every entry id in the batch."""
-        return [i for i, _ in self.events] + [d.entry_id for d in self.dead] + list(self.gone)
 
 
 class QueueWorker:
@@ -233,7 +181,7 @@ class QueueWorker:
             return done
         try:
             await self.store.insert_many([e for _, e in batch.events], "queue", timeout_s=timeout)
-        except _POISON as exc:
+        except POISON_ERRORS as exc:
             if _connection_lost(exc):
                 raise
             _log.warning("audit worker: batch rejected (%s); retrying row by row", _brief(exc))
@@ -265,7 +213,9 @@ class QueueWorker:
                     await self._pause(self.config.backoff_max_s)
             except Exception as exc:
                 _log.warning(
-                    "audit worker: pass failed (%s); retrying in %.2fs", _brief(exc), delay
+                    "audit worker: pass failed (%s); retrying in %.2fs",
+                    _brief(exc),
+                    delay,
                 )
                 await self._pause(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, self.config.backoff_max_s)
@@ -296,7 +246,7 @@ class QueueWorker:
                     delay = self.config.backoff_initial_s
                 except Exception as exc:
                     _log.info("audit worker drain: %s; retrying in %.2fs", _brief(exc), delay)
-                    await asyncio.sleep(delay)
+                    await self._clock.sleep(delay)
                     delay = min(delay * 2, self.config.backoff_max_s)
 
     async def backlog(self) -> int:
@@ -306,7 +256,7 @@ class QueueWorker:
             return 0
         groups = await self._bounded(self.redis.xinfo_groups(stream))
         for info in groups:
-            if _text(info.get("name", b"")) == group:
+            if as_text(info.get("name", b"")) == group:
                 lag = info.get("lag")
                 if lag is None:  # unknown (tombstones after the group's position)
                     return int(await self._bounded(self.redis.xlen(stream)))
@@ -350,11 +300,11 @@ class QueueWorker:
                 count=count,
             )
         )
-        cursor, claimed = _text(reply[0]), reply[1]
+        cursor, claimed = as_text(reply[0]), reply[1]
         self._claim_cursor = cursor
         if cursor == "0-0":  # a full scan done: the next one after half the idle time
             self._next_claim_at = self._clock.monotonic() + self.config.claim_idle_s / 2
-        entries = [StreamEntry(_text(i), f) for i, f in claimed if f is not None]
+        entries = [StreamEntry(as_text(i), f) for i, f in claimed if f is not None]
         return await self._with_deliveries(entries)
 
     async def _read_new(self, count: int, block_ms: int | None) -> list[StreamEntry]:
@@ -412,11 +362,13 @@ class QueueWorker:
         for entry_id, event in events:
             try:
                 await self.store.insert_one(event, "queue", timeout_s=self.config.db_timeout_s)
-            except _POISON as exc:
+            except POISON_ERRORS as exc:
                 if _connection_lost(exc):
                     raise
                 _log.warning(
-                    "audit worker: entry %s rejected (%s); left pending", entry_id, _brief(exc)
+                    "audit worker: entry %s rejected (%s); left pending",
+                    entry_id,
+                    _brief(exc),
                 )
                 self._check_own = True
                 self._rejected = True
@@ -440,79 +392,20 @@ class QueueWorker:
             return await call
 
     async def _pause(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._stopping.wait()
+        """Sleep `seconds` on the clock, or less if `stop()` is called meanwhile."""
+        if self._stopping.is_set():
+            return
+        sleeper = asyncio.ensure_future(self._clock.sleep(seconds))
+        stopper = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            stopper.cancel()
 
 
 def _default_consumer() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _field(fields: dict[Any, Any]) -> bytes | None:
-    value = fields.get(EVENT_FIELD, fields.get(EVENT_FIELD.decode()))
-    if value is None:
-        return None
-    return value.encode() if isinstance(value, str) else bytes(value)
-
-
-def classify(entries: Sequence[StreamEntry], stream: str, max_deliveries: int) -> Batch:
-    """Sort delivered entries: valid events; dead letters (malformed, or delivered more than
-    `max_deliveries` times); entries deleted meanwhile (only to be acked). Duplicates are
-    dropped."""
-    events: list[tuple[str, AuditEvent]] = []
-    dead: list[DeadLetter] = []
-    gone: list[str] = []
-    seen: set[str] = set()
-    for entry in entries:
-        if entry.entry_id in seen:
-            continue
-        seen.add(entry.entry_id)
-        if entry.fields is None:
-            gone.append(entry.entry_id)
-            continue
-        raw = _field(entry.fields)
-        event: AuditEvent | None = None
-        reason: str | None = None
-        if raw is None:
-            reason = "malformed: no event field"
-        else:
-            try:
-                event = AuditEvent.from_json_bytes(raw)
-            except InvalidAuditEvent as exc:
-                reason = f"malformed: {exc}"
-        if event is not None and entry.deliveries > max_deliveries:
-            reason = f"delivered {entry.deliveries} times (max {max_deliveries})"
-        if reason is None and event is not None:
-            events.append((entry.entry_id, event))
-            continue
-        dead.append(
-            DeadLetter(
-                stream=stream,
-                entry_id=entry.entry_id,
-                raw=raw if raw is not None else repr(entry.fields).encode(),
-                reason=reason or "unknown",
-                deliveries=entry.deliveries,
-                event_id=event.event_id if event is not None else None,
-            )
-        )
-    return Batch(tuple(events), tuple(dead), tuple(gone))
-
-
-def entries_from_reply(reply: Any) -> list[StreamEntry]:
-    """XREADGROUP's reply (RESP2 list or RESP3 dict) as entries (delivered once)."""
-    if not reply:
-        return []
-    streams = reply.items() if isinstance(reply, dict) else reply
-    out: list[StreamEntry] = []
-    for _, messages in streams:
-        for entry_id, fields in messages:
-            out.append(StreamEntry(_text(entry_id), dict(fields) if fields else None))
-    return out
 
 
 def _connection_lost(exc: BaseException) -> bool:
@@ -520,5 +413,4 @@ def _connection_lost(exc: BaseException) -> bool:
 
 
 def _brief(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())[:160]
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return describe(exc, limit=160)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import fcntl
 import hashlib
 import json
@@ -39,11 +38,9 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
-from sqlalchemy.exc import DataError, IntegrityError
-
+from reference.audit._fs import atomic_replace, fsync_dir
 from reference.audit.event import AuditEvent, InvalidAuditEvent
-from reference.audit.journal import LOCK_FILE, Journal, JournalWriteError
+from reference.audit.journal import Journal, JournalWriteError, writer_alive
 from reference.audit.journal_format import (
     CorruptRegion,
     JournalRecord,
@@ -54,7 +51,7 @@ from reference.audit.journal_format import (
     read_segment,
 )
 from reference.audit.queue import QueueWorker
-from reference.audit.store import AuditStore
+from reference.audit.store import POISON_ERRORS, AuditStore
 from reference.clock import SYSTEM_CLOCK, Clock
 from reference.metrics import ResilienceMetrics
 
@@ -62,6 +59,7 @@ __all__ = [
     "CHECKPOINT_FILE",
     "RECOVERY_LOCK_FILE",
     "Checkpoint",
+    "RecoveryConfig",
     "RecoveryJob",
     "RecoveryResult",
     "read_checkpoint",
@@ -71,10 +69,6 @@ __all__ = [
 CHECKPOINT_FILE = "recovery.checkpoint"
 RECOVERY_LOCK_FILE = ".recovery.lock"
 _log = logging.getLogger(__name__)
-# A row the database rejects for its data. Not ProgrammingError: a missing table or a
-# permission problem is the database's state, not the event's, and must fail the pass
-# (back off, retry) rather than push valid events towards the dead letter.
-_POISON = (DataError, IntegrityError, psycopg.DataError, psycopg.IntegrityError)
 
 
 @dataclass(frozen=True)
@@ -118,7 +112,7 @@ def write_checkpoint(directory: Path, checkpoint: Checkpoint | None) -> None:
     if checkpoint is None:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-            _fsync_dir(directory)
+            fsync_dir(directory)
         return
     data = json.dumps(
         {
@@ -127,51 +121,50 @@ def write_checkpoint(directory: Path, checkpoint: Checkpoint | None) -> None:
             "first_record": checkpoint.first_record,
         }
     ).encode()
-    tmp = directory / f"{CHECKPOINT_FILE}.tmp"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(directory)
+    atomic_replace(path, data)
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryConfig:
+    """Where the journal is, how often to replay it, and the replay's bounds."""
+
+    directory: Path
+    interval_s: float = 300.0
+    batch_size: int = 20000
+    batch_timeout_s: float = 30.0
+    redrive_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.interval_s <= 0:
+            raise ValueError("batch_size must be >= 1 and interval_s > 0")
 
 
 class RecoveryJob:
-    """Replays the journal in `directory` into `store`; see the module docstring."""
+    """Replays the journal in `config.directory` into `store`; see the module docstring.
+
+    `journal` (this process's writer, rolled before a run) and `worker` (whose pending
+    queue entries a run re-drives) are optional.
+    """
 
     def __init__(
         self,
-        directory: Path,
+        config: RecoveryConfig,
         store: AuditStore,
+        *,
         journal: Journal | None = None,
         worker: QueueWorker | None = None,
         clock: Clock = SYSTEM_CLOCK,
-        interval_s: float = 300.0,
-        *,
-        batch_size: int = 20000,
-        batch_timeout_s: float = 30.0,
-        redrive_timeout_s: float = 10.0,
         metrics: ResilienceMetrics | None = None,
     ) -> None:
-        if batch_size < 1 or interval_s <= 0:
-            raise ValueError("batch_size must be >= 1 and interval_s > 0")
-        self.directory = directory
+        self.config = config
+        self.directory = config.directory
         self.store = store
         self.journal = journal
         self.worker = worker
-        self.interval_s = interval_s
-        self.batch_size = batch_size
-        self.batch_timeout_s = batch_timeout_s
-        self.redrive_timeout_s = redrive_timeout_s
+        self.interval_s = config.interval_s
+        self.batch_size = config.batch_size
+        self.batch_timeout_s = config.batch_timeout_s
+        self.redrive_timeout_s = config.redrive_timeout_s
         self._clock = clock
         self._metrics = metrics
         self._scans: dict[str, _ScanSummary] = {}
@@ -225,7 +218,7 @@ class RecoveryJob:
                 await self.run_once()
             except Exception as exc:
                 _log.warning("recovery run failed: %r", exc)
-            await asyncio.sleep(self.interval_s)
+            await self._clock.sleep(self.interval_s)
 
     async def backlog(self) -> int:
         """Intact records in segments not yet replayed (the live segment included)."""
@@ -299,7 +292,7 @@ class RecoveryJob:
             inserted = await self.store.copy_replay_json(
                 [r.payload for r in batch], "file", timeout_s=timeout
             )
-        except _POISON as exc:
+        except POISON_ERRORS as exc:
             if getattr(exc, "connection_invalidated", False):
                 raise
             _log.warning("recovery: %s batch rejected (%s); validating", scan.path.name, exc)
@@ -365,23 +358,9 @@ def _segments_without_live_writer(directory: Path) -> list[Path]:
         segments = [path for _, path in list_segments(directory)]
     except FileNotFoundError:
         return []
-    if segments and _writer_alive(directory):
+    if segments and writer_alive(directory):
         segments.pop()
     return segments
-
-
-def _writer_alive(directory: Path) -> bool:
-    try:
-        fd = os.open(directory / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # also releases the probe lock
-    return False
 
 
 @dataclass(frozen=True)
@@ -459,15 +438,4 @@ def _remove_segment(path: Path) -> None:
         path.unlink()
     except FileNotFoundError:
         return
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        if exc.errno != errno.EINVAL:  # some filesystems cannot fsync a directory
-            raise
-    finally:
-        os.close(fd)
+    fsync_dir(path.parent)

@@ -1,6 +1,6 @@
 """`ResilientAudit.record`: queue, then database, then journal; success only when durable.
 
-Each path is one attempt bounded by `settings.audit_timeout_s`, with a timeout that really
+Each path is one attempt bounded by `AuditConfig.timeout_s`, with a timeout that really
 cancels it (a cancelled XADD drops its Redis connection; a cancelled INSERT invalidates its
 database connection). The queue sits behind the shared Redis breaker and the database
 behind the audit's own breaker, so an outage costs one fast rejection per event, not one
@@ -19,20 +19,19 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 
 from reference.audit.event import AuditEvent
 from reference.audit.journal import Journal
 from reference.audit.queue import AuditQueue
 from reference.audit.store import AuditStore
-from reference.breaker import BreakerConfig, CircuitBreaker, CircuitOpenError
-from reference.clock import SYSTEM_CLOCK, Clock
-from reference.config import Settings
+from reference.breaker import CircuitBreaker, CircuitOpenError
+from reference.errors import describe
 from reference.metrics import AuditPath, ResilienceMetrics
 
-__all__ = ["AuditUnavailable", "ResilientAudit", "breaker_config"]
+__all__ = ["AuditConfig", "AuditUnavailable", "ResilientAudit"]
 
 _log = logging.getLogger(__name__)
-DB_BREAKER_NAME = "database"
 _Attempt = Callable[[AuditEvent], Awaitable[object]]
 
 
@@ -46,46 +45,46 @@ class AuditUnavailable(Exception):
         self.reasons: dict[AuditPath, str] = dict(reasons)
 
 
-def breaker_config(settings: Settings) -> BreakerConfig:
-    """The breaker settings shared by the Redis and database breakers."""
-    return BreakerConfig(
-        failure_threshold=settings.breaker_failure_threshold,
-        reset_timeout_s=settings.breaker_reset_timeout_s,
-        half_open_max_calls=settings.breaker_half_open_max_calls,
-    )
+@dataclass(frozen=True, slots=True)
+class AuditConfig:
+    """The per-attempt timeout and which paths are on (DISABLE_REDIS turns the queue off,
+    AUDIT_SYNC_FALLBACK the database, AUDIT_FILE_BACKUP the journal)."""
+
+    timeout_s: float = 0.5
+    queue: bool = True
+    db: bool = True
+    file: bool = True
 
 
 class ResilientAudit:
     """Records audit events on the first path that takes them durably.
 
-    A path is enabled when its component is given: the queue (unless
-    `settings.disable_redis`), the store (if `settings.audit_sync_fallback`) and the
-    journal (if `settings.audit_file_backup`; it must be open to accept anything).
+    A path is enabled when its component is given and `config` turns it on: the queue
+    (behind `redis_breaker`), the store (behind `db_breaker`) and the journal (it must be
+    open to accept anything).
     """
 
     def __init__(
         self,
-        settings: Settings,
+        config: AuditConfig,
         *,
+        redis_breaker: CircuitBreaker,
+        db_breaker: CircuitBreaker,
         queue: AuditQueue | None = None,
-        redis_breaker: CircuitBreaker | None = None,
         store: AuditStore | None = None,
-        db_breaker: CircuitBreaker | None = None,
         journal: Journal | None = None,
         metrics: ResilienceMetrics | None = None,
-        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        self._timeout_s = settings.audit_timeout_s
-        config = breaker_config(settings)
-        self.redis_breaker = redis_breaker or CircuitBreaker("audit-queue", config, clock)
-        self.db_breaker = db_breaker or CircuitBreaker(DB_BREAKER_NAME, config, clock)
+        self._timeout_s = config.timeout_s
+        self.redis_breaker = redis_breaker
+        self.db_breaker = db_breaker
         self._metrics = metrics
         attempts: list[tuple[AuditPath, _Attempt]] = []
-        if queue is not None and not settings.disable_redis:
+        if queue is not None and config.queue:
             attempts.append(("queue", self._via_queue(queue)))
-        if store is not None and settings.audit_sync_fallback:
+        if store is not None and config.db:
             attempts.append(("db", self._via_db(store)))
-        if journal is not None and settings.audit_file_backup:
+        if journal is not None and config.file:
             attempts.append(("file", self._via_journal(journal)))
         self._attempts = tuple(attempts)
 
@@ -145,5 +144,4 @@ def _reason(exc: BaseException) -> str:
         return f"circuit {exc.name} {exc.state.value}"
     if isinstance(exc, TimeoutError):
         return "timed out"
-    text = " ".join(str(exc).split())[:160]
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return describe(exc, limit=160)

@@ -18,13 +18,18 @@ from dataclasses import dataclass
 
 import psycopg
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reference.audit.db import run_bounded
 from reference.audit.event import AuditEvent, canonical_json
 
-__all__ = ["AuditStore", "DeadLetter"]
+__all__ = ["POISON_ERRORS", "AuditStore", "DeadLetter"]
+
+POISON_ERRORS = (DataError, IntegrityError, psycopg.DataError, psycopg.IntegrityError)
+"""A row the database rejects for its data. Not ProgrammingError: a missing table or a
+permission problem is the database's state, not the event's, and must fail the pass
+(back off, retry) rather than push valid events towards the dead letter."""
 
 _IDENT = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _SCHEMA_LOCK_KEY = 0x5707_A0D1

@@ -7,13 +7,13 @@ import os
 import uvicorn
 
 from reference.config import Settings, load_settings_or_exit
-from reference.logs import configure_logging
 from reference.service.app import create_app
+from reference.service.configs import setup_logging
 
 
 def serve(settings: Settings) -> None:
     """Run the service with `settings` until SIGTERM/SIGINT."""
-    configure_logging(settings)
+    setup_logging(settings)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -26,6 +26,7 @@ def serve(settings: Settings) -> None:
 
 
 def main() -> None:
+    """The entry point: settings from the environment (exits naming a bad variable), then serve."""
     serve(load_settings_or_exit(os.environ))
 
 

@@ -36,6 +36,8 @@ class BeneficiosRepo:
         self._timeout_s = timeout_s
 
     async def ensure_schema(self) -> None:
+        """Create the table if it does not exist."""
+
         async def create(conn: AsyncConnection) -> None:
             await conn.execute(text("SELECT pg_advisory_xact_lock(77001)"))
             await conn.execute(text(SCHEMA))
@@ -43,6 +45,8 @@ class BeneficiosRepo:
         await run_bounded(self._engine, create, max(self._timeout_s, 5.0))
 
     async def get(self, beneficio_id: str) -> dict[str, Any] | None:
+        """The stored value for `key`, or None."""
+
         async def read(conn: AsyncConnection) -> dict[str, Any] | None:
             row = (await conn.execute(_GET, {"id": beneficio_id})).mappings().first()
             return dict(row) if row else None
@@ -50,6 +54,7 @@ class BeneficiosRepo:
         return await self._breaker.call(lambda: run_bounded(self._engine, read, self._timeout_s))
 
     async def put(self, beneficio_id: str, nome: str, valor: int, v: int) -> dict[str, Any]:
+        """Insert or replace the value for `key`."""
         params = {"id": beneficio_id, "nome": nome, "valor": valor, "v": v}
 
         async def write(conn: AsyncConnection) -> dict[str, Any]:

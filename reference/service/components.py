@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,9 +30,9 @@ from reference.alerts import (
 from reference.audit.db import make_engine, run_bounded
 from reference.audit.journal import Journal, JournalConfig
 from reference.audit.journal_format import hmac_key_from_text
-from reference.audit.queue import AuditQueue, QueueWorker, WorkerConfig
+from reference.audit.queue import AuditQueue, QueueWorker
 from reference.audit.recovery import RecoveryJob
-from reference.audit.resilient import ResilientAudit, breaker_config
+from reference.audit.resilient import ResilientAudit
 from reference.audit.store import AuditStore
 from reference.breaker import CircuitBreaker, CircuitState
 from reference.cache import HybridCache
@@ -41,8 +40,17 @@ from reference.clock import SYSTEM_CLOCK, Clock
 from reference.config import Settings
 from reference.health import HealthMonitor, overall_status, redis_ping
 from reference.metrics import ResilienceMetrics
-from reference.redis_client import make_redis
 from reference.service.beneficios import BeneficiosRepo
+from reference.service.configs import (
+    alert_evaluator,
+    audit_config,
+    breakers,
+    cache_config,
+    database_config,
+    recovery_config,
+    redis_client,
+    worker_config,
+)
 from reference.warmup import warm_up
 
 _log = logging.getLogger("reference.service")
@@ -70,6 +78,8 @@ async def select_one(engine: AsyncEngine, timeout_s: float) -> None:
 
 @dataclass
 class Components:
+    """Every component of the service, built by `build`, run by `start`, ended by `stop`."""
+
     settings: Settings
     clock: Clock
     metrics: ResilienceMetrics
@@ -81,6 +91,7 @@ class Components:
     beneficios: BeneficiosRepo
     journal: Journal | None
     queue_redis: aioredis.Redis | None
+    health_redis: aioredis.Redis | None
     worker_redis: aioredis.Redis | None
     worker: QueueWorker | None
     recovery: RecoveryJob
@@ -94,17 +105,29 @@ class Components:
 
     @classmethod
     async def build(cls, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Components:
+        """Build every component from `settings` (configs and clients from `configs.py`)."""
         metrics = ResilienceMetrics()
-        config = breaker_config(settings)
-        redis_breaker = CircuitBreaker("redis", config, clock)
-        db_breaker = CircuitBreaker("database", config, clock)
+        redis_breaker, db_breaker = breakers(settings, clock)
         metrics.watch_breaker(redis_breaker)
         metrics.watch_breaker(db_breaker)
-        engine = make_engine(settings)
+        engine = make_engine(database_config(settings))
         store = AuditStore(engine, op_timeout_s=settings.db_op_timeout_s)
         # the cache adds a random suffix to INSTANCE_ID: two processes started with the
         # same INSTANCE_ID must not ignore each other's invalidations
-        cache = HybridCache(settings, redis_breaker, metrics=metrics, clock=clock)
+        cache_redis = health_redis = None
+        if not settings.disable_redis:
+            cache_redis = redis_client(settings, settings.redis_op_timeout_s)
+            health_redis = redis_client(
+                settings, max(settings.redis_op_timeout_s, 0.25), max_connections=2
+            )
+        cache = HybridCache(
+            cache_config(settings),
+            redis_breaker,
+            redis=cache_redis,
+            owns_redis=True,
+            metrics=metrics,
+            clock=clock,
+        )
         journal: Journal | None = None
         if settings.audit_file_backup:
             key = settings.audit_hmac_key
@@ -120,21 +143,15 @@ class Components:
         queue_redis = worker_redis = None
         worker = queue = None
         if not settings.disable_redis:
-            password = settings.redis_password.reveal() if settings.redis_password else None
-            queue_redis = make_redis(
-                settings.redis_url, settings.audit_timeout_s, password=password
-            )
-            worker_redis = make_redis(
-                settings.redis_url,
-                max(2.0, settings.redis_op_timeout_s),
-                password=password,
-                max_connections=4,
+            queue_redis = redis_client(settings, settings.audit_timeout_s)
+            worker_redis = redis_client(
+                settings, max(2.0, settings.redis_op_timeout_s), max_connections=4
             )
             queue = AuditQueue(queue_redis, settings.audit_queue_stream)
             worker = QueueWorker(
                 worker_redis,
                 store,
-                WorkerConfig.from_settings(
+                worker_config(
                     settings,
                     consumer=settings.instance_id,
                     block_s=0.5,
@@ -143,22 +160,20 @@ class Components:
                 clock,
             )
         audit = ResilientAudit(
-            settings,
+            audit_config(settings),
             queue=queue,
             redis_breaker=redis_breaker,
             store=store,
             db_breaker=db_breaker,
             journal=journal,
             metrics=metrics,
-            clock=clock,
         )
         recovery = RecoveryJob(
-            settings.audit_backup_path,
+            recovery_config(settings),
             store,
-            journal,
-            worker,
-            clock,
-            settings.audit_recovery_interval_s,
+            journal=journal,
+            worker=worker,
+            clock=clock,
             metrics=metrics,
         )
         beneficios = BeneficiosRepo(engine, db_breaker, settings.db_op_timeout_s)
@@ -167,7 +182,7 @@ class Components:
             await select_one(engine, settings.db_op_timeout_s)
 
         health = HealthMonitor(
-            redis_ping=redis_ping(cache.redis) if cache.redis is not None else None,
+            redis_ping=redis_ping(health_redis) if health_redis is not None else None,
             db_ping=db_ping,
             redis_breaker=redis_breaker,
             redis_timeout_s=max(settings.redis_op_timeout_s, 0.25),
@@ -182,7 +197,7 @@ class Components:
             if settings.alert_webhook_url:
                 webhook = WebhookSink(settings.alert_webhook_url, timeout_s=2.0)
                 sinks.append(webhook)
-            alerts = AlertEvaluator.from_settings(settings, sinks, clock, time.time)
+            alerts = alert_evaluator(settings, sinks, clock)
         return cls(
             settings=settings,
             clock=clock,
@@ -195,6 +210,7 @@ class Components:
             beneficios=beneficios,
             journal=journal,
             queue_redis=queue_redis,
+            health_redis=health_redis,
             worker_redis=worker_redis,
             worker=worker,
             recovery=recovery,
@@ -245,7 +261,7 @@ class Components:
                 break
             except Exception as exc:
                 _log.warning("schema not ready (%s); retrying", type(exc).__name__)
-                await asyncio.sleep(RETRY_S)
+                await self.clock.sleep(RETRY_S)
         if self.worker is not None:
             self._spawn(self.worker.run(), "queue-worker")
         self._spawn(self.recovery.run_forever(), "recovery")
@@ -265,7 +281,7 @@ class Components:
             await select_one(self.engine, self.settings.db_op_timeout_s)
 
         while True:
-            await asyncio.sleep(interval)
+            await self.clock.sleep(interval)
             for _ in range(breaker.config.half_open_max_calls):
                 if breaker.state is not CircuitState.HALF_OPEN:
                     break
@@ -279,7 +295,7 @@ class Components:
             return _CRITICAL_VALUES[key]
 
         loaders = {key: (lambda key=key: constant(key)) for key in CRITICAL_KEYS}
-        await warm_up(self.cache, loaders)
+        await warm_up(self.cache, loaders, clock=self.clock)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         self._tasks.append(asyncio.create_task(coro, name=name))
@@ -299,7 +315,7 @@ class Components:
         await self.cache.aclose()
         if self.journal is not None:
             await self.journal.close()
-        for client in (self.queue_redis, self.worker_redis):
+        for client in (self.queue_redis, self.worker_redis, self.health_redis):
             if client is not None:
                 with contextlib.suppress(Exception):
                     await client.aclose()
@@ -322,6 +338,7 @@ class Components:
         return body
 
     async def resilience(self) -> dict[str, Any]:
+        """The `/resilience` body: the metrics snapshot with live states and backlog."""
         body: dict[str, Any] = self.metrics.snapshot().to_dict()
         body["redis"]["circuitState"] = self.redis_breaker.state.value
         body["auditoria"]["journalBacklog"] = await self._journal_backlog()
@@ -330,6 +347,7 @@ class Components:
         return body
 
     async def refresh_gauges(self) -> None:
+        """Update the gauges read at scrape time (the journal backlog)."""
         self.metrics.set_journal_backlog(await self._journal_backlog())
 
     async def run_recovery(self) -> dict[str, int]:
@@ -340,6 +358,7 @@ class Components:
         return {"replayed": result.replayed, "remaining": result.remaining}
 
     async def backlog(self) -> dict[str, int]:
+        """Journal records and queue entries not yet in the database."""
         queue = 0 if self.worker is None else await self.worker.backlog()
         return {"journal_pending": await self._journal_backlog(), "queue_pending": queue}
 
@@ -349,7 +368,7 @@ class Components:
     async def _signals(self, window: SignalWindow) -> AlertSignals:
         report = await self.health_report()
         return window.observe(
-            CumulativeCounters.from_registry(self.metrics.registry),
+            CumulativeCounters.from_totals(self.metrics.totals()),
             redis_circuit=self.redis_breaker.state.value,
             journal_backlog=await self._journal_backlog(),
             health_status=str(report["status"]),

@@ -22,6 +22,7 @@ Key = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:
 
 
 def components(request: Request) -> Components:
+    """The app's `Components` (a FastAPI dependency)."""
     found: Components = request.app.state.components
     return found
 
@@ -30,12 +31,16 @@ Deps = Annotated[Components, Depends(components)]
 
 
 class CachePut(BaseModel):
+    """Body of `PUT /cache/{key}`."""
+
     model_config = ConfigDict(extra="forbid")
     value: JsonValue
     ttl_s: int | None = Field(default=None, ge=1, le=30 * 24 * 3600)
 
 
 class BeneficioPut(BaseModel):
+    """Body of `PUT /beneficios/{key}`."""
+
     model_config = ConfigDict(extra="forbid")
     nome: str = Field(min_length=1, max_length=200)
     valor: int = Field(ge=0, le=10**12)
@@ -45,6 +50,8 @@ class BeneficioPut(BaseModel):
 
 
 class AuditIn(BaseModel):
+    """Body of `POST /auditoria`."""
+
     model_config = ConfigDict(extra="forbid")
     event_id: uuid.UUID
     actor: str
@@ -57,6 +64,7 @@ class AuditIn(BaseModel):
 
 @router.get("/cache/{key}")
 async def cache_get(key: Key, c: Deps) -> dict[str, Any]:
+    """`GET /cache/{key}`."""
     found = await c.cache.get(KV + key)
     if found is None:
         raise HTTPException(404, f"no cached value for {key!r}")
@@ -74,6 +82,7 @@ def _check_storable(value: JsonValue) -> None:
 
 @router.put("/cache/{key}", status_code=204)
 async def cache_put(key: Key, body: CachePut, c: Deps) -> Response:
+    """`PUT /cache/{key}`."""
     _check_storable(body.value)
     await c.cache.set(KV + key, body.value, ttl_s=body.ttl_s)
     return Response(status_code=204)
@@ -81,6 +90,7 @@ async def cache_put(key: Key, body: CachePut, c: Deps) -> Response:
 
 @router.delete("/cache/{key}", status_code=204)
 async def cache_delete(key: Key, c: Deps) -> Response:
+    """`DELETE /cache/{key}`."""
     await c.cache.delete(KV + key)
     return Response(status_code=204)
 
@@ -92,6 +102,8 @@ async def _schema(c: Components) -> None:
 
 @router.get("/beneficios/{beneficio_id}")
 async def beneficio_get(beneficio_id: Key, c: Deps) -> dict[str, Any]:
+    """`GET /beneficios/{key}`: through the cache, loaded from the database."""
+
     async def load() -> Any:
         await _schema(c)
         return await c.beneficios.get(beneficio_id)
@@ -137,6 +149,7 @@ async def beneficio_put(beneficio_id: Key, body: BeneficioPut, c: Deps) -> dict[
 
 @router.post("/audit", status_code=202)
 async def audit_post(body: AuditIn, c: Deps) -> dict[str, Any]:
+    """`POST /auditoria`: recorded durably on some path, or 503."""
     try:
         event = AuditEvent.from_dict(body.model_dump(mode="json", exclude_none=True))
     except InvalidAuditEvent as exc:
@@ -150,17 +163,20 @@ async def audit_post(body: AuditIn, c: Deps) -> dict[str, Any]:
 
 @router.get("/health")
 async def health(c: Deps) -> JSONResponse:
+    """`GET /health`."""
     report = await c.health_report()
     return JSONResponse(report, status_code=503 if report["status"] == "UNHEALTHY" else 200)
 
 
 @router.get("/resilience")
 async def resilience(c: Deps) -> dict[str, Any]:
+    """`GET /resilience`."""
     return await c.resilience()
 
 
 @router.get("/metrics")
 async def metrics(c: Deps) -> PlainTextResponse:
+    """`GET /metrics`: Prometheus text format."""
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
     await c.refresh_gauges()
@@ -168,6 +184,7 @@ async def metrics(c: Deps) -> PlainTextResponse:
 
 
 def require_admin(c: Deps, authorization: Annotated[str | None, Header()] = None) -> None:
+    """Refuse unless ADMIN_TOKEN is set and the bearer token matches."""
     token = c.settings.admin_token
     scheme, _, given = (authorization or "").partition(" ")
     if token is None or scheme.lower() != "bearer" or not token.matches(given):
@@ -183,6 +200,7 @@ Admin = Annotated[None, Depends(require_admin)]
 
 @router.post("/admin/recovery")
 async def admin_recovery(_: Admin, c: Deps) -> dict[str, int]:
+    """`POST /admin/recovery`: replay the journal now."""
     try:
         return await c.run_recovery()
     except Exception as exc:
@@ -191,6 +209,7 @@ async def admin_recovery(_: Admin, c: Deps) -> dict[str, int]:
 
 @router.get("/admin/audit/backlog")
 async def admin_backlog(_: Admin, c: Deps) -> dict[str, int]:
+    """`GET /admin/audit/backlog`."""
     try:
         return await c.backlog()
     except Exception as exc:

@@ -23,6 +23,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import redis.asyncio as aioredis
@@ -34,12 +35,13 @@ from reference.audit.event import AuditEvent
 from reference.audit.journal import Journal, JournalConfig
 from reference.audit.journal_format import encode_record
 from reference.audit.queue import AuditQueue
-from reference.audit.recovery import RecoveryJob
+from reference.audit.recovery import RecoveryConfig, RecoveryJob
 from reference.audit.resilient import ResilientAudit
 from reference.audit.store import AuditStore
 from reference.clock import SYSTEM_CLOCK
 from reference.config import Settings
 from reference.redis_client import make_redis
+from reference.service.configs import audit_config, breakers, database_config
 from scenarios.stack import Stack, open_stack
 
 __all__ = ["BenchPlan", "main", "measure"]
@@ -65,6 +67,7 @@ class BenchPlan:
 
     @classmethod
     def quick(cls) -> BenchPlan:
+        """A short plan for CI (`--quick`, the test suite)."""
         return cls(duration_s=0.4, pool_events=4_000, drain_rows=4_000)
 
 
@@ -77,6 +80,7 @@ class Pair:
 
     @property
     def ratio(self) -> float:
+        """Ours over the baseline (0 when the baseline measured nothing)."""
         return self.ours / self.baseline if self.baseline > 0 else 0.0
 
 
@@ -111,6 +115,14 @@ async def measure(stack: Stack, workdir: Path, plan: BenchPlan) -> dict[str, Pai
     }
 
 
+def _audit(settings: Settings, **parts: Any) -> ResilientAudit:
+    """A ResilientAudit configured from `settings` as the service builds it."""
+    redis_breaker, db_breaker = breakers(settings)
+    return ResilientAudit(
+        audit_config(settings), redis_breaker=redis_breaker, db_breaker=db_breaker, **parts
+    )
+
+
 # -- the four comparisons ------------------------------------------------------------------
 
 
@@ -118,7 +130,7 @@ async def _queue(settings: Settings, events: Sequence[AuditEvent], plan: BenchPl
     stream = f"bench:audit:{uuid.uuid4().hex[:8]}"
     client = make_redis(settings.redis_url, settings.redis_op_timeout_s, max_connections=WRITERS)
     bare = aioredis.Redis.from_url(settings.redis_url, max_connections=WRITERS)
-    audit = ResilientAudit(settings, queue=AuditQueue(client, stream))
+    audit = _audit(settings, queue=AuditQueue(client, stream))
     payloads = [e.to_json_bytes() for e in events]
     try:
         ours = await _rate(plan, len(events), lambda i: audit.record(events[i]))
@@ -133,13 +145,13 @@ async def _queue(settings: Settings, events: Sequence[AuditEvent], plan: BenchPl
 
 
 async def _db(settings: Settings, events: Sequence[AuditEvent], plan: BenchPlan) -> Pair:
-    engine = make_engine(settings)
-    bare_engine = make_engine(settings, pre_ping=False).execution_options(
+    engine = make_engine(database_config(settings))
+    bare_engine = make_engine(database_config(settings), pre_ping=False).execution_options(
         isolation_level="AUTOCOMMIT"
     )
     async with _tables(engine, 2) as (ours_table, bare_table):
         store = AuditStore(engine, table=ours_table, dead_letter_table=f"{ours_table}_dl")
-        audit = ResilientAudit(settings, store=store)
+        audit = _audit(settings, store=store)
         insert = text(
             f"INSERT INTO {bare_table} ({_COLUMNS}) VALUES (:event_id, :occurred_at, :actor, "
             ":action, :entity, :entity_id, CAST(:payload AS jsonb), 'db') "
@@ -165,7 +177,7 @@ async def _journal(
 ) -> Pair:
     journal = Journal(JournalConfig(workdir / "journal-path"), SYSTEM_CLOCK)
     await journal.open()
-    audit = ResilientAudit(settings, journal=journal)
+    audit = _audit(settings, journal=journal)
     try:
         ours = await _rate(plan, len(events), lambda i: audit.record(events[i]))
     finally:
@@ -180,7 +192,7 @@ async def _drain(settings: Settings, workdir: Path, plan: BenchPlan) -> Pair:
     so a single one is at the mercy of a checkpoint or autovacuum)."""
     events = [_event(i) for i in range(plan.drain_rows)]
     rows = [_copy_row(e) for e in events]
-    engine = make_engine(settings)
+    engine = make_engine(database_config(settings))
     ours = base = 0.0
     try:
         for round_ in range(DRAIN_ROUNDS):
@@ -195,7 +207,7 @@ async def _drain(settings: Settings, workdir: Path, plan: BenchPlan) -> Pair:
             async with _tables(engine, 2) as (ours_table, bare_table):
                 store = AuditStore(engine, table=ours_table, dead_letter_table=f"{ours_table}_dl")
                 started = time.perf_counter()
-                result = await RecoveryJob(directory, store).run_once()
+                result = await RecoveryJob(RecoveryConfig(directory), store).run_once()
                 ours = max(ours, result.replayed / (time.perf_counter() - started))
                 base = max(base, len(rows) / await _bare_copy(settings, bare_table, rows))
     finally:

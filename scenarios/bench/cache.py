@@ -41,6 +41,7 @@ from reference.config import Settings
 from reference.invalidation import SubscriberTiming
 from reference.metrics import ResilienceMetrics
 from reference.redis_client import make_redis
+from reference.service.configs import cache_config, redis_client
 from scenarios.stack import Stack, open_stack
 
 __all__ = ["BenchPlan", "as_json", "main", "measure"]
@@ -66,6 +67,7 @@ class BenchPlan:
 
     @classmethod
     def quick(cls) -> BenchPlan:
+        """A short plan for CI (`--quick`, the test suite)."""
         return cls(calls=10_000, rounds=3, l2_keys=300)
 
 
@@ -119,7 +121,15 @@ def as_json(figures: dict[str, float], plan: BenchPlan) -> dict[str, object]:
 
 def _cache(settings: Settings, breaker: CircuitBreaker) -> HybridCache:
     timing = SubscriberTiming(ping_interval_s=60.0)
-    return HybridCache(settings, breaker, metrics=ResilienceMetrics(), timing=timing)
+    client = redis_client(settings, settings.redis_op_timeout_s)
+    return HybridCache(
+        cache_config(settings),
+        breaker,
+        redis=client,
+        owns_redis=True,
+        metrics=ResilienceMetrics(),
+        timing=timing,
+    )
 
 
 @contextmanager

@@ -58,6 +58,7 @@ class AuditChecker:
     name: str = "audit"
 
     def check(self, history: History, truth: Truth) -> CheckResult:
+        """Compare every acknowledged event with the rows in the truth."""
         attempts: dict[str, list[Op]] = defaultdict(list)
         without_id: Counter[str] = Counter()
         for op in history.ops_for(*self.fs):

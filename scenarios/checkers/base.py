@@ -34,6 +34,7 @@ class CheckResult:
     thresholds: Mapping[str, JSON] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, JSON]:
+        """The result as JSON (results.json)."""
         return {
             "checker": self.checker,
             "passed": self.passed,
@@ -44,6 +45,7 @@ class CheckResult:
 
     @classmethod
     def from_json(cls, data: Mapping[str, JSON]) -> CheckResult:
+        """A result from its JSON form."""
         return cls(
             checker=str(data["checker"]),
             passed=bool(data["passed"]),
@@ -57,9 +59,11 @@ class Checker(Protocol):
     """Reads a history and the truth, returns a verdict; never raises on bad data."""
 
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """The checker's name in results and reports."""
 
-    def check(self, history: History, truth: Truth) -> CheckResult: ...
+    def check(self, history: History, truth: Truth) -> CheckResult:
+        """Judge one run: its history and the truth read after it."""
 
 
 def run_checkers(

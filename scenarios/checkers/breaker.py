@@ -70,6 +70,7 @@ class BreakerTimelineChecker:
     name: str = "breaker"
 
     def check(self, history: History, truth: Truth) -> CheckResult:
+        """Check when the breaker opened and closed against the fault windows."""
         thresholds: dict[str, JSON] = {
             "open_within_s": self.open_within_s,
             "close_within_s": self.close_within_s,

@@ -57,6 +57,7 @@ class CacheAvailabilityChecker:
     name: str = "cache-availability"
 
     def check(self, history: History, truth: Truth) -> CheckResult:
+        """Count the failed reads, inside and outside the fault windows."""
         reads = history.ops_for(*self.fs)
         failed = [op for op in reads if read_failed(op)]
         windows = history.fault_windows()
@@ -102,6 +103,7 @@ class StalenessChecker:
     name: str = "staleness"
 
     def check(self, history: History, truth: Truth) -> CheckResult:
+        """Find reads that returned a value older than an acknowledged write."""
         newer = _newer_write_index(history.ops_for(*self.write_fs))
         checked = 0
         stale: list[tuple[float, Op, int]] = []

@@ -59,6 +59,7 @@ class HealthChecker:
         return frozenset().union(*sets) if sets else None
 
     def check(self, history: History, truth: Truth) -> CheckResult:
+        """Check the /health statuses seen before, during and after the faults."""
         windows = history.fault_windows()
         after_from = _recovered_from(windows, self.grace_s)
         counts: Counter[str] = Counter()

@@ -60,6 +60,7 @@ class Percentiles:
     max: float | None
 
     def to_json(self) -> dict[str, JSON]:
+        """The percentiles as JSON."""
         return {
             "count": self.count,
             "p50": self.p50,
@@ -94,6 +95,7 @@ class PhaseThresholds:
     min_throughput: float | None = None
 
     def to_json(self) -> dict[str, JSON]:
+        """The thresholds as JSON."""
         return {
             "p50_s": self.p50_s,
             "p95_s": self.p95_s,
@@ -104,6 +106,7 @@ class PhaseThresholds:
 
     @property
     def bounds_latency(self) -> bool:
+        """True when any latency bound is set."""
         return any(v is not None for v in (self.p50_s, self.p95_s, self.p99_s, self.max_s))
 
 
@@ -121,6 +124,7 @@ class PhaseStats:
     """ok operations per second of the phase's span; None when the span is empty."""
 
     def to_json(self) -> dict[str, JSON]:
+        """The phase's statistics as JSON."""
         return {
             "phase": self.phase,
             "span_s": self.span_s,
@@ -178,6 +182,7 @@ class LatencyChecker:
             raise ValueError(f"unknown phases {sorted(unknown)}; phases are {PHASES}")
 
     def check(self, history: History, truth: Truth) -> CheckResult:
+        """Check each phase's latency percentiles against its thresholds."""
         stats = phase_stats(history, self.fs)
         by_name: dict[str, PhaseStats] = {str(p): s for p, s in stats.items()}
         violations: list[str] = []

@@ -45,9 +45,11 @@ class ScenarioResult:
 
     @property
     def failed_checks(self) -> tuple[CheckResult, ...]:
+        """The checks that failed."""
         return tuple(c for c in self.checks if not c.passed)
 
     def to_json(self) -> dict[str, JSON]:
+        """The result as JSON (results.json)."""
         return {
             "name": self.name,
             "description": self.description,
@@ -65,6 +67,7 @@ class ScenarioResult:
 
     @classmethod
     def from_json(cls, data: Mapping[str, JSON]) -> ScenarioResult:
+        """A result from its JSON form."""
         series = data.get("series")
         return cls(
             name=str(data["name"]),
@@ -104,6 +107,7 @@ class RunSummary:
         )
 
     def to_json(self) -> dict[str, JSON]:
+        """The summary as JSON (results.json, with its schema version)."""
         return {
             "stormproof_results": SCHEMA_VERSION,
             "passed": self.passed,
@@ -114,6 +118,7 @@ class RunSummary:
 
     @classmethod
     def from_json(cls, data: Mapping[str, JSON]) -> RunSummary:
+        """A summary from its JSON form."""
         return cls(
             scenarios=tuple(ScenarioResult.from_json(s) for s in data.get("scenarios", [])),
             passed=bool(data["passed"]),

@@ -38,6 +38,7 @@ class PlotSeries:
     """Latency points before downsampling."""
 
     def to_json(self) -> dict[str, JSON]:
+        """The series as JSON (results.json)."""
         return {
             "duration": self.duration,
             "latency": [list(p) for p in self.latency],
@@ -50,6 +51,7 @@ class PlotSeries:
 
     @classmethod
     def from_json(cls, data: Mapping[str, JSON]) -> PlotSeries:
+        """A series from its JSON form."""
         return cls(
             duration=float(data.get("duration", 0.0)),
             latency=[(float(t), float(lat), str(o)) for t, lat, o in data.get("latency", [])],

@@ -31,13 +31,16 @@ class TimeAxis:
 
     @property
     def span(self) -> float:
+        """The seconds the axis covers (at least a positive span)."""
         return self.duration if self.duration > 0 else 1.0
 
     def x(self, t: float) -> float:
+        """The x coordinate of time `t`, clamped to the axis."""
         inner = self.width - LEFT - RIGHT
         return LEFT + inner * min(max(t, 0.0), self.span) / self.span
 
     def ticks(self, max_ticks: int = 10) -> list[float]:
+        """Tick times at a round step, at most about `max_ticks` of them."""
         step = next((s for s in NICE_STEPS if self.span / s <= max_ticks), NICE_STEPS[-1])
         return [i * step for i in range(int(self.span / step) + 1)]
 

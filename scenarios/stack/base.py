@@ -35,10 +35,12 @@ class StackUrls:
     database_direct_url: str
 
     def as_env(self) -> dict[str, str]:
+        """The URLs as environment variables (stack.env, the target's environment)."""
         return {var: getattr(self, attr) for attr, var in _ENV_KEYS.items()}
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], source: str = "environment") -> StackUrls:
+        """The URLs from environment variables; StackError naming the missing ones."""
         missing = [var for var in _ENV_KEYS.values() if not env.get(var)]
         if missing:
             raise StackError(f"{source}: missing {', '.join(missing)}")
@@ -55,20 +57,27 @@ class Service(Protocol):
     name: str
 
     @property
-    def pid(self) -> int | None: ...
+    def pid(self) -> int | None:
+        """The process id, None when not running."""
 
     @property
-    def running(self) -> bool: ...
+    def running(self) -> bool:
+        """True while the process is alive."""
 
-    def kill(self) -> None: ...
+    def kill(self) -> None:
+        """SIGKILL the process."""
 
-    def start(self, timeout_s: float = 30.0) -> None: ...
+    def start(self, timeout_s: float = 30.0) -> None:
+        """Start the process and wait until it is ready."""
 
-    def restart(self, timeout_s: float = 30.0) -> None: ...
+    def restart(self, timeout_s: float = 30.0) -> None:
+        """Kill, then start again."""
 
-    def pause(self) -> None: ...
+    def pause(self) -> None:
+        """SIGSTOP the process."""
 
-    def resume(self) -> None: ...
+    def resume(self) -> None:
+        """SIGCONT the process."""
 
 
 @dataclass
@@ -82,14 +91,17 @@ class Stack:
     _closers: list[object] = field(default_factory=list, repr=False)
 
     def proxy(self, name: str) -> Proxy:
+        """The named Toxiproxy proxy."""
         return self.toxiproxy.proxy(name)
 
     @property
     def redis_proxy(self) -> Proxy:
+        """The proxy in front of Redis."""
         return self.proxy(REDIS_PROXY)
 
     @property
     def postgres_proxy(self) -> Proxy:
+        """The proxy in front of PostgreSQL."""
         return self.proxy(POSTGRES_PROXY)
 
     def heal(self) -> None:
@@ -130,6 +142,7 @@ def track(stack: Stack) -> Stack:
 
 
 def close_all() -> None:
+    """Close every tracked stack (at exit, on SIGTERM); errors are ignored."""
     for stack in list(_live):
         try:
             stack.close()

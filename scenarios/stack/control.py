@@ -23,6 +23,8 @@ DOWN_TIMEOUT_S = 30.0
 
 @dataclass(frozen=True)
 class StackState:
+    """What `stormproof stack up` recorded: the daemon's pid, provider, service pids."""
+
     pid: int
     provider: str
     services: dict[str, int | None]
@@ -91,6 +93,7 @@ def stack_up(state_dir: Path, provider: str | None) -> str:
 
 
 def stack_down(state_dir: Path) -> str:
+    """Stop the background stack; a one-line report."""
     state = read_state(state_dir)
     if state is None:
         return "no stack running"

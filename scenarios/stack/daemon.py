@@ -22,6 +22,7 @@ STATE_FILE = "stack.json"
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a stack in the background until SIGTERM, its URLs in stack.env."""
     parser = argparse.ArgumentParser(prog="scenarios.stack.daemon")
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--provider", default=None)

@@ -14,18 +14,12 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from scenarios.ports import free_port
 from scenarios.stack.base import POSTGRES_PROXY, REDIS_PROXY, Stack, StackUrls, track
 from scenarios.stack.container import ContainerService
 from scenarios.stack.docker_images import DockerImages, choose_images
 from scenarios.stack.errors import StackError
-from scenarios.stack.local import (
-    DB_NAME,
-    DB_USER,
-    _postgres_ready,
-    _redis_ready,
-    _toxiproxy_ready,
-    free_port,
-)
+from scenarios.stack.local import DB_NAME, DB_USER, _postgres_ready, _redis_ready, _toxiproxy_ready
 from scenarios.toxiproxy import ProxySpec, Toxiproxy
 
 LABEL = "org.stormproof.stack"

@@ -19,6 +19,7 @@ def write_env_file(path: Path, values: Mapping[str, str]) -> None:
 
 
 def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines of a file; StackError when it is missing or malformed."""
     try:
         text = path.read_text()
     except FileNotFoundError as exc:
@@ -36,4 +37,5 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 def read_stack_urls(path: Path) -> StackUrls:
+    """The stack's URLs from an env file (stack.env)."""
     return StackUrls.from_env(read_env_file(path), source=str(path))

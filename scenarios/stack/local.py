@@ -6,7 +6,6 @@ import glob
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import psycopg
 import redis
 
+from scenarios.ports import free_port
 from scenarios.stack.base import POSTGRES_PROXY, REDIS_PROXY, Stack, StackUrls, track
 from scenarios.stack.errors import StackError
 from scenarios.stack.process import ManagedProcess
@@ -22,13 +22,6 @@ from scenarios.toxiproxy import ProxySpec, Toxiproxy, ToxiproxyError
 DB_USER = "stormproof"
 DB_NAME = "stormproof"
 _HINT = "run scripts/bootstrap, or use docker compose with STORMPROOF_STACK=external"
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def find_binary(name: str, env_var: str, extra_dirs: list[Path]) -> str:
@@ -96,6 +89,7 @@ class LocalStack:
         self._pg_root: Path | None = None
 
     def start(self) -> Stack:
+        """Start Redis, PostgreSQL and Toxiproxy as local processes; the running stack."""
         redis_bin = find_binary("redis-server", "STORMPROOF_REDIS_SERVER", [])
         pg_dirs = _postgres_bin_dirs()
         initdb = find_binary("initdb", "STORMPROOF_INITDB", pg_dirs)
@@ -276,6 +270,7 @@ class LocalStack:
 
     @property
     def pids(self) -> list[int]:
+        """The pids of the processes still running."""
         return [p.pid for p in self._processes if p.pid is not None and p.running]
 
     def close(self) -> None:

@@ -64,10 +64,12 @@ class ManagedProcess:
 
     @property
     def pid(self) -> int | None:
+        """The process id, None when not started."""
         return self._proc.pid if self._proc else None
 
     @property
     def running(self) -> bool:
+        """True while the process is alive."""
         return self._proc is not None and self._proc.poll() is None
 
     def start(self, timeout_s: float = 30.0) -> None:
@@ -91,6 +93,7 @@ class ManagedProcess:
         self.wait_ready(timeout_s)
 
     def wait_ready(self, timeout_s: float) -> None:
+        """Wait until `ready` answers; StackError on exit or after `timeout_s`."""
         deadline = time.monotonic() + timeout_s
         while True:
             if self._proc is None or self._proc.poll() is not None:
@@ -133,12 +136,15 @@ class ManagedProcess:
         self._kill_group()
 
     def pause(self) -> None:
+        """SIGSTOP the process group."""
         self.signal(signal.SIGSTOP)
 
     def resume(self) -> None:
+        """SIGCONT the process group."""
         self.signal(signal.SIGCONT)
 
     def restart(self, timeout_s: float = 30.0) -> None:
+        """Kill, then start again."""
         self.kill()
         self.start(timeout_s)
 
@@ -155,6 +161,7 @@ class ManagedProcess:
         _wait_group_gone(self._proc.pid, 10)
 
     def log_tail(self, lines: int = 5) -> str:
+        """The last lines of the process's log."""
         try:
             text = self.log_path.read_text(errors="replace").strip().splitlines()
         except OSError:

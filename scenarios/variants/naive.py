@@ -35,6 +35,7 @@ def naive_settings(settings: Settings) -> Settings:
 
 
 def main() -> None:
+    """Run the naive variant: the reference with breakers that never open, 30-s Redis timeouts."""
     serve(naive_settings(load_settings_or_exit(os.environ)))
 
 

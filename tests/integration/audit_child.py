@@ -20,12 +20,13 @@ from reference.audit.db import make_engine
 from reference.audit.event import AuditEvent
 from reference.audit.journal import Journal, JournalConfig
 from reference.audit.queue import AuditQueue
-from reference.audit.recovery import RecoveryJob
+from reference.audit.recovery import RecoveryConfig, RecoveryJob
 from reference.audit.resilient import AuditUnavailable, ResilientAudit
 from reference.audit.store import AuditStore
 from reference.clock import SYSTEM_CLOCK
 from reference.config import Settings
 from reference.redis_client import make_redis
+from reference.service.configs import audit_config, breakers, database_config
 
 
 def _settings(redis_url: str, database_url: str, journal_dir: Path) -> Settings:
@@ -44,13 +45,16 @@ def _settings(redis_url: str, database_url: str, journal_dir: Path) -> Settings:
 
 async def record(redis_url: str, database_url: str, journal_dir: Path, table: str) -> None:
     settings = _settings(redis_url, database_url, journal_dir)
-    engine = make_engine(settings)
+    engine = make_engine(database_config(settings))
     store = AuditStore(engine, table=table, dead_letter_table=f"{table}_dl")
     journal = Journal(JournalConfig(journal_dir, segment_max_bytes=32 * 1024), SYSTEM_CLOCK)
     await journal.open()
     redis = make_redis(settings.redis_url, settings.redis_op_timeout_s)
+    redis_breaker, db_breaker = breakers(settings)
     audit = ResilientAudit(
-        settings,
+        audit_config(settings),
+        redis_breaker=redis_breaker,
+        db_breaker=db_breaker,
         queue=AuditQueue(redis, settings.audit_queue_stream),
         store=store,
         journal=journal,
@@ -72,9 +76,9 @@ async def record(redis_url: str, database_url: str, journal_dir: Path, table: st
 
 async def recover(database_url: str, journal_dir: Path, table: str) -> None:
     settings = Settings(database_url=database_url)
-    engine = make_engine(settings)
+    engine = make_engine(database_config(settings))
     store = AuditStore(engine, table=table, dead_letter_table=f"{table}_dl")
-    job = RecoveryJob(journal_dir, store, batch_size=200)
+    job = RecoveryJob(RecoveryConfig(journal_dir, batch_size=200), store)
     print("ready", flush=True)
     await asyncio.to_thread(sys.stdin.readline)  # the parent says go
     result = await job.run_once()

@@ -21,15 +21,16 @@ import redis.asyncio as aioredis
 from reference.audit.db import make_engine
 from reference.audit.event import AuditEvent
 from reference.audit.journal import Journal, JournalConfig
-from reference.audit.queue import AuditQueue, QueueWorker, WorkerConfig
-from reference.audit.recovery import RecoveryJob
-from reference.audit.resilient import AuditUnavailable, ResilientAudit, breaker_config
+from reference.audit.queue import AuditQueue, QueueWorker
+from reference.audit.recovery import RecoveryConfig, RecoveryJob
+from reference.audit.resilient import AuditUnavailable, ResilientAudit
 from reference.audit.store import AuditStore
-from reference.breaker import CircuitBreaker
 from reference.clock import SYSTEM_CLOCK
 from reference.config import Settings
 from reference.metrics import AuditPath, ResilienceMetrics
 from reference.redis_client import make_redis
+from reference.service.configs import audit_config, breakers, database_config
+from reference.service.configs import worker_config as build_worker_config
 from scenarios.stack import Stack
 
 WORKER_BLOCK_S = 0.2
@@ -172,7 +173,7 @@ async def audit_rig(
     journal_dir = tmp_path / f"journal-{uuid.uuid4().hex[:6]}"
     settings = rig_settings(stack, journal_dir, **overrides)
     suffix = uuid.uuid4().hex[:10]
-    engine = make_engine(settings)
+    engine = make_engine(database_config(settings))
     store = store_class(
         engine,
         table=f"audit_log_{suffix}",
@@ -185,12 +186,13 @@ async def audit_rig(
     worker_redis = make_redis(settings.redis_url, WORKER_BLOCK_S + 1.0, max_connections=4)
     journal = Journal(JournalConfig(journal_dir, segment_max_bytes=journal_bytes), SYSTEM_CLOCK)
     await journal.open()
-    redis_breaker = CircuitBreaker("redis", breaker_config(settings))
+    redis_breaker, db_breaker = breakers(settings)
     metrics.watch_breaker(redis_breaker)
     audit = ResilientAudit(
-        settings,
+        audit_config(settings),
         queue=AuditQueue(redis, settings.audit_queue_stream),
         redis_breaker=redis_breaker,
+        db_breaker=db_breaker,
         store=store,
         journal=journal,
         metrics=metrics,
@@ -203,8 +205,10 @@ async def audit_rig(
         "backoff_max_s": 0.3,
         **(worker_config or {}),
     }
-    worker = QueueWorker(worker_redis, store, WorkerConfig.from_settings(settings, **config))
-    recovery = RecoveryJob(journal_dir, store, journal, worker, batch_timeout_s=10.0)
+    worker = QueueWorker(worker_redis, store, build_worker_config(settings, **config))
+    recovery = RecoveryJob(
+        RecoveryConfig(journal_dir, batch_timeout_s=10.0), store, journal=journal, worker=worker
+    )
     rig = Rig(
         stack, settings, store, redis, worker_redis, journal, audit, worker, recovery, metrics
     )
@@ -246,7 +250,7 @@ async def fresh_store(stack: Stack, op_timeout_s: float = 2.0) -> AsyncIterator[
     """A store with fresh tables (reached through the proxy), dropped afterwards."""
     name = f"audit_t_{uuid.uuid4().hex[:10]}"
     settings = Settings(database_url=stack.urls.database_url, db_op_timeout_s=op_timeout_s)
-    engine = make_engine(settings)
+    engine = make_engine(database_config(settings))
     store = AuditStore(
         engine, table=name, dead_letter_table=f"{name}_dl", op_timeout_s=op_timeout_s
     )

@@ -6,7 +6,7 @@ service keeps in the stack (tables `audit_log`, `audit_dead_letter`, `beneficios
 Redis FLUSHALL, both over the direct URLs). Every process it started is stopped at teardown.
 The truth (`audit_rows`) is read over the direct database URL, never through the proxies.
 
-Test modules use it with `pytest_plugins = ["tests.integration.service_support"]` (and import
+tests/conftest.py registers it as a plugin for the whole suite (test modules import
 its helpers: PYTEST_DONT_REWRITE keeps pytest from warning that it was imported first).
 """
 
@@ -24,9 +24,9 @@ import httpx
 import psycopg
 import pytest
 
-from scenarios.runner import reset_state
 from scenarios.stack import Stack
 from scenarios.target import TargetGroup, TargetInstance, TargetSpec
+from scenarios.truth import reset_state
 
 ADMIN_TOKEN = "svc-test-admin-token-5f1c2a9e"
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -18,11 +18,12 @@ from reference.audit.event import AuditEvent
 from reference.audit.journal import Journal, JournalConfig, JournalWriteError
 from reference.audit.journal_format import list_segments, read_segment
 from reference.audit.queue import AuditQueue
-from reference.audit.recovery import RecoveryJob
+from reference.audit.recovery import RecoveryConfig, RecoveryJob
 from reference.audit.resilient import AuditUnavailable, ResilientAudit
 from reference.audit.store import AuditStore
 from reference.clock import SYSTEM_CLOCK
 from reference.redis_client import make_redis
+from reference.service.configs import audit_config, breakers, database_config
 from scenarios.faults import FaultInjector, FaultSpec
 from scenarios.stack import Stack
 from tests.integration.audit_support import (
@@ -39,7 +40,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @contextlib.contextmanager
 def both_down(stack: Stack) -> Iterator[None]:
-    injector = FaultInjector(stack)
+    injector = FaultInjector.on_stack(stack)
     injector.apply(FaultSpec("down", "redis"))
     injector.apply(FaultSpec("down", "postgres"))
     try:
@@ -87,7 +88,7 @@ async def test_sigkill_mid_burst_loses_no_acknowledged_event(
             assert child.returncode == -signal.SIGKILL
         assert len(list_segments(journal_dir)) > 1  # it really spread over segments
 
-        result = await RecoveryJob(journal_dir, store).run_once()
+        result = await RecoveryJob(RecoveryConfig(journal_dir), store).run_once()
         rows = await rows_per_event(stormproof_stack, store.table)
     acked_ids = {uuid.UUID(line) for line in acked}
     assert len(acked_ids) == len(acked) >= 1500
@@ -158,10 +159,13 @@ async def test_unwritable_backup_path_refuses(stormproof_stack: Stack, tmp_path:
     journal = Journal(JournalConfig(settings.audit_backup_path), SYSTEM_CLOCK)
     with pytest.raises(JournalWriteError):
         await journal.open()
-    engine = make_engine(settings)
+    engine = make_engine(database_config(settings))
     redis = make_redis(settings.redis_url, settings.redis_op_timeout_s)
+    redis_breaker, db_breaker = breakers(settings)
     audit = ResilientAudit(
-        settings,
+        audit_config(settings),
+        redis_breaker=redis_breaker,
+        db_breaker=db_breaker,
         queue=AuditQueue(redis, settings.audit_queue_stream),
         store=AuditStore(engine),
         journal=journal,

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from reference.audit.db import make_engine, run_bounded
 from reference.audit.event import AuditEvent
 from reference.audit.store import AuditStore
+from reference.service.configs import database_config
 from scenarios.faults import FaultInjector, FaultSpec
 from scenarios.stack import Stack
 from tests.integration.audit_support import audit_rig, burst, rig_settings, running
@@ -72,7 +73,7 @@ async def test_every_acknowledged_event_lands_once(
 ) -> None:
     """Burst through the fault, heal, drain, recover: no acknowledged event lost or doubled."""
     case = CASES[name]
-    injector = FaultInjector(stormproof_stack)
+    injector = FaultInjector.on_stack(stormproof_stack)
     CountingStore.batch_failures = 0
 
     def apply() -> None:
@@ -112,7 +113,7 @@ async def test_run_bounded_invalidates_a_cancelled_connection(
 ) -> None:
     """A timed-out query's connection is discarded: the next operation gets a new backend."""
     settings = rig_settings(stormproof_stack, tmp_path)
-    engine = make_engine(settings, pool_size=1, max_overflow=0)
+    engine = make_engine(database_config(settings), pool_size=1, max_overflow=0)
 
     async def pid(conn: AsyncConnection) -> int:
         return int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
@@ -140,7 +141,7 @@ async def test_db_path_bounded_under_postgres_black_hole(
     """With Redis down and PostgreSQL a black hole, records fall to the journal in bounded time,
     and once the database breaker is open they stop paying the database timeout."""
     async with audit_rig(stormproof_stack, tmp_path) as rig:
-        injector = FaultInjector(stormproof_stack)
+        injector = FaultInjector.on_stack(stormproof_stack)
         injector.apply(FaultSpec("down", "redis"))
         injector.apply(FaultSpec("blackhole", "postgres"))
         try:

@@ -19,6 +19,7 @@ from reference.audit.journal_format import list_segments, read_segment
 from reference.audit.recovery import (
     RECOVERY_LOCK_FILE,
     Checkpoint,
+    RecoveryConfig,
     RecoveryJob,
     read_checkpoint,
     write_checkpoint,
@@ -63,7 +64,7 @@ async def test_two_concurrent_runs_replay_nothing_twice(
     events = [make_event(i) for i in range(3000)]
     await _write(tmp_path, events, 64 * 1024)
     assert len(list_segments(tmp_path)) > 5
-    jobs = [RecoveryJob(tmp_path, store, batch_size=400) for _ in range(2)]
+    jobs = [RecoveryJob(RecoveryConfig(tmp_path, batch_size=400), store) for _ in range(2)]
     results = await asyncio.gather(*(job.run_once() for job in jobs))
     assert sum(r.replayed for r in results) == 3000
     assert sum(r.inserted for r in results) == 3000
@@ -90,7 +91,7 @@ async def test_runs_from_two_processes_replay_nothing_twice(
             assert await child.stdout.readline() == b"ready\n"
             child.stdin.write(b"go\n")  # both start now
             await child.stdin.drain()
-            here = await RecoveryJob(tmp_path, store, batch_size=200).run_once()
+            here = await RecoveryJob(RecoveryConfig(tmp_path, batch_size=200), store).run_once()
             out, _ = await child.communicate()
     finally:
         if child.returncode is None:
@@ -121,12 +122,12 @@ async def test_lock_held_elsewhere_returns_busy_at_once(
     try:
         async with asyncio.timeout(10):
             assert await holder.stdout.readline() == b"locked\n"
-            result = await RecoveryJob(tmp_path, store).run_once()
+            result = await RecoveryJob(RecoveryConfig(tmp_path), store).run_once()
         assert result.busy and result.replayed == 0 and result.remaining == 50
     finally:
         holder.kill()
         await holder.wait()
-    result = await RecoveryJob(tmp_path, store).run_once()
+    result = await RecoveryJob(RecoveryConfig(tmp_path), store).run_once()
     assert not result.busy and result.replayed == 50
     assert len(await _rows(stormproof_stack, store)) == 50
 
@@ -155,12 +156,12 @@ async def test_crash_between_commit_and_checkpoint_replays_into_the_key(
     events = [make_event(i) for i in range(2000)]
     await _write(tmp_path, events, 16 * 1024 * 1024)
     with pytest.raises(RuntimeError, match="crash between commit"):
-        await CrashAfterCommit(tmp_path, store, batch_size=500).run_once()
+        await CrashAfterCommit(RecoveryConfig(tmp_path, batch_size=500), store).run_once()
     assert len(await _rows(stormproof_stack, store)) == 1000  # two batches committed
     checkpoint = read_checkpoint(tmp_path)
     assert checkpoint is not None and checkpoint.offset > 0  # after the first batch only
 
-    result = await RecoveryJob(tmp_path, store, batch_size=500).run_once()
+    result = await RecoveryJob(RecoveryConfig(tmp_path, batch_size=500), store).run_once()
     assert result.replayed == 1500  # batches 2 (again), 3 and 4
     assert result.inserted == 1000
     assert result.remaining == 0
@@ -185,7 +186,7 @@ async def test_corrupt_and_invalid_records_are_quarantined(
     data[victim.end - 5] ^= 0xFF  # inside the 11th event's payload
     segment.write_bytes(bytes(data))
 
-    result = await RecoveryJob(tmp_path, store).run_once()
+    result = await RecoveryJob(RecoveryConfig(tmp_path), store).run_once()
     assert result.quarantined == 2
     assert result.remaining == 0
     rows = await _rows(stormproof_stack, store)
@@ -203,7 +204,7 @@ async def test_live_journal_is_rotated_and_keeps_working(
         first = [make_event(i) for i in range(50)]
         for event in first:
             await journal.append(event.to_json_bytes())
-        job = RecoveryJob(tmp_path, store, journal)
+        job = RecoveryJob(RecoveryConfig(tmp_path), store, journal=journal)
         assert await job.backlog() == 50
         result = await job.run_once()
         assert (result.replayed, result.remaining) == (50, 0)
@@ -227,13 +228,13 @@ async def test_without_journal_the_live_writers_segment_is_left_alone(
         active = journal.active_segment
         assert active is not None and len(list_segments(tmp_path)) > 2
         in_active = len(read_segment(active).records)
-        result = await RecoveryJob(tmp_path, store).run_once()
+        result = await RecoveryJob(RecoveryConfig(tmp_path), store).run_once()
         assert result.replayed == 60 - in_active
         assert [path for _, path in list_segments(tmp_path)] == [active]
         await journal.append(make_event(60).to_json_bytes())  # the writer is unharmed
     finally:
         await journal.close()
-    result = await RecoveryJob(tmp_path, store).run_once()
+    result = await RecoveryJob(RecoveryConfig(tmp_path), store).run_once()
     assert result.replayed == in_active + 1
     assert len(await _rows(stormproof_stack, store)) == 61
 
@@ -246,7 +247,7 @@ async def test_stale_checkpoint_does_not_skip_a_new_segment_of_the_same_name(
     await _write(tmp_path, events, 1024 * 1024)
     [(_, segment)] = list_segments(tmp_path)
     write_checkpoint(tmp_path, Checkpoint(segment.name, segment.stat().st_size, "0" * 32))
-    result = await RecoveryJob(tmp_path, store).run_once()
+    result = await RecoveryJob(RecoveryConfig(tmp_path), store).run_once()
     assert result.replayed == 20
     assert len(await _rows(stormproof_stack, store)) == 20
 
@@ -262,9 +263,9 @@ async def test_database_down_keeps_segments_for_the_next_run(
         started = time.monotonic()
         async with asyncio.timeout(10):
             with pytest.raises(Exception):  # noqa: B017 - the driver's error, whichever it is
-                await RecoveryJob(tmp_path, store, batch_timeout_s=2).run_once()
+                await RecoveryJob(RecoveryConfig(tmp_path, batch_timeout_s=2), store).run_once()
         assert time.monotonic() - started < 3
         assert list_segments(tmp_path) == before
-    result = await RecoveryJob(tmp_path, store).run_once()
+    result = await RecoveryJob(RecoveryConfig(tmp_path), store).run_once()
     assert result.replayed == 30 and result.remaining == 0
     assert len(await _rows(stormproof_stack, store)) == 30

@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy.exc import DataError
 
 from reference.audit.event import AuditEvent
-from reference.audit.queue import EVENT_FIELD, QueueWorker, WorkerConfig
+from reference.audit.queue import EVENT_FIELD, QueueWorker
 from reference.audit.store import AuditStore
+from reference.service.configs import worker_config
 from scenarios.stack import Stack
 from tests.integration.audit_support import WORKER_BLOCK_S, Rig, audit_rig, make_event
 
@@ -90,7 +91,7 @@ def _s(value: bytes | str | int) -> str:
 
 
 def _worker(rig: Rig, consumer: str, **overrides: object) -> QueueWorker:
-    config = WorkerConfig.from_settings(
+    config = worker_config(
         rig.settings,
         consumer=consumer,
         block_s=WORKER_BLOCK_S,

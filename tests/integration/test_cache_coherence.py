@@ -17,10 +17,11 @@ from reference.breaker import CircuitState
 from reference.cache import JSON, CacheResult, HybridCache
 from reference.invalidation import SubscriberTiming
 from reference.warmup import warm_up
+from scenarios.ports import free_port
 from scenarios.stack import Stack
-from scenarios.stack.local import free_port
 from scenarios.toxiproxy import Proxy, ProxySpec, ToxiproxyError
 from tests.cache_support import cache_settings, redis_breaker
+from tests.cache_support import make_cache as build_cache
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +54,7 @@ def side_proxy(stormproof_stack: Stack) -> Iterator[Proxy]:
 
 def make_cache(url: str, kind: type[HybridCache] = HybridCache, name: str = "a") -> HybridCache:
     settings = cache_settings(redis_url=url, breaker_reset_timeout_s=0.5)
-    return kind(settings, redis_breaker(settings), timing=TIMING, instance_id=name)
+    return build_cache(settings, redis_breaker(settings), kind, timing=TIMING, instance_id=name)
 
 
 @pytest.fixture

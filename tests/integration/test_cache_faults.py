@@ -31,6 +31,7 @@ from tests.cache_support import (
     NetworkCounter,
     cache_settings,
     counting_redis,
+    make_cache,
     redis_breaker,
 )
 
@@ -70,7 +71,7 @@ async def rig(stormproof_stack: Stack) -> AsyncIterator[Rig]:
     client = counting_redis(settings.redis_url, OP_TIMEOUT_S, counter)
     metrics = ResilienceMetrics()
     direct = aioredis.Redis.from_url(stormproof_stack.urls.redis_direct_url, socket_timeout=2)
-    cache = HybridCache(
+    cache = make_cache(
         settings,
         breaker,
         metrics=metrics,
@@ -136,7 +137,7 @@ async def test_cache_rides_out_redis_fault(stormproof_stack: Stack, rig: Rig, fa
     assert await cache.set("before", {"v": 1}) is True
     assert await cache.get("before") == CacheResult({"v": 1}, "l1")
     step = operations(cache)
-    injector = FaultInjector(stormproof_stack)
+    injector = FaultInjector.on_stack(stormproof_stack)
     await asyncio.to_thread(injector.apply, FAULTS[fault])
     try:
         # CLOSED: every call bounded by the op timeout (plus margin), none raises.
@@ -189,7 +190,7 @@ async def test_cold_connection_under_latency_is_cut_at_the_op_timeout(
     plus the GET does not: the client alone takes longer, the cache stops at the timeout."""
     url = stormproof_stack.urls.redis_url
     settings = cache_settings(redis_url=url, breaker_failure_threshold=100)
-    cache = HybridCache(settings, redis_breaker(settings))  # no start(): no warm connection
+    cache = make_cache(settings, redis_breaker(settings))  # no start(): no warm connection
     bare = make_redis(url, OP_TIMEOUT_S)
     try:
         with stormproof_stack.redis_proxy.toxic("latency", latency=150):
@@ -221,7 +222,7 @@ async def test_idle_cache_opens_and_closes_its_breaker_without_traffic(
     states = [CircuitState.CLOSED]
     breaker.add_listener(lambda name, old, new: states.append(new))
     timing = SubscriberTiming(ping_interval_s=0.2, backoff_max_s=0.2)
-    async with HybridCache(settings, breaker, timing=timing) as cache:
+    async with make_cache(settings, breaker, timing=timing) as cache:
         assert await cache.wait_subscribed(5.0)
         proxy = stormproof_stack.redis_proxy
         await asyncio.to_thread(proxy.disable)

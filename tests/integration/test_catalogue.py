@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from scenarios.catalogue import load_catalogue
 from scenarios.pytest_plugin import unavailable
+from scenarios.run.catalogue import load_catalogue
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from scenarios.ports import free_port
 from scenarios.pytest_plugin import unavailable
-from scenarios.stack.local import free_port
 from scenarios.toxiproxy import Toxiproxy, ToxiproxyError
 from tests.integration.docker_support import docker_ids, local_images, require_docker
 from tests.integration.test_docker_catalogue import ROOT, results, run_cli

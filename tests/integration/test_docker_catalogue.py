@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from scenarios.catalogue import load_catalogue
+from scenarios.run.catalogue import load_catalogue
 from tests.integration.docker_support import docker_ids, require_docker
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]

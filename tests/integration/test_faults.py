@@ -35,7 +35,7 @@ def _ping_ok(stack: Stack) -> bool:
 @pytest.mark.parametrize("kind", [k for k in NETWORK_KINDS if k != "flapping"])
 def test_network_fault_applies_and_reverts(stormproof_stack: Stack, kind: str) -> None:
     """Each toxic/down fault changes the proxy, and revert leaves it enabled with no toxics."""
-    injector = FaultInjector(stormproof_stack)
+    injector = FaultInjector.on_stack(stormproof_stack)
     spec = injector.apply(FaultSpec(kind, "redis"))
     proxy = stormproof_stack.redis_proxy.refresh()
     assert (not proxy.enabled) if kind == "down" else len(proxy.toxics()) >= 1
@@ -47,7 +47,7 @@ def test_network_fault_applies_and_reverts(stormproof_stack: Stack, kind: str) -
 
 def test_blackhole_swallows_requests(stormproof_stack: Stack) -> None:
     """Under a black hole, a GET times out instead of failing fast."""
-    injector = FaultInjector(stormproof_stack)
+    injector = FaultInjector.on_stack(stormproof_stack)
     injector.apply(FaultSpec("blackhole", "redis"))
     try:
         client = _client(stormproof_stack, 0.3)
@@ -61,9 +61,9 @@ def test_blackhole_swallows_requests(stormproof_stack: Stack) -> None:
 
 def test_flapping_alternates_then_reverts(stormproof_stack: Stack) -> None:
     """Flapping toggles the proxy with its period; revert leaves it enabled."""
-    injector = FaultInjector(stormproof_stack)
+    injector = FaultInjector.on_stack(stormproof_stack)
     injector.apply(FaultSpec("flapping", "redis", {"period_s": 0.4}))
-    seen = set()
+    seen: set[bool] = set()
     deadline = time.monotonic() + 2.0
     while time.monotonic() < deadline and len(seen) < 2:
         seen.add(stormproof_stack.redis_proxy.refresh().enabled)
@@ -75,7 +75,7 @@ def test_flapping_alternates_then_reverts(stormproof_stack: Stack) -> None:
 
 def test_sigkill_restarts_on_revert(stormproof_stack: Stack) -> None:
     """SIGKILL stops Redis; revert starts it again on the same port."""
-    injector = FaultInjector(stormproof_stack)
+    injector = FaultInjector.on_stack(stormproof_stack)
     spec = injector.apply(FaultSpec("sigkill", "redis"))
     assert not stormproof_stack.services["redis"].running
     assert not _ping_ok(stormproof_stack)
@@ -85,7 +85,7 @@ def test_sigkill_restarts_on_revert(stormproof_stack: Stack) -> None:
 
 def test_sigstop_pauses_until_revert(stormproof_stack: Stack) -> None:
     """SIGSTOP freezes Redis (requests time out); SIGCONT on revert brings it back."""
-    injector = FaultInjector(stormproof_stack)
+    injector = FaultInjector.on_stack(stormproof_stack)
     injector.apply(FaultSpec("sigstop", "redis"))
     try:
         assert not _ping_ok(stormproof_stack)
@@ -96,7 +96,7 @@ def test_sigstop_pauses_until_revert(stormproof_stack: Stack) -> None:
 
 def test_revert_all_survives_errors_and_empties(stormproof_stack: Stack) -> None:
     """revert_all undoes everything even when one revert fails, and reports the failure."""
-    injector = FaultInjector(stormproof_stack)
+    injector = FaultInjector.on_stack(stormproof_stack)
     injector.apply(FaultSpec("latency", "postgres", {"latency": 10}))
     injector.apply(FaultSpec("down", "redis"))
     stormproof_stack.toxiproxy.request(

@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 from scenarios.cli import main as cli_main
-from scenarios.load import DEFAULT_LOCUSTFILE, REPO_ROOT
+from scenarios.load.env import LoadEnv
+from scenarios.load.options import DEFAULT_LOCUSTFILE, REPO_ROOT
 from scenarios.pytest_plugin import unavailable
 from scenarios.stack import Stack
 
@@ -117,15 +118,15 @@ def test_distributed_master_and_two_workers(
 
 def test_the_fault_is_reverted_when_locust_is_terminated(stormproof_stack: Stack) -> None:
     """SIGTERM mid-fault (Locust installs its own handler only after a shape finishes)."""
-    env = {
-        **os.environ,
-        "STORMPROOF_TOXIPROXY_URL": stormproof_stack.urls.toxiproxy_url,
-        "STORMPROOF_LOAD_PHASES": "0.5,60,1",
-        "STORMPROOF_LOAD_WARMUP_S": "0",
-        "STORMPROOF_LOAD_USERS": "1",
-        "STORMPROOF_LOAD_USER_RPS": "1",
-        "STORMPROOF_LOAD_FAULT": "redis-down",
-    }
+    contract = LoadEnv(
+        phases=(0.5, 60.0, 1.0),
+        warmup_s=0.0,
+        users=1,
+        user_rps=1.0,
+        fault="redis-down",
+        toxiproxy_url=stormproof_stack.urls.toxiproxy_url,
+    )
+    env = {**os.environ, **contract.to_env()}
     proxy = stormproof_stack.redis_proxy
     locust = subprocess.Popen(
         [

@@ -20,7 +20,8 @@ from scenarios.checkers import (
     Truth,
     run_checkers,
 )
-from scenarios.history import History, HistoryRecorder
+from scenarios.history import History
+from scenarios.history_recorder import HistoryRecorder
 from scenarios.pytest_plugin import unavailable
 from scenarios.report import RunSummary, ScenarioResult, write_html_report
 

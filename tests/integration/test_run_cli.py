@@ -172,7 +172,7 @@ def test_typos_in_expectations_are_refused(tmp_path: Path, body: str, problem: s
 
 def test_scenario_file_gets_its_defaults(tmp_path: Path) -> None:
     """A scenario file's [defaults.target_env] applies to its scenarios, as in the catalogue."""
-    from scenarios.scenario import load_scenarios
+    from scenarios.run.scenario import load_scenarios
 
     path = tmp_path / "own.toml"
     path.write_text(

@@ -17,7 +17,6 @@ import pytest
 
 from tests.integration.service_support import Service, ServiceFactory, wait_until
 
-pytest_plugins = ["tests.integration.service_support"]
 pytestmark = pytest.mark.integration
 
 RULE = "REDIS_MULTIPLE_FAILURES"

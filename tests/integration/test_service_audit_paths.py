@@ -23,7 +23,6 @@ from tests.integration.service_support import (
     audit_rows,
 )
 
-pytest_plugins = ["tests.integration.service_support"]
 pytestmark = pytest.mark.integration
 
 PER_PHASE = 4

@@ -14,7 +14,6 @@ import pytest
 
 from tests.integration.service_support import Service, audit_body
 
-pytest_plugins = ["tests.integration.service_support"]
 pytestmark = pytest.mark.integration
 
 JSON_HEADERS = {"content-type": "application/json"}

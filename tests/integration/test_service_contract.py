@@ -19,7 +19,6 @@ from tests.integration.service_support import (
     wait_until,
 )
 
-pytest_plugins = ["tests.integration.service_support"]
 pytestmark = pytest.mark.integration
 
 L2_PREFIX = "stormproof:kv:"  # the cache prefix, then the /cache namespace

@@ -16,7 +16,6 @@ from tests.integration.service_support import (
     wait_until,
 )
 
-pytest_plugins = ["tests.integration.service_support"]
 pytestmark = pytest.mark.integration
 
 HMAC_KEY = "hmac-key-0b6d41f3c9e2a7d5"

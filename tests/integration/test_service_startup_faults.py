@@ -14,7 +14,6 @@ from tests.integration.service_support import (
     wait_until,
 )
 
-pytest_plugins = ["tests.integration.service_support"]
 pytestmark = pytest.mark.integration
 
 RECOVERY_BOUND_S = 10.0

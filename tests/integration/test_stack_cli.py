@@ -14,8 +14,8 @@ import psycopg
 import pytest
 import redis
 
+from scenarios.ports import free_port
 from scenarios.stack.envfile import read_stack_urls
-from scenarios.stack.local import free_port
 from scenarios.toxiproxy import Toxiproxy
 
 pytestmark = pytest.mark.integration
@@ -96,16 +96,16 @@ time.sleep(120)
 def _kill_owner(tmp_path: Path, sig: int) -> list[int]:
     """Start a process holding a local stack, send it `sig`; the services' pids still alive
     a bounded while after it died."""
-    child = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-c", CHILD, str(tmp_path)],
         stdout=subprocess.PIPE,
         text=True,
-    )
-    assert child.stdout is not None
-    pids = [int(p) for p in child.stdout.readline().split()]
-    assert len(pids) == 3 and all(alive(pid) for pid in pids)
-    child.send_signal(sig)
-    child.wait(30)
+    ) as child:  # closes its stdout pipe (warnings are errors: no ResourceWarning)
+        assert child.stdout is not None
+        pids = [int(p) for p in child.stdout.readline().split()]
+        assert len(pids) == 3 and all(alive(pid) for pid in pids)
+        child.send_signal(sig)
+        child.wait(30)
     deadline = time.monotonic() + 10
     while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.05)

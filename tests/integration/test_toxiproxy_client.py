@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from scenarios.ports import free_port
 from scenarios.stack import Stack
-from scenarios.stack.local import free_port
 from scenarios.toxiproxy import ProxySpec, Toxiproxy, ToxiproxyError
 
 pytestmark = pytest.mark.integration

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from scenarios.catalogue import load_catalogue, select
 from scenarios.report import ScenarioResult
-from scenarios.runner import RunOptions, run_catalogue
+from scenarios.run.catalogue import load_catalogue, select
+from scenarios.run.runner import RunOptions, run_catalogue
 from scenarios.target import TargetSpec
 from tests.mutants.variants import MUTANTS, Mutant
 

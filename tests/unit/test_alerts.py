@@ -28,6 +28,7 @@ from reference.alerts import (
 from reference.clock import FakeClock
 from reference.config import Settings
 from reference.metrics import ResilienceMetrics
+from reference.service.configs import alert_evaluator, alert_thresholds
 
 WALL = 1_700_000_000.0
 COOLDOWN = 300.0
@@ -49,10 +50,22 @@ class RecordingSink:
 def make(
     cooldown_s: float = COOLDOWN, thresholds: AlertThresholds = THRESHOLDS
 ) -> tuple[AlertEvaluator, FakeClock, RecordingSink]:
-    clock = FakeClock()
+    clock = FakeClock(wall=WALL)
     sink = RecordingSink()
-    evaluator = AlertEvaluator(thresholds, [sink], clock, lambda: WALL, cooldown_s, "node-1")
+    evaluator = AlertEvaluator(thresholds, [sink], clock, cooldown_s, "node-1")
     return evaluator, clock, sink
+
+
+async def drive(
+    clock: FakeClock, condition: Callable[[], bool], *, step_s: float, timeout_s: float = 5.0
+) -> None:
+    """Advance `clock` by `step_s` (waking the loop's sleep) until `condition()` holds;
+    fails after `timeout_s` of real time."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met"
+        clock.advance(step_s)
+        await asyncio.sleep(0.001)
 
 
 def states(sink: RecordingSink, name: str = "SYSTEM_UNHEALTHY") -> list[str]:
@@ -195,7 +208,7 @@ def test_failing_sink_does_not_stop_the_others(caplog: pytest.LogCaptureFixture)
             raise RuntimeError("boom")
 
     good = RecordingSink()
-    evaluator = AlertEvaluator(THRESHOLDS, [Broken(), good], FakeClock(), lambda: WALL, 60, "i")
+    evaluator = AlertEvaluator(THRESHOLDS, [Broken(), good], FakeClock(wall=WALL), 60, "i")
     with caplog.at_level(logging.ERROR, logger="reference.alerts"):
         events = evaluator.evaluate(UNHEALTHY)
     assert good.events == events and len(events) == 1
@@ -266,10 +279,10 @@ def test_thresholds_and_evaluator_from_settings() -> None:
         alert_cooldown_s=7.0,
         instance_id="blue",
     )
-    thresholds = AlertThresholds.from_settings(settings, min_cache_reads=3)
+    thresholds = alert_thresholds(settings, min_cache_reads=3)
     assert thresholds == AlertThresholds(redis_failures=2, fallback_usage=0.25, min_cache_reads=3)
-    clock, sink = FakeClock(), RecordingSink()
-    evaluator = AlertEvaluator.from_settings(settings, [sink], clock, lambda: WALL)
+    clock, sink = FakeClock(wall=WALL), RecordingSink()
+    evaluator = alert_evaluator(settings, [sink], clock)
     evaluator.evaluate(AlertSignals(redis_failures_recent=2))
     clock.advance(6.999)
     evaluator.evaluate(AlertSignals(redis_failures_recent=2))
@@ -291,7 +304,7 @@ def observe(window: SignalWindow, counters: CumulativeCounters) -> AlertSignals:
 
 def test_window_zero_gives_deltas_since_previous_observation() -> None:
     """window_s=0: "recent" is the increase since the previous observation."""
-    clock = FakeClock()
+    clock = FakeClock(wall=WALL)
     window = SignalWindow(clock, 0.0)
     first = observe(window, CumulativeCounters(3, 10, 4, 1))
     assert (first.redis_failures_recent, first.cache_reads_recent) == (3, 10)
@@ -308,7 +321,7 @@ def test_window_zero_gives_deltas_since_previous_observation() -> None:
 
 def test_window_slides_over_window_s() -> None:
     """With window_s=10 and a sample every 5 s, "recent" spans the last 10 s."""
-    clock = FakeClock()
+    clock = FakeClock(wall=WALL)
     window = SignalWindow(clock, 10.0)
     totals = [2, 5, 9, 14]
     recents = []
@@ -321,7 +334,7 @@ def test_window_slides_over_window_s() -> None:
 
 def test_window_never_negative_and_passes_through_state() -> None:
     """A counter reset gives 0, not a negative delta; circuit/backlog/health pass through."""
-    clock = FakeClock()
+    clock = FakeClock(wall=WALL)
     window = SignalWindow(clock, 0.0, CumulativeCounters(redis_failures=10))
     signals = window.observe(
         CumulativeCounters(redis_failures=3),
@@ -332,8 +345,8 @@ def test_window_never_negative_and_passes_through_state() -> None:
     assert signals == AlertSignals(0, "OPEN", 0, 0.0, 0, 4, "DEGRADED")
 
 
-def test_counters_from_registry_follow_resilience_metrics() -> None:
-    """The totals read from the registry match what ResilienceMetrics recorded."""
+def test_counters_from_totals_follow_resilience_metrics() -> None:
+    """The totals ResilienceMetrics hands over match what it recorded."""
     metrics = ResilienceMetrics()
     for _ in range(3):
         metrics.record_cache_hit("l1")
@@ -345,11 +358,11 @@ def test_counters_from_registry_follow_resilience_metrics() -> None:
     metrics.record_redis_failure()
     metrics.record_audit_event("file")
     metrics.record_audit_event("db")
-    counters = CumulativeCounters.from_registry(metrics.registry)
+    counters = CumulativeCounters.from_totals(metrics.totals())
     assert counters == CumulativeCounters(
         redis_failures=2, cache_reads=6, cache_fallbacks=2, file_backups=1
     )
-    signals = observe(SignalWindow(FakeClock(), 0.0), counters)
+    signals = observe(SignalWindow(FakeClock(wall=WALL), 0.0), counters)
     assert signals.fallback_usage == pytest.approx(metrics.snapshot().fallback_usage)
 
 
@@ -359,7 +372,7 @@ def test_counters_from_registry_follow_resilience_metrics() -> None:
 async def test_run_forever_evaluates_async_and_sync_sources() -> None:
     """The loop evaluates from a coroutine source or a plain one, and survives errors."""
     for kind in ("async", "sync"):
-        evaluator, _, sink = make()
+        evaluator, clock, sink = make()
         calls = 0
 
         def next_signals() -> AlertSignals:
@@ -375,7 +388,7 @@ async def test_run_forever_evaluates_async_and_sync_sources() -> None:
         source = async_source if kind == "async" else next_signals
         task = asyncio.create_task(evaluator.run_forever(source, 0.01))
         try:
-            await wait_until(lambda: len(sink.events) >= 2)  # noqa: B023
+            await drive(clock, lambda: len(sink.events) >= 2, step_s=0.01)  # noqa: B023
         finally:
             task.cancel()
             await asyncio.wait({task}, timeout=1.0)
@@ -385,7 +398,7 @@ async def test_run_forever_evaluates_async_and_sync_sources() -> None:
 
 async def test_run_forever_skips_a_source_that_hangs() -> None:
     """A source slower than its timeout is skipped; the loop keeps going."""
-    evaluator, _, sink = make()
+    evaluator, clock, sink = make()
     calls = 0
 
     async def source() -> AlertSignals:
@@ -397,7 +410,7 @@ async def test_run_forever_skips_a_source_that_hangs() -> None:
 
     task = asyncio.create_task(evaluator.run_forever(source, 0.01, source_timeout_s=0.05))
     try:
-        await wait_until(lambda: len(sink.events) >= 1, timeout_s=2.0)
+        await drive(clock, lambda: len(sink.events) >= 1, step_s=0.01, timeout_s=2.0)
     finally:
         task.cancel()
         await asyncio.wait({task}, timeout=1.0)
@@ -411,7 +424,7 @@ def test_log_sink_levels_and_fields(caplog: pytest.LogCaptureFixture) -> None:
     """Critical firings log at ERROR, warnings at WARNING, resolutions at INFO."""
     logger = logging.getLogger("test.alerts.logsink")
     evaluator, clock, _ = make()
-    evaluator = AlertEvaluator(THRESHOLDS, [LogSink(logger)], clock, lambda: WALL, 60, "n")
+    evaluator = AlertEvaluator(THRESHOLDS, [LogSink(logger)], clock, 60, "n")
     with caplog.at_level(logging.INFO, logger=logger.name):
         evaluator.evaluate(AlertSignals(redis_failures_recent=9, health_status="UNHEALTHY"))
         clock.advance(1)
@@ -585,8 +598,8 @@ async def test_evaluator_to_webhook_end_to_end(receiver: Receiver) -> None:
     """Firing and resolved reach the webhook through the evaluator."""
     sink = WebhookSink(receiver.url, timeout_s=2.0)
     await sink.start()
-    clock = FakeClock()
-    evaluator = AlertEvaluator(THRESHOLDS, [sink], clock, lambda: WALL, 60, "n")
+    clock = FakeClock(wall=WALL)
+    evaluator = AlertEvaluator(THRESHOLDS, [sink], clock, 60, "n")
     try:
         evaluator.evaluate(replace(QUIET, journal_backlog=2))
         clock.advance(1)

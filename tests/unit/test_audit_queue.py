@@ -17,6 +17,7 @@ from reference.audit.queue import (
 from reference.audit.store import AuditStore
 from reference.config import Settings
 from reference.redis_client import make_redis
+from reference.service.configs import worker_config
 
 
 def _entry(entry_id: str, event: AuditEvent | None = None, deliveries: int = 1) -> StreamEntry:
@@ -70,7 +71,7 @@ def test_entries_from_resp2_and_resp3_replies() -> None:
 def test_worker_config_from_settings_and_validation() -> None:
     """Stream, delivery limit and timeouts come from Settings; nonsense is refused."""
     settings = Settings(audit_queue_stream="audit:x", audit_max_deliveries=7)
-    config = WorkerConfig.from_settings(settings, consumer="c1", batch_size=10)
+    config = worker_config(settings, consumer="c1", batch_size=10)
     assert (config.stream, config.max_deliveries, config.consumer) == ("audit:x", 7, "c1")
     assert config.db_timeout_s == settings.db_op_timeout_s
     for bad in ({"batch_size": 0}, {"claim_idle_s": 0}, {"backoff_initial_s": 5.0}):

@@ -15,6 +15,7 @@ from reference.audit.journal_format import list_segments, read_segment
 from reference.audit.recovery import (
     CHECKPOINT_FILE,
     Checkpoint,
+    RecoveryConfig,
     RecoveryJob,
     _identity,
     _segments_without_live_writer,
@@ -113,7 +114,7 @@ async def test_busy_run_returns_at_once_without_replaying(tmp_path: Path) -> Non
     held = _try_lock(tmp_path)
     assert held is not None
     try:
-        result = await RecoveryJob(tmp_path, _offline_store()).run_once()
+        result = await RecoveryJob(RecoveryConfig(tmp_path), _offline_store()).run_once()
     finally:
         os.close(held)
     assert result.busy and result.replayed == 0 and result.remaining == 10
@@ -128,7 +129,7 @@ async def test_backlog_counts_records_past_the_checkpoint(tmp_path: Path) -> Non
     await journal.close()
     [(_, segment)] = list_segments(tmp_path)
     scan = read_segment(segment)
-    job = RecoveryJob(tmp_path, _offline_store())
+    job = RecoveryJob(RecoveryConfig(tmp_path), _offline_store())
     assert await job.backlog() == 10
     write_checkpoint(tmp_path, Checkpoint(segment.name, scan.records[3].end, _identity(scan)))
     assert await job.backlog() == 6
@@ -159,9 +160,9 @@ def test_no_directory_no_segments(tmp_path: Path) -> None:
 def test_job_rejects_bad_parameters(tmp_path: Path) -> None:
     """A zero batch or interval is refused up front."""
     with pytest.raises(ValueError):
-        RecoveryJob(tmp_path, _offline_store(), batch_size=0)
+        RecoveryJob(RecoveryConfig(tmp_path, batch_size=0), _offline_store())
     with pytest.raises(ValueError):
-        RecoveryJob(tmp_path, _offline_store(), interval_s=0)
+        RecoveryJob(RecoveryConfig(tmp_path, interval_s=0), _offline_store())
 
 
 async def test_backlog_memo_follows_growing_and_removed_segments(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -18,9 +19,10 @@ from reference.audit.queue import AuditQueue
 from reference.audit.resilient import AuditUnavailable, ResilientAudit
 from reference.audit.store import AuditStore
 from reference.breaker import CircuitState
-from reference.clock import SYSTEM_CLOCK, FakeClock
+from reference.clock import SYSTEM_CLOCK, Clock, FakeClock
 from reference.config import Settings
 from reference.metrics import ResilienceMetrics
+from reference.service.configs import audit_config, breakers
 
 TIMEOUT = 0.05
 
@@ -74,6 +76,14 @@ class FakeStore(AuditStore):
         raise AssertionError("not used by record()")
 
 
+def _audit(settings: Settings, clock: Clock = SYSTEM_CLOCK, **parts: Any) -> ResilientAudit:
+    """A ResilientAudit configured from `settings` as the service builds it."""
+    redis_breaker, db_breaker = breakers(settings, clock)
+    return ResilientAudit(
+        audit_config(settings), redis_breaker=redis_breaker, db_breaker=db_breaker, **parts
+    )
+
+
 def _settings(**overrides: object) -> Settings:
     values: dict[str, object] = {
         "audit_timeout_s": TIMEOUT,
@@ -102,7 +112,7 @@ async def test_queue_first_when_it_works(tmp_path: Path) -> None:
     """A healthy queue takes the event; nothing else is tried; the metric counts it."""
     queue, store, metrics = FakeQueue("ok"), FakeStore("ok"), ResilienceMetrics()
     journal = await _journal(tmp_path)
-    audit = ResilientAudit(_settings(), queue=queue, store=store, journal=journal, metrics=metrics)
+    audit = _audit(_settings(), queue=queue, store=store, journal=journal, metrics=metrics)
     event = _event()
     assert await audit.record(event) == "queue"
     await journal.close()
@@ -115,7 +125,7 @@ async def test_queue_first_when_it_works(tmp_path: Path) -> None:
 async def test_hanging_queue_is_cancelled_and_db_takes_over(tmp_path: Path) -> None:
     """An XADD that never answers is cancelled at the timeout; the database takes the event."""
     queue, store, metrics = FakeQueue("hang"), FakeStore("ok"), ResilienceMetrics()
-    audit = ResilientAudit(_settings(), queue=queue, store=store, metrics=metrics)
+    audit = _audit(_settings(), queue=queue, store=store, metrics=metrics)
     started = time.monotonic()
     assert await audit.record(_event()) == "db"
     assert time.monotonic() - started < TIMEOUT + 0.5
@@ -129,7 +139,7 @@ async def test_open_breakers_make_an_outage_cheap(tmp_path: Path) -> None:
     clock = FakeClock()
     queue, store = FakeQueue("hang"), FakeStore("hang")
     journal = await _journal(tmp_path)
-    audit = ResilientAudit(_settings(), queue=queue, store=store, journal=journal, clock=clock)
+    audit = _audit(_settings(), clock, queue=queue, store=store, journal=journal)
     for i in range(3):
         assert await audit.record(_event(i)) == "file"
     assert audit.redis_breaker.state is CircuitState.OPEN
@@ -147,7 +157,7 @@ async def test_no_durable_path_raises_with_reasons(tmp_path: Path) -> None:
     """Queue down, database down, journal not open: AuditUnavailable names every reason."""
     metrics = ResilienceMetrics()
     journal = Journal(JournalConfig(tmp_path / "never-opened"), SYSTEM_CLOCK)
-    audit = ResilientAudit(
+    audit = _audit(
         _settings(),
         queue=FakeQueue("error"),
         store=FakeStore("error"),
@@ -167,7 +177,7 @@ async def test_no_durable_path_raises_with_reasons(tmp_path: Path) -> None:
 async def test_failed_journal_append_is_not_acknowledged(tmp_path: Path) -> None:
     """A journal whose segment vanished under it raises: the event is refused, not acked."""
     journal = await _journal(tmp_path)
-    audit = ResilientAudit(_settings(), queue=FakeQueue("error"), journal=journal)
+    audit = _audit(_settings(), queue=FakeQueue("error"), journal=journal)
     assert await audit.record(_event(0)) == "file"
     active = journal.active_segment
     assert active is not None
@@ -183,18 +193,16 @@ async def test_settings_disable_paths(tmp_path: Path) -> None:
     queue, store = FakeQueue("ok"), FakeStore("ok")
     journal = await _journal(tmp_path)
     try:
-        audit = ResilientAudit(
-            _settings(disable_redis=True), queue=queue, store=store, journal=journal
-        )
+        audit = _audit(_settings(disable_redis=True), queue=queue, store=store, journal=journal)
         assert audit.paths == ("db", "file")
         assert await audit.record(_event()) == "db"
-        only_file = ResilientAudit(
+        only_file = _audit(
             _settings(audit_sync_fallback=False), queue=FakeQueue("error"), store=store,
             journal=journal,
         )  # fmt: skip
         assert only_file.paths == ("queue", "file")
         assert await only_file.record(_event(1)) == "file"
-        nothing = ResilientAudit(
+        nothing = _audit(
             _settings(audit_file_backup=False, audit_sync_fallback=False),
             queue=FakeQueue("error"),
             store=store,

@@ -18,6 +18,7 @@ from tests.cache_support import (
     cache_settings,
     closed_port,
     counting_redis,
+    make_cache,
     redis_breaker,
 )
 
@@ -36,7 +37,7 @@ def clock() -> FakeClock:
 @pytest.fixture
 async def cache(clock: FakeClock) -> AsyncIterator[HybridCache]:
     settings = l1_only()
-    async with HybridCache(settings, redis_breaker(settings, clock), clock=clock) as c:
+    async with make_cache(settings, redis_breaker(settings, clock), clock=clock) as c:
         yield c
 
 
@@ -117,7 +118,7 @@ async def test_short_ttl_bounds_l1_and_the_stale_window(
 async def test_zero_stale_window_serves_nothing_stale(clock: FakeClock) -> None:
     """With CACHE_STALE_WINDOW=0 an expired entry is a miss."""
     settings = l1_only(cache_stale_window_s=0.0)
-    async with HybridCache(settings, redis_breaker(settings, clock), clock=clock) as cache:
+    async with make_cache(settings, redis_breaker(settings, clock), clock=clock) as cache:
         await cache.set("k", "v")
         clock.advance(L1_TTL + 0.01)
         assert await cache.get("k") is None
@@ -126,7 +127,7 @@ async def test_zero_stale_window_serves_nothing_stale(clock: FakeClock) -> None:
 async def test_l1_is_bounded(clock: FakeClock) -> None:
     """L1 holds at most CACHE_L1_MAX_ITEMS; the least recently used entry goes first."""
     settings = l1_only(cache_l1_max_items=3)
-    async with HybridCache(settings, redis_breaker(settings, clock), clock=clock) as cache:
+    async with make_cache(settings, redis_breaker(settings, clock), clock=clock) as cache:
         for key in ("a", "b", "c"):
             await cache.set(key, key)
         assert await cache.get("a") is not None  # "b" is now the least recently used
@@ -236,7 +237,7 @@ async def test_metrics_count_one_outcome_per_read(clock: FakeClock) -> None:
     settings = l1_only()
     metrics = ResilienceMetrics()
     breaker = redis_breaker(settings, clock)
-    async with HybridCache(settings, breaker, metrics=metrics, clock=clock) as cache:
+    async with make_cache(settings, breaker, metrics=metrics, clock=clock) as cache:
         await cache.set("k", 1)
         await cache.get("k")  # l1 hit
         await cache.get("absent")  # miss
@@ -254,7 +255,7 @@ async def test_disable_redis_means_l1_only_and_breaker_held_open(clock: FakeCloc
     """DISABLE_REDIS: no client, the breaker is held OPEN, L1 is trusted and serves."""
     settings = l1_only()
     breaker = redis_breaker(settings, clock)
-    async with HybridCache(settings, breaker, clock=clock) as cache:
+    async with make_cache(settings, breaker, clock=clock) as cache:
         assert cache.redis is None
         assert breaker.state is CircuitState.OPEN and breaker.held_open
         clock.advance(3600)
@@ -270,7 +271,7 @@ async def test_unreachable_redis_never_raises_and_open_breaker_stops_attempts() 
     breaker = redis_breaker(settings, clock)
     counter = NetworkCounter()
     client = counting_redis(settings.redis_url, settings.redis_op_timeout_s, counter)
-    cache = HybridCache(settings, breaker, clock=clock, redis=client)
+    cache = make_cache(settings, breaker, clock=clock, redis=client)
     try:
         assert await cache.set("k", "v") is False
         assert await cache.get("k") == CacheResult("v", "l1")
@@ -304,7 +305,7 @@ async def test_breaker_recovery_flushes_l1_through_the_overridable_hook() -> Non
         settings = cache_settings(redis_url=f"redis://127.0.0.1:{closed_port()}/0")
         clock = FakeClock()
         breaker = redis_breaker(settings, clock)
-        cache = kind(settings, breaker, clock=clock)
+        cache = make_cache(settings, breaker, kind, clock=clock)
         try:
             await cache.set("k", "v")
             assert cache.in_l1("k")
@@ -325,7 +326,7 @@ async def test_a_closed_cache_answers_from_l1_without_redis() -> None:
     settings = cache_settings(redis_url=f"redis://127.0.0.1:{closed_port()}/0")
     counter = NetworkCounter()
     client = counting_redis(settings.redis_url, settings.redis_op_timeout_s, counter)
-    cache = HybridCache(settings, redis_breaker(settings, FakeClock()), redis=client)
+    cache = make_cache(settings, redis_breaker(settings, FakeClock()), redis=client)
     try:
         await cache.set("k", "v")
         await cache.aclose()
@@ -343,12 +344,11 @@ async def test_unstorable_value_is_the_callers_error_not_a_redis_failure() -> No
     """A lone surrogate cannot be stored in Redis: `set` raises ValueError before touching
     L1 or Redis, and the breaker counts nothing."""
     from reference.breaker import BreakerConfig, CircuitBreaker, CircuitState
-    from reference.cache import HybridCache
     from reference.config import Settings
 
     settings = Settings(redis_url="redis://127.0.0.1:1/0", breaker_failure_threshold=1)
     breaker = CircuitBreaker("redis", BreakerConfig(failure_threshold=1))
-    cache = HybridCache(settings, breaker)
+    cache = make_cache(settings, breaker)
     try:
         with pytest.raises(ValueError):
             await cache.set("k", "bad \ud800")

@@ -14,8 +14,8 @@ from scenarios.history import (
     FaultWindow,
     History,
     HistoryError,
-    HistoryRecorder,
 )
+from scenarios.history_recorder import HistoryRecorder
 
 
 class FakeClock:

@@ -16,14 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reference.audit.event import AuditEvent
-from reference.audit.journal import (
-    Journal,
-    JournalConfig,
-    JournalCounters,
-    JournalWriteError,
-)
+from reference.audit.journal import Journal, JournalConfig, JournalWriteError
 from reference.audit.journal_cli import verify_journal
 from reference.audit.journal_format import list_segments, read_segment
+from reference.audit.journal_metrics import JournalCounters
 from reference.clock import FakeClock, SystemClock
 from tests.strategies import audit_events
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reference.audit.journal import Journal, JournalConfig, JournalCounters
+from reference.audit.journal import Journal, JournalConfig
 from reference.audit.journal_cli import format_report, main_verify, verify_journal
 from reference.audit.journal_format import (
     HEADER_BYTES,
@@ -25,6 +25,7 @@ from reference.audit.journal_format import (
     read_segment,
     segment_name,
 )
+from reference.audit.journal_metrics import JournalCounters
 from reference.clock import FakeClock
 
 KEY = b"k" * 32

@@ -5,8 +5,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from scenarios.load import exit_code, options_from_args
-from scenarios.load_stats import (
+from scenarios.load.command import exit_code, options_from_args
+from scenarios.load.stats import (
     PhaseStats,
     Thresholds,
     VariantResult,

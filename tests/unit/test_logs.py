@@ -11,7 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 from reference.config import LogFormat, Secret, Settings
-from reference.logs import HANDLER_NAME, RedactingFilter, configure_logging, settings_secrets
+from reference.logs import HANDLER_NAME, RedactingFilter, configure_logging
+from reference.service.configs import log_secrets, setup_logging
 
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
@@ -99,9 +100,7 @@ def test_text_on_tty_or_when_asked(
 def test_settings_choose_format_and_instance(logger: logging.Logger) -> None:
     """Given Settings, LOG_FORMAT and INSTANCE_ID come from them."""
     stream = Tty()
-    configure_logging(
-        Settings(log_format=LogFormat.JSON, instance_id="blue"), stream, logger=logger
-    )
+    setup_logging(Settings(log_format=LogFormat.JSON, instance_id="blue"), stream, logger=logger)
     logger.info("m")
     assert json.loads(stream.getvalue())["instance_id"] == "blue"
 
@@ -149,10 +148,10 @@ ALL_SECRETS = ["r3dis-pw", "r3dis@pw", "r3dis%40pw", "db-pa55", "adm1n-t0ken", "
 
 def test_settings_secrets_lists_every_secret() -> None:
     """Tokens, keys, URL passwords (raw and decoded) and the webhook URL/path are secrets."""
-    found = settings_secrets(SECRET_SETTINGS)
+    found = log_secrets(SECRET_SETTINGS)
     for secret in [*ALL_SECRETS, "/services/T0/B0/whs3cret"]:
         assert secret in found
-    assert settings_secrets(Settings()) == []
+    assert log_secrets(Settings()) == []
 
 
 def test_secrets_redacted_from_message_args_extras_and_exceptions(
@@ -160,7 +159,7 @@ def test_secrets_redacted_from_message_args_extras_and_exceptions(
 ) -> None:
     """Known secret values never reach the output, wherever they appear in the record."""
     stream = io.StringIO()
-    configure_logging(SECRET_SETTINGS, stream, logger=logger)
+    setup_logging(SECRET_SETTINGS, stream, logger=logger)
     logger.warning("token is adm1n-t0ken")
     logger.warning("connecting with %s and %r", "r3dis-pw", {"key": "hmac-k3y-value"})
     logger.warning("encoded %s", "r3dis%40pw", extra={"dsn": "db-pa55", "nested": ["adm1n-t0ken"]})

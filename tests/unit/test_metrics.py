@@ -79,7 +79,7 @@ def test_audit_and_journal_metrics() -> None:
 
 def test_redis_failure_records_count_and_wall_time() -> None:
     """A Redis failure increments the counter and stamps the injected wall clock."""
-    m = ResilienceMetrics(wall_clock=lambda: 1_700_000_000.25)
+    m = ResilienceMetrics(clock=FakeClock(wall=1_700_000_000.25))
     m.record_redis_failure()
     m.record_redis_failure()
     assert sample(m, "stormproof_redis_failures_total") == 2.0
@@ -149,7 +149,7 @@ def test_snapshot_before_any_traffic() -> None:
 
 def test_snapshot_numbers_and_seed_shape() -> None:
     """The snapshot's rates and counts, in the seed's /resilience shape."""
-    m = ResilienceMetrics(wall_clock=lambda: 1_700_000_000.5)
+    m = ResilienceMetrics(clock=FakeClock(wall=1_700_000_000.5))
     for _ in range(4):
         m.record_cache_hit("l1")
     m.record_cache_hit("l2")

@@ -19,7 +19,8 @@ from scenarios.checkers import (
     run_checkers,
 )
 from scenarios.checkers.base import CheckResult
-from scenarios.history import History, HistoryRecorder
+from scenarios.history import History
+from scenarios.history_recorder import HistoryRecorder
 from scenarios.report import (
     RunSummary,
     ScenarioResult,

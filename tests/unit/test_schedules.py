@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 
-from scenarios.scenario import ScheduledFault, parse_schedule
-from scenarios.schedules import (
+from scenarios.run.scenario import ScheduledFault, parse_schedule
+from scenarios.run.schedules import (
     MAX_DURATION_S,
     PropertyRun,
     check_property,

@@ -8,8 +8,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from scenarios.catalogue import load_catalogue
-from scenarios.stack.capabilities import refusals, why_not
+from scenarios.run.capabilities import refusals, why_not
+from scenarios.run.catalogue import load_catalogue
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOGUE = {s.name: s for s in load_catalogue()}

@@ -9,7 +9,7 @@ import pytest
 
 from reference.cache import JSON, CacheResult, HybridCache, Loader
 from reference.warmup import WarmupPolicy, start_warm_up, warm_up
-from tests.cache_support import cache_settings, redis_breaker
+from tests.cache_support import cache_settings, make_cache, redis_breaker
 
 FAST = WarmupPolicy(attempts=3, backoff_initial_s=0.001, backoff_max_s=0.004, total_timeout_s=2)
 
@@ -17,7 +17,7 @@ FAST = WarmupPolicy(attempts=3, backoff_initial_s=0.001, backoff_max_s=0.004, to
 @pytest.fixture
 async def cache() -> AsyncIterator[HybridCache]:
     settings = cache_settings(disable_redis=True)
-    async with HybridCache(settings, redis_breaker(settings)) as c:
+    async with make_cache(settings, redis_breaker(settings)) as c:
         yield c
 
 

@@ -8,45 +8,24 @@ import sys
 import time
 from pathlib import Path
 
-from scenarios.catalogue import load_catalogue, select
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
 from scenarios.faults import FaultError
-from scenarios.runner import TRUTH_QUERY
-from scenarios.scenario import (
+from scenarios.run.capabilities import refusals
+from scenarios.run.catalogue import load_catalogue, select
+from scenarios.run.runner import RunOptions, run_catalogue
+from scenarios.run.scenario import (
     Scenario,
     ScenarioError,
-    ScheduledFault,
     load_scenarios,
     parse_schedule,
 )
+from scenarios.run.schedules import run_property_cli, schedule_scenario
 from scenarios.stack.errors import StackError
+from scenarios.stack.providers import resolve_provider
 from scenarios.target import TargetSpec
-from scenarios.workload import WorkloadSpec
-
-SCHEDULE_TAIL_S = 5.0
-
-
-def schedule_scenario(faults: tuple[ScheduledFault, ...], base: Scenario | None) -> Scenario:
-    """A scenario running `faults`: the named one's, or the property runs' default."""
-    end = max((f.at_s + f.duration_s for f in faults), default=0.0)
-    if base is not None:
-        from dataclasses import replace
-
-        return replace(base, faults=faults, duration_s=max(base.duration_s, end + SCHEDULE_TAIL_S))
-    catalogue = {s.name: s for s in load_catalogue()}
-    env = catalogue["redis-down"].target_env
-    return Scenario(
-        name="schedule",
-        description="A fault schedule given on the command line (or found by a property run).",
-        duration_s=end + SCHEDULE_TAIL_S,
-        workload=WorkloadSpec(
-            rate_per_s=150,
-            concurrency=12,
-            mix={"cache_get": 4, "cache_put": 1, "audit": 4},
-        ),
-        faults=faults,
-        expect={"audit": {}, "cache_availability": {"max_failed_reads": 0, "fs": ["cache_get"]}},
-        target_env=env,
-    )
+from scenarios.truth import TRUTH_QUERY
 
 
 def resolve(args: argparse.Namespace) -> list[Scenario]:
@@ -71,6 +50,7 @@ def default_provider(given: str | None) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    """`stormproof list`: one line per scenario."""
     catalogue = load_scenarios(args.scenario_file) if args.scenario_file else load_catalogue()
     width = max(len(s.name) for s in catalogue)
     for scenario in catalogue:
@@ -79,11 +59,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from scenarios.runner import RunOptions, run_catalogue
-
+    """`stormproof run`: run the scenarios with a progress display; 0 all passed."""
     try:
         scenarios = resolve(args)
         target = TargetSpec.from_command_line(args.target_cmd)
@@ -160,9 +136,6 @@ def _drop_unsupported(scenarios: list[Scenario], provider: str, all_: bool) -> l
     With --all the others still run; named scenarios the provider cannot run stop the run
     (an empty list is returned).
     """
-    from scenarios.stack.capabilities import refusals
-    from scenarios.stack.providers import resolve_provider
-
     try:
         refused = refusals(scenarios, resolve_provider(provider, os.environ))
     except StackError as exc:
@@ -177,8 +150,7 @@ def _drop_unsupported(scenarios: list[Scenario], provider: str, all_: bool) -> l
 
 
 def cmd_property(args: argparse.Namespace) -> int:
-    from scenarios.schedules import run_property_cli
-
+    """`stormproof property`: generated fault schedules; 0 the property held."""
     if args.examples < 1:
         print("stormproof: --examples must be >= 1", file=sys.stderr)
         return 2
@@ -188,6 +160,7 @@ def cmd_property(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `run`, `property` and `list` sub-commands."""
     run = commands.add_parser("run", help="run scenarios against the target and write a report")
     run.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="names from `list`")
     run.add_argument("--all", action="store_true", help="the whole catalogue")

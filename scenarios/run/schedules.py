@@ -9,17 +9,23 @@ cache read fails. A failure shrinks to a minimal schedule, and the command that 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shlex
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from hypothesis import HealthCheck, Phase, given, note, settings
+from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
 from scenarios.faults import FaultSpec
-from scenarios.scenario import Scenario, ScheduledFault
+from scenarios.run.catalogue import load_catalogue
+from scenarios.run.runner import RunOptions, run_scenario
+from scenarios.run.scenario import Scenario, ScheduledFault
+from scenarios.stack import open_stack
+from scenarios.workload import WorkloadSpec
 
 KINDS = ("down", "blackhole", "latency", "reset_peer", "sigkill")
 TARGETS = ("redis", "postgres")
@@ -54,15 +60,19 @@ def schedules() -> st.SearchStrategy[tuple[ScheduledFault, ...]]:
 
 
 def schedule_json(faults: tuple[ScheduledFault, ...]) -> str:
+    """The schedule in the `--schedule` JSON format (compact)."""
     return json.dumps([f.to_json() for f in faults], separators=(",", ":"))
 
 
 def replay_command(faults: tuple[ScheduledFault, ...], seed: int) -> str:
+    """The command that replays this schedule."""
     return f"stormproof run --quick --schedule {shlex.quote(schedule_json(faults))} --seed {seed}"
 
 
 @dataclass(frozen=True)
 class PropertyRun:
+    """A property run's settings: how many schedules, the seed, the report dir."""
+
     examples: int
     seed: int
     report_dir: Path
@@ -92,15 +102,36 @@ def check_property(run: PropertyRun, runner: Runner, *, shrink: bool = True) -> 
         passed, why = runner(faults, run.report_dir / f"example-{next(counter)}")
         assert passed, f"{why}\nreplay: {replay_command(faults, run.seed)}"
 
-    from hypothesis import seed as hypothesis_seed
-
     hypothesis_seed(run.seed)(prop)()
+
+
+SCHEDULE_TAIL_S = 5.0
+
+
+def schedule_scenario(faults: tuple[ScheduledFault, ...], base: Scenario | None) -> Scenario:
+    """A scenario running `faults`: the named one's, or the property runs' default."""
+    end = max((f.at_s + f.duration_s for f in faults), default=0.0)
+    if base is not None:
+        return replace(base, faults=faults, duration_s=max(base.duration_s, end + SCHEDULE_TAIL_S))
+    catalogue = {s.name: s for s in load_catalogue()}
+    env = catalogue["redis-down"].target_env
+    return Scenario(
+        name="schedule",
+        description="A fault schedule given on the command line (or found by a property run).",
+        duration_s=end + SCHEDULE_TAIL_S,
+        workload=WorkloadSpec(
+            rate_per_s=150,
+            concurrency=12,
+            mix={"cache_get": 4, "cache_put": 1, "audit": 4},
+        ),
+        faults=faults,
+        expect={"audit": {}, "cache_availability": {"max_failed_reads": 0, "fs": ["cache_get"]}},
+        target_env=env,
+    )
 
 
 def property_scenario(faults: tuple[ScheduledFault, ...]) -> Scenario:
     """The scenario a generated schedule runs in (the same as `run --schedule`)."""
-    from scenarios.run_cli import schedule_scenario
-
     return schedule_scenario(faults, None)
 
 
@@ -108,11 +139,6 @@ def run_property_cli(
     examples: int, seed: int, report_dir: Path, shrink: bool, provider: str | None
 ) -> int:
     """`stormproof property`: generated schedules against the reference on one stack."""
-    import asyncio
-
-    from scenarios.runner import RunOptions, run_scenario
-    from scenarios.stack import open_stack
-
     options = RunOptions(report_dir=report_dir, seed=seed, provider=provider)
     with open_stack(provider, base_dir=report_dir / "stack") as stack:
 

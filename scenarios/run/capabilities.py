@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from scenarios.faults import PROCESS_KINDS
-from scenarios.scenario import Scenario
+from scenarios.run.scenario import Scenario
 
 SIGNALLED_SERVICES = ("redis", "postgres")
 

@@ -15,13 +15,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
-import psycopg
-import redis
-
 from scenarios.checkers import CheckResult, Truth, run_checkers
 from scenarios.faults import FaultInjector
-from scenarios.history import History, HistoryRecorder
+from scenarios.history import History
+from scenarios.history_recorder import HistoryRecorder
+from scenarios.ports import free_port
 from scenarios.report import (
     RunSummary,
     ScenarioResult,
@@ -30,21 +28,21 @@ from scenarios.report import (
     write_junit_xml,
     write_results_json,
 )
-from scenarios.scenario import Scenario, ScheduledFault
+from scenarios.run.scenario import Scenario, ScheduledFault
 from scenarios.stack import Stack, StackError, open_stack
-from scenarios.stack.local import free_port
-from scenarios.target import TargetGroup, TargetSpec
+from scenarios.target import TargetGroup, TargetSpec, settle, wait_healthy
 from scenarios.toxiproxy import ProxySpec
+from scenarios.truth import TRUTH_QUERY, read_truth, reset_state
 from scenarios.workload import Workload
 
-TRUTH_QUERY = "SELECT event_id::text, count(*) FROM audit_log GROUP BY 1"
-RESET_TABLES = ("audit_log", "audit_dead_letter", "beneficios")
 Progress = Callable[[str, float], None]
 """Called with (what is happening, fraction of the scenario done)."""
 
 
 @dataclass(frozen=True)
 class RunOptions:
+    """How to run scenarios: where reports go, the target, quick or long, the seed."""
+
     report_dir: Path = Path("reports")
     target: TargetSpec = field(default_factory=TargetSpec)
     quick: bool = True
@@ -132,7 +130,7 @@ async def run_scenario(
         scenario_dir,
         instance_env=lambda n: {"REDIS_URL": extra_proxies[n]} if extra_proxies else {},
     )
-    injector = FaultInjector(stack, targets=lambda: list(targets.instances))
+    injector = FaultInjector.on_stack(stack, targets=lambda: list(targets.instances))
     error: str | None = None
     history: History | None = None
     checks: tuple[CheckResult, ...] = ()
@@ -237,50 +235,6 @@ def _heal(stack: Stack, injector: FaultInjector, targets: TargetGroup) -> None:
     targets.ensure_running()
 
 
-async def wait_healthy(urls: Sequence[str], timeout_s: float) -> None:
-    """Wait until every URL's /health says HEALTHY; TimeoutError after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    async with httpx.AsyncClient(timeout=2.0) as client:
-        for url in urls:
-            while True:
-                with contextlib.suppress(httpx.HTTPError, ValueError):
-                    response = await client.get(f"{url}/health")
-                    if response.json().get("status") == "HEALTHY":
-                        break
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{url} not HEALTHY within {timeout_s:.0f}s")
-                await asyncio.sleep(0.1)
-
-
-async def settle(targets: TargetGroup, timeout_s: float) -> int | None:
-    """After healing: wait for HEALTHY, run recovery until the audit backlog is empty.
-
-    Returns the backlog left (journal + queue) when time ran out, 0 when drained,
-    None when the target never answered the backlog endpoint.
-    """
-    deadline = time.monotonic() + timeout_s
-    headers = {"Authorization": f"Bearer {targets.admin_token}"}
-    pending: int | None = None
-    async with httpx.AsyncClient(timeout=5.0, headers=headers) as client:
-        with contextlib.suppress(TimeoutError):
-            await wait_healthy(targets.urls, max(1.0, timeout_s / 2))
-        while True:
-            total = 0
-            answered = True
-            for url in targets.urls:
-                try:
-                    await client.post(f"{url}/admin/recovery")
-                    backlog = (await client.get(f"{url}/admin/audit/backlog")).json()
-                    total += int(backlog["journal_pending"]) + int(backlog["queue_pending"])
-                except (httpx.HTTPError, ValueError, KeyError, TypeError):
-                    answered = False
-            if answered:
-                pending = total
-            if pending == 0 or time.monotonic() > deadline:
-                return pending
-            await asyncio.sleep(0.25)
-
-
 def _instance_proxies(stack: Stack, instances: int) -> dict[int, str]:
     """One extra Redis proxy per instance ("redis.i1", ...): cut one instance off alone."""
     upstream = stack.redis_proxy.upstream
@@ -292,25 +246,3 @@ def _instance_proxies(stack: Stack, instances: int) -> dict[int, str]:
         proxy = stack.toxiproxy.create_proxy(ProxySpec(name, f"127.0.0.1:{free_port()}", upstream))
         urls[n] = f"redis://127.0.0.1:{proxy.listen_port}/0"
     return urls
-
-
-def reset_state(stack: Stack) -> None:
-    """A clean slate over the direct URLs: the target's tables dropped, Redis flushed."""
-    with psycopg.connect(stack.urls.database_direct_url, autocommit=True, connect_timeout=5) as c:
-        for table in RESET_TABLES:
-            c.execute(f"DROP TABLE IF EXISTS {table}")
-    client = redis.Redis.from_url(stack.urls.redis_direct_url, socket_timeout=5)
-    try:
-        client.flushall()
-    finally:
-        client.close()
-
-
-def read_truth(stack: Stack, query: str) -> dict[str, int]:
-    """event_id -> rows in audit_log, read over the direct database URL."""
-    with psycopg.connect(stack.urls.database_direct_url, connect_timeout=5) as conn:
-        try:
-            rows = conn.execute(query).fetchall()
-        except psycopg.errors.UndefinedTable:
-            return {}
-    return {str(row[0]): int(row[1]) for row in rows}

@@ -3,10 +3,12 @@
 Run it through `stormproof load` (which starts the stack and the target, seeds the data,
 runs this file headless and applies thresholds), or by hand against a target you started:
 
-    python -m locust -f locustfiles/reference.py --headless --host http://127.0.0.1:8000 \
+    python -m locust -f locustfiles/contract.py --headless --host http://127.0.0.1:8000 \
         --csv out/locust --html out/locust.html
 
-Configuration (environment; every variable optional):
+Configuration: the environment, read once by `LoadEnv.from_env` (scenarios/load/env.py, the
+typed contract with `stormproof load`; every variable optional, a bad value stops start-up
+naming the variable):
 
     STORMPROOF_LOAD_PHASES      "20,20,20": seconds of baseline, fault and recovery
     STORMPROOF_LOAD_WARMUP_S    2: users start and caches warm; labelled [warmup], not judged
@@ -31,9 +33,12 @@ Only the master (or the single local process) runs the shape, moves the phases a
 the fault; it tells the workers the phase with a custom message. The fault is reverted when
 its phase ends, and again (idempotently) at test stop, at quit and at exit.
 
-Locust imports this file as the module `reference` (its file name), which shadows the
-reference package inside the Locust process: import nothing from `reference` here, directly
-or through a scenarios module that does (scenarios.faults and scenarios.stack.base do not).
+Locust imports this file as a module named after the file (`contract`): the file must not
+be named like a package the harness imports (it was `reference.py` once, which shadowed the
+`reference` package inside the Locust process; see docs/DECISIONS.md). It still imports
+nothing from `reference`, directly or through a scenarios module (scenarios.faults,
+scenarios.toxiproxy and scenarios.load.env do not), so Locust's gevent patching stays away
+from the service's code.
 """
 
 from __future__ import annotations
@@ -47,7 +52,6 @@ import signal
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import gevent
@@ -56,7 +60,7 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from scenarios.faults import NETWORK_KINDS, FaultInjector, FaultSpec
-from scenarios.stack.base import Stack, StackUrls
+from scenarios.load.env import LoadEnv
 from scenarios.toxiproxy import Toxiproxy
 
 _log = logging.getLogger("stormproof.load")
@@ -65,33 +69,10 @@ PHASE_MESSAGE = "stormproof_phase"
 SUMMARY_TYPE = "PHASE"
 
 
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    return float(raw) if raw else default
-
-
-def _env_list(name: str, default: list[str]) -> list[str]:
-    raw = os.environ.get(name, "").strip()
-    return [item.strip() for item in raw.split(",") if item.strip()] if raw else default
-
-
-def _phases() -> tuple[float, float, float]:
-    raw = _env_list("STORMPROOF_LOAD_PHASES", ["20", "20", "20"])
-    if len(raw) != 3:
-        raise ValueError(f"STORMPROOF_LOAD_PHASES: expected 3 durations, got {raw!r}")
-    baseline, fault, recovery = (float(x) for x in raw)
-    return baseline, fault, recovery
-
-
-USERS = int(_env_float("STORMPROOF_LOAD_USERS", 20))
-SPAWN_RATE = _env_float("STORMPROOF_LOAD_SPAWN_RATE", float(USERS))
-USER_RPS = _env_float("STORMPROOF_LOAD_USER_RPS", 10.0)
-TIMEOUT_S = _env_float("STORMPROOF_LOAD_TIMEOUT_S", 5.0)
-WARMUP_S = _env_float("STORMPROOF_LOAD_WARMUP_S", 2.0)
-PHASES = _phases()
-FAULT = os.environ.get("STORMPROOF_LOAD_FAULT", "redis-blackhole").strip() or "none"
-IDS = _env_list("STORMPROOF_LOAD_IDS", [f"load-{n}" for n in range(1, 21)])
-CACHE_KEYS = _env_list("STORMPROOF_LOAD_CACHE_KEYS", [f"load-k{n}" for n in range(1, 21)])
+SETTINGS = LoadEnv.from_env(os.environ)
+USERS = SETTINGS.users
+USER_RPS = SETTINGS.user_rps
+FAULT = SETTINGS.fault
 
 
 class _State:
@@ -130,8 +111,8 @@ def _on_init(environment: Environment, **_: Any) -> None:
         # Headless with a shape, Locust installs its SIGTERM handler only after the shape
         # has finished: a SIGTERM during the run would kill it with the fault applied.
         gevent.signal_handler(signal.SIGTERM, _on_sigterm)
-    path = os.environ.get("STORMPROOF_LOAD_ACKS", "").strip()
-    if path and not isinstance(runner, MasterRunner):
+    path = SETTINGS.acks
+    if path is not None and not isinstance(runner, MasterRunner):
         name = f"{path}.{os.getpid()}" if isinstance(runner, WorkerRunner) else path
         _State.acks = open(name, "a", encoding="utf-8")  # noqa: SIM115 (closed at quit)
 
@@ -170,8 +151,8 @@ class _ContractUser(FastHttpUser):
 
     abstract = True
     wait_time = constant_throughput(USER_RPS)
-    network_timeout = TIMEOUT_S
-    connection_timeout = TIMEOUT_S
+    network_timeout = SETTINGS.timeout_s
+    connection_timeout = SETTINGS.timeout_s
 
     def _request(self, method: str, path: str, label: str, kind: str | None, **kw: Any) -> Any:
         phase = _State.phase
@@ -197,14 +178,14 @@ class Reader(_ContractUser):
 
     @task(80)
     def read_beneficio(self) -> None:
-        beneficio = random.choice(IDS)
+        beneficio = random.choice(SETTINGS.ids)
         with self._request("GET", f"/beneficios/{beneficio}", "/beneficios/[id]", "read") as r:
             if r.status_code != 200:
                 r.failure(_why(r))
 
     @task(20)
     def read_cache(self) -> None:
-        key = random.choice(CACHE_KEYS)
+        key = random.choice(SETTINGS.cache_keys)
         with self._request("GET", f"/cache/{key}", "/cache/[key]", "read") as r:
             if r.status_code in (200, 404):  # a miss is an answer
                 r.success()
@@ -227,7 +208,7 @@ class Writer(_ContractUser):
 
     @task(8)
     def write_beneficio(self) -> None:
-        beneficio = random.choice(IDS)
+        beneficio = random.choice(SETTINGS.ids)
         body = {
             "nome": f"beneficio {beneficio}",
             "valor": random.randint(100, 100_000),
@@ -249,7 +230,7 @@ class Writer(_ContractUser):
 
     @task(5)
     def write_cache(self) -> None:
-        key = random.choice(CACHE_KEYS)
+        key = random.choice(SETTINGS.cache_keys)
         body = {"value": {"n": random.randint(0, 10**6), "at": time.time()}, "ttl_s": 600}
         with self._request("PUT", f"/cache/{key}", "/cache/[key]", "write", json=body) as r:
             if r.status_code != 204:
@@ -284,17 +265,9 @@ def _why(response: Any) -> str:
 
 def _fault_injector() -> FaultInjector:
     """An injector on the Toxiproxy at $STORMPROOF_TOXIPROXY_URL (network faults only)."""
-    url = os.environ.get("STORMPROOF_TOXIPROXY_URL", "").strip()
-    if not url:
+    if not SETTINGS.toxiproxy_url:
         raise RuntimeError("STORMPROOF_TOXIPROXY_URL is not set: nowhere to inject the fault")
-    urls = StackUrls(
-        toxiproxy_url=url,
-        redis_url="",
-        database_url="",
-        redis_direct_url="",
-        database_direct_url="",
-    )
-    return FaultInjector(Stack(provider="external", urls=urls, toxiproxy=Toxiproxy(url)))
+    return FaultInjector(Toxiproxy(SETTINGS.toxiproxy_url))
 
 
 class PhaseClock:
@@ -302,7 +275,7 @@ class PhaseClock:
 
     def __init__(self, environment: Environment) -> None:
         self._environment = environment
-        self._log_path = os.environ.get("STORMPROOF_LOAD_PHASE_LOG", "").strip()
+        self._log_path = SETTINGS.phase_log
         self._injector: FaultInjector | None = None
         self._spec: FaultSpec | None = None
         self.done = False
@@ -336,18 +309,18 @@ class PhaseClock:
         gevent.sleep(max(0.0, self._t0 + moment - time.monotonic()))
 
     def _run(self) -> None:
-        baseline, fault, recovery = PHASES
+        baseline, fault, recovery = SETTINGS.phases
         try:
             self._enter("warmup")
-            self._sleep_until(WARMUP_S)
+            self._sleep_until(SETTINGS.warmup_s)
             self._enter("baseline")
-            self._sleep_until(WARMUP_S + baseline)
+            self._sleep_until(SETTINGS.warmup_s + baseline)
             self._enter("fault")
             self._inject()
-            self._sleep_until(WARMUP_S + baseline + fault)
+            self._sleep_until(SETTINGS.warmup_s + baseline + fault)
             self.revert()
             self._enter("recovery")
-            self._sleep_until(WARMUP_S + baseline + fault + recovery)
+            self._sleep_until(SETTINGS.warmup_s + baseline + fault + recovery)
             self._enter("stop")
         finally:
             self.revert()
@@ -393,9 +366,9 @@ class PhaseClock:
         self.revert()
 
     def _write(self) -> None:
-        if not self._log_path:
+        path = self._log_path
+        if path is None:
             return
-        path = Path(self._log_path)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(self.record, indent=2))
         os.replace(tmp, path)
@@ -436,4 +409,4 @@ class FaultPhases(LoadTestShape):
             clock.start()
         if clock.done:
             return None
-        return USERS, SPAWN_RATE
+        return USERS, SETTINGS.users_per_s

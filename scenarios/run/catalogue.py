@@ -6,7 +6,7 @@ import tomllib
 from importlib import resources
 from pathlib import Path
 
-from scenarios.scenario import Scenario, ScenarioError, load_scenarios, scenarios_from_data
+from scenarios.run.scenario import Scenario, ScenarioError, load_scenarios, scenarios_from_data
 
 CATALOGUE_FILE = "catalogue.toml"
 
@@ -15,7 +15,7 @@ def load_catalogue(path: Path | None = None) -> list[Scenario]:
     """Every scenario in the catalogue (or in `path`), with its default target environment."""
     if path is not None:
         return load_scenarios(path)
-    text = resources.files("scenarios").joinpath(CATALOGUE_FILE).read_text()
+    text = resources.files("scenarios.run").joinpath(CATALOGUE_FILE).read_text()
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -32,11 +32,14 @@ KINDS = ("reads", "writes")
 
 @dataclass(frozen=True)
 class Thresholds:
+    """The read thresholds of the fault phase, relative to the baseline."""
+
     p99_factor: float = 3.0
     p99_slack_ms: float = 200.0
     min_rps_ratio: float = 0.9
 
     def p99_bound_ms(self, baseline_p99_ms: float) -> float:
+        """The highest fault-phase p99 allowed for this baseline p99."""
         return max(self.p99_factor * baseline_p99_ms, baseline_p99_ms + self.p99_slack_ms)
 
 
@@ -55,16 +58,20 @@ class PhaseStats:
 
     @property
     def rps(self) -> float:
+        """Requests per second over the phase."""
         return self.requests / self.duration_s if self.duration_s > 0 else 0.0
 
 
 @dataclass(frozen=True)
 class Verdict:
+    """One named pass/fail judgement with its evidence."""
+
     name: str
     passed: bool
     detail: str
 
     def line(self) -> str:
+        """ "PASS name: detail" or "FAIL name: detail"."""
         return f"{'PASS' if self.passed else 'FAIL'} {self.name}: {self.detail}"
 
 
@@ -80,18 +87,22 @@ class VariantResult:
 
     @property
     def passed(self) -> bool:
+        """True when there are verdicts and every one passed."""
         return bool(self.verdicts) and all(v.passed for v in self.verdicts)
 
     def failed(self) -> list[str]:
+        """The names of the failed verdicts."""
         return [v.name for v in self.verdicts if not v.passed]
 
     def rps_ratio(self, kind: str = "reads") -> float | None:
+        """Fault-phase throughput over baseline throughput; None when unknown."""
         base, fault = self.stats.get(("baseline", kind)), self.stats.get(("fault", kind))
         if base is None or fault is None or base.rps <= 0:
             return None
         return fault.rps / base.rps
 
     def as_json(self) -> dict[str, Any]:
+        """The result as JSON (load.json)."""
         return {
             "variant": self.variant,
             "passed": self.passed,
@@ -244,6 +255,7 @@ def read_acks(acks_path: Path) -> set[str]:
 
 
 def read_phase_log(path: Path) -> dict[str, Any]:
+    """The locustfile's phase log (phases.json); {} when missing or unreadable."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -305,6 +317,7 @@ def render_table(results: Sequence[VariantResult]) -> str:
 
 
 def render_verdicts(result: VariantResult) -> str:
+    """The variant's verdict, then one line per verdict."""
     lines = [f"{result.variant}: {'PASS' if result.passed else 'FAIL'}"]
     lines.extend(f"  {v.line()}" for v in result.verdicts)
     return "\n".join(lines)

@@ -60,6 +60,7 @@ class ScheduledFault:
     fault: FaultSpec
 
     def to_json(self) -> dict[str, Any]:
+        """The schedule entry as JSON (the `--schedule` format)."""
         return {
             "at_s": self.at_s,
             "duration_s": self.duration_s,
@@ -70,6 +71,8 @@ class ScheduledFault:
 
 @dataclass(frozen=True)
 class Scenario:
+    """One scenario: a workload, a fault schedule, the target's settings, expectations."""
+
     name: str
     description: str
     duration_s: float
@@ -92,6 +95,7 @@ class Scenario:
         return replace(self, duration_s=self.duration_s * factor, faults=faults)
 
     def checkers(self) -> list[Checker]:
+        """The checkers of its expectations, one per `expect` entry."""
         return [_checker(kind, options) for kind, options in self.expect.items()]
 
 
@@ -178,6 +182,7 @@ def parse_schedule(
 
 
 def parse_scenario(raw: Mapping[str, Any]) -> Scenario:
+    """A validated scenario from its TOML/JSON table; ScenarioError when bad."""
     name = str(raw.get("name") or "")
     if not name:
         raise ScenarioError("scenario without a name")

@@ -1,0 +1,136 @@
+"""The audit stream's format and its producer.
+
+Producer: `AuditQueue.publish` XADDs the event's canonical JSON (field `e`). The stream is
+never trimmed: an entry leaves it only when a worker has committed it and acknowledged it.
+`classify` sorts what a worker read into events, dead letters and entries to just ack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from reference.audit.event import AuditEvent, InvalidAuditEvent
+from reference.audit.store import DeadLetter
+
+__all__ = [
+    "EVENT_FIELD",
+    "AuditQueue",
+    "Batch",
+    "StreamEntry",
+    "as_text",
+    "classify",
+    "entries_from_reply",
+]
+
+EVENT_FIELD = b"e"
+"""The stream entry field holding the event's canonical JSON."""
+
+
+class AuditQueue:
+    """The producer: one XADD per event, no trimming."""
+
+    def __init__(self, redis: aioredis.Redis, stream: str) -> None:
+        self.redis = redis
+        self.stream = stream
+
+    async def publish(self, event: AuditEvent) -> str:
+        """XADD the event; returns the entry id. Bound it from outside (it may hang)."""
+        entry_id = await self.redis.xadd(self.stream, {EVENT_FIELD: event.to_json_bytes()})
+        return as_text(entry_id)
+
+
+@dataclass(frozen=True)
+class StreamEntry:
+    """One stream entry as delivered to this consumer (`fields` None: deleted meanwhile)."""
+
+    entry_id: str
+    fields: dict[bytes, bytes] | None
+    deliveries: int = 1
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What one read produced: events to store, dead letters, and entries to just ack."""
+
+    events: tuple[tuple[str, AuditEvent], ...] = ()
+    dead: tuple[DeadLetter, ...] = ()
+    gone: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.events) + len(self.dead) + len(self.gone)
+
+    @property
+    def ids(self) -> list[str]:
+        """Every entry id in the batch."""
+        return [i for i, _ in self.events] + [d.entry_id for d in self.dead] + list(self.gone)
+
+
+def as_text(value: bytes | str) -> str:
+    """A Redis reply value (bytes or str) as str."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _field(fields: dict[Any, Any]) -> bytes | None:
+    value = fields.get(EVENT_FIELD, fields.get(EVENT_FIELD.decode()))
+    if value is None:
+        return None
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
+def classify(entries: Sequence[StreamEntry], stream: str, max_deliveries: int) -> Batch:
+    """Sort delivered entries: valid events; dead letters (malformed, or delivered more than
+    `max_deliveries` times); entries deleted meanwhile (only to be acked). Duplicates are
+    dropped."""
+    events: list[tuple[str, AuditEvent]] = []
+    dead: list[DeadLetter] = []
+    gone: list[str] = []
+    seen: set[str] = set()
+    for entry in entries:
+        if entry.entry_id in seen:
+            continue
+        seen.add(entry.entry_id)
+        if entry.fields is None:
+            gone.append(entry.entry_id)
+            continue
+        raw = _field(entry.fields)
+        event: AuditEvent | None = None
+        reason: str | None = None
+        if raw is None:
+            reason = "malformed: no event field"
+        else:
+            try:
+                event = AuditEvent.from_json_bytes(raw)
+            except InvalidAuditEvent as exc:
+                reason = f"malformed: {exc}"
+        if event is not None and entry.deliveries > max_deliveries:
+            reason = f"delivered {entry.deliveries} times (max {max_deliveries})"
+        if reason is None and event is not None:
+            events.append((entry.entry_id, event))
+            continue
+        dead.append(
+            DeadLetter(
+                stream=stream,
+                entry_id=entry.entry_id,
+                raw=raw if raw is not None else repr(entry.fields).encode(),
+                reason=reason or "unknown",
+                deliveries=entry.deliveries,
+                event_id=event.event_id if event is not None else None,
+            )
+        )
+    return Batch(tuple(events), tuple(dead), tuple(gone))
+
+
+def entries_from_reply(reply: Any) -> list[StreamEntry]:
+    """XREADGROUP's reply (RESP2 list or RESP3 dict) as entries (delivered once)."""
+    if not reply:
+        return []
+    streams = reply.items() if isinstance(reply, dict) else reply
+    out: list[StreamEntry] = []
+    for _, messages in streams:
+        for entry_id, fields in messages:
+            out.append(StreamEntry(as_text(entry_id), dict(fields) if fields else None))
+    return out

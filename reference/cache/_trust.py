@@ -1,0 +1,189 @@
+"""Coherence: when L1 is trusted, and the resync after an outage.
+
+`set` publishes an invalidation that evicts the key from the other instances' L1. L1
+entries are *trusted* (served without asking L2) only while this instance is subscribed
+to the invalidation channel and its L2 is not in an outage (breaker opened and not yet
+closed again). An untrusted L1 entry is served only when L2 cannot answer (that is what
+L1 is for during an outage), marked `"l1"`. A (re)subscription and a breaker recovery
+both call `flush_on_reconnect`, which drops L1 and the stale copies: invalidations sent
+while this instance was cut off were lost, so any of them may be superseded.
+
+Keys whose last local write or delete did not reach L2 are remembered; when L2 answers
+again they are deleted there and invalidated everywhere (the resync).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable
+
+import redis.asyncio as aioredis
+
+from reference.breaker import CircuitBreaker, CircuitState
+from reference.cache._common import CacheConfig
+from reference.cache._l2 import _L2Gateway
+from reference.clock import Clock
+from reference.invalidation import Subscriber, SubscriberTiming, decode_message
+from reference.metrics import ResilienceMetrics
+
+_log = logging.getLogger("reference.cache")
+_OPEN = CircuitState.OPEN
+_CLOSED = CircuitState.CLOSED
+
+
+class _Trust(_L2Gateway):
+    """The invalidation subscription, the trust in L1, and the post-outage resync."""
+
+    def __init__(
+        self,
+        config: CacheConfig,
+        timer: Callable[[], float],
+        metrics: ResilienceMetrics | None,
+        instance_id: str,
+        breaker: CircuitBreaker,
+        redis: aioredis.Redis | None,
+        timing: SubscriberTiming,
+        clock: Clock,
+    ) -> None:
+        super().__init__(config, timer, metrics, instance_id, breaker, redis, timing)
+        self._subscribed = False
+        self._l2_outage = breaker.state is not _CLOSED
+        self._trusted = self._disabled
+        self._subscribed_event = asyncio.Event()
+        self.subscriptions = 0
+        """How many times the invalidation subscription was (re)established."""
+        self._subscriber: Subscriber | None = None
+        if redis is not None:
+            self._subscriber = Subscriber(
+                redis,
+                breaker,
+                self.channel,
+                op_timeout_s=self._op_timeout_s,
+                timing=timing,
+                clock=clock,
+                on_message=self._apply_invalidation,
+                on_subscribed=self._on_subscribed,
+                on_lost=self._on_unsubscribed,
+                on_failure=self._count_failure,
+            )
+        # Keys whose last local write or delete did not reach L2 (or whose invalidation was
+        # not published): Redis may hold an older value the other instances will serve.
+        # When L2 answers again they are deleted there and invalidated everywhere.
+        self._unsynced: OrderedDict[str, None] = OrderedDict()
+        self._unsynced_max = config.l1_max_items
+        self._resyncing = False
+
+        ref = weakref.ref(self)
+
+        def on_transition(name: str, old: CircuitState, new: CircuitState) -> None:
+            cache = ref()
+            if cache is not None:
+                cache._on_breaker(old, new)
+
+        breaker.add_listener(on_transition)
+
+    def flush_on_reconnect(self, reason: str) -> None:
+        """Called when the subscription (re)connects and when L2 recovers from an outage.
+
+        Invalidations sent while this instance was cut off were lost, so L1 and the stale
+        copies go. This is the seam the broken variant "no L1 flush on reconnect"
+        overrides with a no-op.
+        """
+        self.flush()
+        _log.info("cache %s: L1 flushed (%s)", self.instance_id, reason)
+
+    def _synced(self, key: str, reached_l2: bool) -> bool:
+        """Track writes that missed L2; after any success, resync the missed ones."""
+        if self._redis is None:
+            return reached_l2
+        if not reached_l2:
+            self._unsynced[key] = None
+            self._unsynced.move_to_end(key)
+            while len(self._unsynced) > self._unsynced_max:
+                self._unsynced.popitem(last=False)  # bounded: the oldest is forgotten
+        else:
+            self._unsynced.pop(key, None)
+            if self._unsynced:
+                self._start_resync()
+        return reached_l2
+
+    def _start_resync(self) -> None:
+        if not self._resyncing and self._unsynced and not self._closed:
+            self._resyncing = True
+            self._spawn(self._resync())
+
+    async def _resync(self) -> None:
+        """Delete in L2, and invalidate everywhere, every key written here during an outage.
+
+        Deleting rather than re-writing never regresses a key that another instance wrote
+        later; the cost is a miss (a reload from the source) instead of a stale value.
+        """
+        done = 0
+        try:
+            for key in list(self._unsynced):
+                if key not in self._unsynced:
+                    continue
+                if not await self._l2_delete(key):
+                    return  # L2 is down again: the next recovery resumes
+                self._unsynced.pop(key, None)
+                done += 1
+        finally:
+            if done:
+                _log.info(
+                    "cache %s: invalidated %d keys written during an outage", self.instance_id, done
+                )
+            self._resyncing = False
+
+    def _apply_invalidation(self, data: object) -> None:
+        decoded = decode_message(data)
+        if decoded is None:
+            _log.debug("cache: ignored a malformed invalidation: %r", data)
+            return
+        key, sender = decoded
+        if sender == self.instance_id:
+            return
+        with self._lock:
+            self._touch(key)
+            self._drop(key)
+
+    def _update_trust(self) -> None:
+        self._trusted = self._disabled or (self._subscribed and not self._l2_outage)
+
+    def _on_breaker(self, old: CircuitState, new: CircuitState) -> None:
+        if self._disabled or self._closed:
+            return
+        if new is _OPEN:
+            if not self._l2_outage:
+                _log.warning("cache %s: Redis breaker OPEN, serving from L1", self.instance_id)
+            self._l2_outage = True
+            self._update_trust()
+            if self._subscriber is not None:
+                self._subscriber.interrupt()  # no network attempt while OPEN
+            self._spawn(self._drop_idle_connections())
+        elif new is _CLOSED and self._l2_outage:
+            self._l2_outage = False
+            self.flush_on_reconnect("redis breaker closed after an outage")
+            self._update_trust()
+            self._start_resync()
+
+    def _on_subscribed(self) -> None:
+        self.subscriptions += 1
+        self.flush_on_reconnect("subscribed" if self.subscriptions == 1 else "resubscribed")
+        self._start_resync()
+        self._subscribed = True
+        self._update_trust()
+        self._subscribed_event.set()
+
+    def _on_unsubscribed(self, reason: str) -> None:
+        self._subscribed = False
+        self._update_trust()
+        self._subscribed_event.clear()
+        if not self._closed:
+            self._spawn(self._drop_idle_connections())  # they may be dead too
+            _log.warning("cache %s: invalidation subscription lost (%s)", self.instance_id, reason)
+
+    def _count_failure(self) -> None:
+        self._redis_failure()
