@@ -53,7 +53,7 @@ def test_sigkill_of_redis_kills_the_container_and_aof_keeps_writes(docker_stack:
     """`redis-sigkill`: Redis stops answering (container exited), restart keeps every write."""
     client = _redis(docker_stack.urls.redis_direct_url)
     client.set("acknowledged", "yes")
-    injector = FaultInjector(docker_stack)
+    injector = FaultInjector.on_stack(docker_stack)
     spec = injector.apply(FaultSpec("sigkill", "redis"))
     try:
         assert not docker_stack.services["redis"].running
@@ -67,7 +67,7 @@ def test_sigkill_of_redis_kills_the_container_and_aof_keeps_writes(docker_stack:
 
 def test_sigstop_of_postgres_freezes_it_until_resumed(docker_stack: Stack) -> None:
     """`postgres-sigstop` is docker pause: a connection times out; after revert it answers."""
-    injector = FaultInjector(docker_stack)
+    injector = FaultInjector.on_stack(docker_stack)
     spec = injector.apply(FaultSpec("sigstop", "postgres"))
     try:
         started = time.monotonic()
@@ -82,7 +82,7 @@ def test_sigstop_of_postgres_freezes_it_until_resumed(docker_stack: Stack) -> No
 
 def test_heal_restarts_a_killed_service(docker_stack: Stack) -> None:
     """A killed container left down (restart=false) is started again by stack.heal()."""
-    injector = FaultInjector(docker_stack)
+    injector = FaultInjector.on_stack(docker_stack)
     injector.apply(FaultSpec("sigkill", "postgres", {"restart": False}))
     injector.revert_all()
     assert not docker_stack.services["postgres"].running
