@@ -11,6 +11,7 @@ Images: see docker_images.choose_images. Containers carry the label org.stormpro
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,16 +28,39 @@ START_TIMEOUT_S = 90.0
 RYUK_ENV = "TESTCONTAINERS_RYUK_DISABLED"
 
 
+def _unix_socket_refusal(env: Mapping[str, str]) -> str | None:
+    """Why the daemon's unix socket refuses a connection, or None (also for TCP hosts).
+
+    docker-py leaks the socket of a failed unix connect (a ResourceWarning): probe first.
+    """
+    host = env.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    if not host.startswith("unix://"):
+        return None
+    path = host.removeprefix("unix://")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(3)
+        try:
+            probe.connect(path)
+        except OSError as exc:
+            return f"no Docker daemon answers at {path}: {exc.strerror or exc}"
+    return None
+
+
 def docker_unavailable_reason() -> str | None:
     """None when a Docker daemon answers, otherwise why not (one line)."""
     try:
         import docker
     except ImportError:
         return "the docker extra is not installed (pip install 'stormproof[docker]')"
+    refusal = _unix_socket_refusal(os.environ)
+    if refusal:
+        return refusal
     try:
         client = docker.from_env(timeout=3)
-        client.ping()
-        client.close()
+        try:
+            client.ping()
+        finally:
+            client.close()
     except Exception as exc:
         return f"no Docker daemon answers: {str(exc).splitlines()[0][:160]}"
     return None
