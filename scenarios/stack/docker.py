@@ -175,7 +175,11 @@ def _start(owner: _Containers, images: DockerImages, redis_aof: bool) -> Stack:
         "postgres", pg_c.get_wrapped_container(), lambda: _postgres_ready(pg_direct)
     )
     tp_c = owner.add(
-        _host_container(images.toxiproxy, ["-host", "127.0.0.1", "-port", str(tp_port)]).start()
+        _host_container(
+            images.toxiproxy,
+            ["-host", "127.0.0.1", "-port", str(tp_port)],
+            {"LOG_LEVEL": "warn"},  # as the local stack: no log line per connection
+        ).start()
     )
     tp_s = ContainerService(
         "toxiproxy", tp_c.get_wrapped_container(), lambda: _toxiproxy_ready(tp_url)
