@@ -14,6 +14,7 @@ from typing import TypeAlias
 from reference.audit.journal_cli import main_verify
 from scenarios.bench import audit as bench_audit
 from scenarios.bench import cache as bench_cache
+from scenarios.bench import fs as bench_fs
 from scenarios.load import command as load_command
 from scenarios.run import cli as run_cli
 from scenarios.run.scenario import ScenarioError
@@ -24,7 +25,11 @@ from scenarios.stack.smoke import smoke_test
 DEFAULT_STATE_DIR = Path(".stormproof")
 Handler = Callable[[argparse.Namespace], int]
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
-BENCHES: dict[str, Callable[..., int]] = {"cache": bench_cache.main, "audit": bench_audit.main}
+BENCHES: dict[str, Callable[..., int]] = {
+    "cache": bench_cache.main,
+    "audit": bench_audit.main,
+    "fs": bench_fs.main,
+}
 
 
 def _stack(args: argparse.Namespace) -> int:
@@ -49,6 +54,13 @@ def _stack(args: argparse.Namespace) -> int:
 
 def _journal(args: argparse.Namespace) -> int:
     return main_verify([str(args.directory), "--hmac-key-env", args.hmac_key_env])
+
+
+def _dead_letters(args: argparse.Namespace) -> int:
+    from reference.audit.dead_letters import main as dead_letters_main
+
+    argv = ["--database-url-env", args.database_url_env]
+    return dead_letters_main([*argv, "--redrive"] if args.redrive else argv)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -83,8 +95,22 @@ def register_journal(commands: Commands) -> None:
     verify.set_defaults(handler=_journal)
 
 
+def register_audit(commands: Commands) -> None:
+    """`stormproof audit dead-letters [--redrive]`."""
+    audit = commands.add_parser("audit", help="the audit's dead letters")
+    audit_actions = audit.add_subparsers(dest="action", required=True)
+    dead = audit_actions.add_parser(
+        "dead-letters", help="list them; --redrive moves the valid events into audit_log"
+    )
+    dead.add_argument("--redrive", action="store_true", help="insert the valid events")
+    dead.add_argument(
+        "--database-url-env", default="DATABASE_URL", help="variable holding the database URL"
+    )
+    dead.set_defaults(handler=_dead_letters)
+
+
 def register_bench(commands: Commands) -> None:
-    """`stormproof bench cache|audit`."""
+    """`stormproof bench cache|audit|fs`."""
     bench = commands.add_parser("bench", help="benchmarks: figures as ratios to a raw baseline")
     bench.add_argument("subject", choices=sorted(BENCHES), help="what to measure")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
@@ -94,6 +120,7 @@ def register_bench(commands: Commands) -> None:
 COMMANDS: tuple[Callable[[Commands], None], ...] = (
     register_stack,
     register_journal,
+    register_audit,
     register_bench,
     run_cli.register,
     load_command.register,

@@ -11,10 +11,16 @@ import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from scenarios.fs import power
+from scenarios.redis_data import fill_redis
 from scenarios.stack.base import Stack
+from scenarios.stack.errors import StackError
 from scenarios.toxiproxy import Proxy, Toxiproxy, ToxiproxyError
+
+if TYPE_CHECKING:
+    from scenarios.fs.disks import StackDisks
 
 NETWORK_TARGETS = ("redis", "postgres")
 # A per-instance proxy is named like "redis.i2" (scenarios with per-instance proxies).
@@ -33,13 +39,24 @@ _TOXICS: dict[str, tuple[str, dict[str, Any], tuple[str, ...]]] = {
 }
 NETWORK_KINDS = ("down", "flapping", *_TOXICS)
 PROCESS_KINDS = ("sigkill", "sigstop")
-KINDS = (*NETWORK_KINDS, *PROCESS_KINDS)
+# Forgetful-disk faults (scenarios/fs, docs/powercut.md): a power cut of a process's disk,
+# and the journal disk refusing writes.
+POWER_TARGETS = ("redis", "target")
+DISK_TARGETS = ("journal",)
+DISK_KINDS = ("disk_full", "disk_eio", "disk_readonly")
+# Data faults act on a store's contents over its direct URL (scenarios/redis_data.py).
+DATA_KINDS = ("fill",)
+DATA_TARGETS = ("redis",)
+KINDS = (*NETWORK_KINDS, *PROCESS_KINDS, "powercut", *DISK_KINDS, *DATA_KINDS)
 _PARAMS: dict[str, set[str]] = {
     **{kind: set(attrs) for kind, (_, attrs, _) in _TOXICS.items()},
     "down": set(),
     "flapping": {"period_s"},
     "sigkill": {"restart"},
     "sigstop": set(),
+    "powercut": set(),
+    **{kind: set() for kind in DISK_KINDS},
+    "fill": {"mb"},
 }
 
 
@@ -64,7 +81,12 @@ class FaultSpec:
         """This spec, or FaultError naming what is wrong (kind, target, parameter)."""
         if self.kind not in KINDS:
             raise FaultError(f"unknown fault {self.kind!r} (choose one of {', '.join(KINDS)})")
-        targets = NETWORK_TARGETS if self.kind in NETWORK_KINDS else PROCESS_TARGETS
+        targets: tuple[str, ...] = (
+            NETWORK_TARGETS if self.kind in NETWORK_KINDS else PROCESS_TARGETS
+        )
+        targets = POWER_TARGETS if self.kind == "powercut" else targets
+        targets = DISK_TARGETS if self.kind in DISK_KINDS else targets
+        targets = DATA_TARGETS if self.kind in DATA_KINDS else targets
         per_instance = self.kind in NETWORK_KINDS and _INSTANCE_PROXY.match(self.target)
         if self.target not in targets and not per_instance:
             raise FaultError(
@@ -123,19 +145,28 @@ class FaultInjector:
         toxiproxy: Toxiproxy,
         services: Mapping[str, ProcessHandle] | None = None,
         targets: Callable[[], list[ProcessHandle]] | None = None,
+        disks: StackDisks | None = None,
+        redis_direct_url: str | None = None,
     ) -> None:
         self._toxiproxy = toxiproxy
+        self._redis_direct_url = redis_direct_url  # for data faults (redis-fill)
+        self._disks = disks  # the local stack's forgetful disks: power-cut and disk faults
         self._services: Mapping[str, ProcessHandle] = services or {}
         self._targets = targets or (lambda: [])
         self._active: list[tuple[FaultSpec, Revert]] = []
         self._lock = threading.Lock()
+        # a kill waits for a restart still under way (a process killed while starting
+        # would fail the restart, not test the target)
+        self._process_lock = threading.Lock()
 
     @classmethod
     def on_stack(
         cls, stack: Stack, targets: Callable[[], list[ProcessHandle]] | None = None
     ) -> FaultInjector:
         """An injector on a running stack: its Toxiproxy and the services it can signal."""
-        return cls(stack.toxiproxy, stack.services, targets)
+        return cls(
+            stack.toxiproxy, stack.services, targets, stack.disks, stack.urls.redis_direct_url
+        )
 
     @property
     def active(self) -> list[FaultSpec]:
@@ -175,8 +206,14 @@ class FaultInjector:
         return errors
 
     def _apply(self, spec: FaultSpec) -> Revert:
+        if spec.kind == "powercut" or spec.kind in DISK_KINDS:
+            return self._apply_disk(spec)
         if spec.kind in PROCESS_KINDS:
             return self._apply_process(spec)
+        if spec.kind == "fill":
+            if self._redis_direct_url is None:
+                raise FaultError("redis-fill needs the stack's direct Redis URL")
+            return fill_redis(self._redis_direct_url, float(spec.params.get("mb", 16)))
         proxy = self._toxiproxy.proxy(spec.target)
         if spec.kind == "down":
             proxy.disable()
@@ -215,15 +252,30 @@ class FaultInjector:
                     handle.resume()
 
             return resume
-        for handle in handles:
-            handle.kill()
+        with self._process_lock:
+            for handle in handles:
+                handle.kill()
 
         def restart() -> None:
             if spec.params.get("restart", True) is not False:
-                for handle in handles:
-                    handle.start()
+                with self._process_lock:
+                    for handle in handles:
+                        handle.start()
 
         return restart
+
+    def _apply_disk(self, spec: FaultSpec) -> Revert:
+        disks = self._disks
+        if disks is None:
+            raise FaultError("this stack has no forgetful disks (the local stack has them)")
+        disk = "journal" if spec.target in ("target", "journal") else spec.target
+        try:
+            mount = disks.mount(disk)
+        except StackError as exc:
+            raise FaultError(str(exc)) from exc
+        if spec.kind == "powercut":
+            return power.power_cut(self._process_handles(spec.target), mount)
+        return power.disk_fault(mount, spec.kind)
 
     def _process_handles(self, target: str) -> list[ProcessHandle]:
         if target == "target":

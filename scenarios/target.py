@@ -115,6 +115,7 @@ class TargetGroup:
         admin_token: str | None = None,
         extra_env: Mapping[str, str] | None = None,
         instance_env: Callable[[int], Mapping[str, str]] | None = None,
+        backup_root: Path | None = None,
     ) -> None:
         self.spec = spec
         self.admin_token = admin_token or secrets.token_urlsafe(16)
@@ -122,7 +123,8 @@ class TargetGroup:
         run_dir.mkdir(parents=True, exist_ok=True)
         for index in range(1, spec.instances + 1):
             port = free_port()
-            backup = run_dir / f"instance-{index}" / "audit-backup"
+            # backup_root: the stack's forgetful journal disk (power cuts), if it has one
+            backup = (backup_root or run_dir) / f"instance-{index}" / "audit-backup"
             env = {
                 **inherited_env(),
                 "REDIS_URL": urls.redis_url,

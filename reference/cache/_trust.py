@@ -9,7 +9,10 @@ both call `flush_on_reconnect`, which drops L1 and the stale copies: invalidatio
 while this instance was cut off were lost, so any of them may be superseded.
 
 Keys whose last local write or delete did not reach L2 are remembered; when L2 answers
-again they are deleted there and invalidated everywhere (the resync).
+again they are deleted there and invalidated everywhere (the resync). The set is bounded:
+a key pushed out of it is counted (`stormproof_cache_outage_keys_dropped`) and logged, and
+the resync then deletes the whole cache namespace in L2 and tells every instance to drop
+its L1 (FLUSH_ALL), since which keys went stale is no longer known.
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ from reference.invalidation import Subscriber, SubscriberTiming, decode_message
 from reference.metrics import ResilienceMetrics
 
 _log = logging.getLogger("reference.cache")
+FLUSH_ALL = "*"
+"""The invalidation "key" that drops every instance's whole L1 (no real key matches it:
+keys are validated as `[A-Za-z0-9_.:-]+`)."""
+_SCAN_COUNT = 500
 _OPEN = CircuitState.OPEN
 _CLOSED = CircuitState.CLOSED
 
@@ -74,6 +81,7 @@ class _Trust(_L2Gateway):
         # When L2 answers again they are deleted there and invalidated everywhere.
         self._unsynced: OrderedDict[str, None] = OrderedDict()
         self._unsynced_max = config.l1_max_items
+        self._unsynced_dropped = 0
         self._resyncing = False
 
         ref = weakref.ref(self)
@@ -103,15 +111,28 @@ class _Trust(_L2Gateway):
             self._unsynced[key] = None
             self._unsynced.move_to_end(key)
             while len(self._unsynced) > self._unsynced_max:
-                self._unsynced.popitem(last=False)  # bounded: the oldest is forgotten
+                self._unsynced.popitem(last=False)  # bounded: the oldest is forgotten...
+                self._forgot_one()  # ... but not silently
         else:
             self._unsynced.pop(key, None)
             if self._unsynced:
                 self._start_resync()
         return reached_l2
 
+    def _forgot_one(self) -> None:
+        if self._unsynced_dropped == 0:
+            _log.warning(
+                "cache %s: more than %d keys written during the outage; the whole cache "
+                "namespace will be flushed when Redis answers",
+                self.instance_id,
+                self._unsynced_max,
+            )
+        self._unsynced_dropped += 1
+        self._outage_key_dropped()
+
     def _start_resync(self) -> None:
-        if not self._resyncing and self._unsynced and not self._closed:
+        pending = self._unsynced or self._unsynced_dropped
+        if not self._resyncing and pending and not self._closed:
             self._resyncing = True
             self._spawn(self._resync())
 
@@ -123,6 +144,8 @@ class _Trust(_L2Gateway):
         """
         done = 0
         try:
+            if self._unsynced_dropped and not await self._flush_namespace():
+                return  # L2 is down again: the next recovery resumes
             for key in list(self._unsynced):
                 if key not in self._unsynced:
                     continue
@@ -137,6 +160,33 @@ class _Trust(_L2Gateway):
                 )
             self._resyncing = False
 
+    async def _flush_namespace(self) -> bool:
+        """Delete every key under the cache prefix in L2 and publish FLUSH_ALL; True when
+        done (the forgotten keys are then accounted for)."""
+        redis = self._redis
+        if redis is None:
+            return False
+        pattern = f"{self._prefix}*"
+
+        async def flush() -> object:
+            keys = [k async for k in redis.scan_iter(match=pattern, count=_SCAN_COUNT)]
+            channel = self.channel.encode()
+            keys = [k for k in keys if k != channel]
+            for start in range(0, len(keys), _SCAN_COUNT):
+                await redis.unlink(*keys[start : start + _SCAN_COUNT])
+            return await redis.publish(self.channel, self._message(FLUSH_ALL, "delete"))
+
+        if not await self._guarded_l2(flush):
+            return False
+        _log.warning(
+            "cache %s: flushed the cache namespace (%d outage keys were forgotten)",
+            self.instance_id,
+            self._unsynced_dropped,
+        )
+        self._unsynced_dropped = 0
+        self._unsynced.clear()
+        return True
+
     def _apply_invalidation(self, data: object) -> None:
         decoded = decode_message(data)
         if decoded is None:
@@ -144,6 +194,9 @@ class _Trust(_L2Gateway):
             return
         key, sender = decoded
         if sender == self.instance_id:
+            return
+        if key == FLUSH_ALL:
+            self.flush_on_reconnect("another instance flushed the cache namespace")
             return
         with self._lock:
             self._touch(key)

@@ -14,9 +14,11 @@ from scenarios.checkers.latency import (
     phase_stats,
 )
 from scenarios.checkers.phases import PHASES, Phase, phase_of, phase_spans
+from scenarios.checkers.prometheus import AlertTimeline, PrometheusAlertsChecker
 
 __all__ = [
     "PHASES",
+    "AlertTimeline",
     "AuditChecker",
     "BreakerTimelineChecker",
     "CacheAvailabilityChecker",
@@ -28,6 +30,7 @@ __all__ = [
     "Phase",
     "PhaseStats",
     "PhaseThresholds",
+    "PrometheusAlertsChecker",
     "StalenessChecker",
     "Truth",
     "percentiles",

@@ -1,7 +1,8 @@
 """What each stack provider can do: checked before a run starts anything.
 
 local can do everything. docker signals Redis and PostgreSQL (docker kill / pause) and
-runs any Redis configuration. external cannot touch processes. A stack option this module
+runs Redis without AOF, but has no forgetful disks (power cuts, disk faults) and keeps
+appendfsync always. external cannot touch processes. A stack option this module
 does not know (a new one) is assumed to need the local stack until listed here.
 """
 
@@ -10,10 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from scenarios.faults import PROCESS_KINDS
+from scenarios.faults import DISK_KINDS, PROCESS_KINDS
 from scenarios.run.scenario import Scenario
 
 SIGNALLED_SERVICES = ("redis", "postgres")
+DISK_FAULTS = ("powercut", *DISK_KINDS)  # the local stack's forgetful (FUSE) disks
+# options applied over the stack's URLs or beside it, whatever the provider
+ANYWHERE = frozenset({"redis_proxy_per_instance", "redis_config", "prometheus"})
 
 
 @dataclass(frozen=True)
@@ -22,16 +26,13 @@ class ProviderSupport:
 
     signals: bool
     stack_options: frozenset[str] | None  # None: every option
+    disks: bool = False
 
 
 SUPPORT = {
-    "local": ProviderSupport(signals=True, stack_options=None),
-    "docker": ProviderSupport(
-        signals=True, stack_options=frozenset({"redis_aof", "redis_proxy_per_instance"})
-    ),
-    "external": ProviderSupport(
-        signals=False, stack_options=frozenset({"redis_proxy_per_instance"})
-    ),
+    "local": ProviderSupport(signals=True, stack_options=None, disks=True),
+    "docker": ProviderSupport(signals=True, stack_options=ANYWHERE | {"redis_aof"}),
+    "external": ProviderSupport(signals=False, stack_options=ANYWHERE),
 }
 
 
@@ -41,6 +42,9 @@ def _used_options(scenario: Scenario) -> list[str]:
     for key, value in scenario.stack.items():
         if key == "redis_aof":
             if value is False:
+                used.append(key)
+        elif key == "redis_appendfsync":
+            if value != "always":
                 used.append(key)
         elif value:
             used.append(key)
@@ -62,6 +66,10 @@ def why_not(scenario: Scenario, provider: str) -> str | None:
         )
         if signalled:
             return f"the {provider} stack cannot signal processes ({', '.join(signalled)})"
+    if not support.disks:
+        cuts = sorted({f.fault.name for f in scenario.faults if f.fault.kind in DISK_FAULTS})
+        if cuts:
+            return f"the {provider} stack has no forgetful disks ({', '.join(cuts)})"
     if support.stack_options is not None:
         unsupported = [o for o in _used_options(scenario) if o not in support.stack_options]
         if unsupported:

@@ -85,6 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         provider=provider,
         truth_query=args.truth_query,
         allow_reset=args.allow_reset,
+        prometheus=args.with_prometheus,
     )
     console = Console(stderr=True)
     started = time.monotonic()
@@ -184,6 +185,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--truth-query",
         default=TRUTH_QUERY,
         help="SQL returning (event_id, row count) of the audit events to check",
+    )
+    run.add_argument(
+        "--with-prometheus",
+        action="store_true",
+        help="run a Prometheus scraping the targets with deploy/prometheus/rules.yml",
     )
     run.set_defaults(handler=cmd_run)
     prop = commands.add_parser("property", help="Hypothesis-generated fault schedules")

@@ -22,6 +22,7 @@ Everything is checked before anything starts; errors are one line naming the sce
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -36,15 +37,31 @@ from scenarios.checkers import (
     HealthChecker,
     LatencyChecker,
     PhaseThresholds,
+    PrometheusAlertsChecker,
     StalenessChecker,
 )
 from scenarios.faults import FaultError, FaultSpec
 from scenarios.workload import WorkloadError, WorkloadSpec
 
-EXPECTATIONS = ("audit", "cache_availability", "staleness", "latency", "breaker", "health")
+EXPECTATIONS = (
+    "audit",
+    "cache_availability",
+    "staleness",
+    "latency",
+    "breaker",
+    "health",
+    "prometheus_alerts",
+)
 PHASES = ("baseline", "fault", "between", "recovery")
-STACK_OPTIONS = ("redis_aof", "redis_proxy_per_instance")
+STACK_OPTIONS = (
+    "redis_aof",
+    "redis_proxy_per_instance",
+    "redis_appendfsync",
+    "redis_config",
+    "prometheus",
+)
 FULL_SCALE = 3.0
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 class ScenarioError(ValueError):
@@ -120,6 +137,8 @@ def _checker(kind: str, options: Mapping[str, Any]) -> Checker:
         if "after" in options:
             kwargs["expect_after"] = frozenset(_statuses(options["after"]))
         return HealthChecker(**kwargs)
+    if kind == "prometheus_alerts":
+        return PrometheusAlertsChecker(**options)
     if kind == "latency":
         unknown = set(options) - {*PHASES, "fs"}
         if unknown:
@@ -187,6 +206,9 @@ def parse_scenario(raw: Mapping[str, Any]) -> Scenario:
     if not name:
         raise ScenarioError("scenario without a name")
     where = f"scenario {name!r}"
+    if not _NAME.fullmatch(name) or name in (".", ".."):
+        # the name becomes a directory under the report: no separators, no "..", no spaces
+        raise ScenarioError(f"{where}: name must be letters, digits, '.', '_' or '-'")
     known = {
         "name",
         "description",
@@ -226,6 +248,11 @@ def parse_scenario(raw: Mapping[str, Any]) -> Scenario:
         raise ScenarioError(
             f"{where}: unknown stack option(s) {sorted(set(stack) - set(STACK_OPTIONS))}"
         )
+    redis_config = stack.get("redis_config", {})
+    if not isinstance(redis_config, Mapping) or not all(
+        isinstance(v, str | int) and not isinstance(v, bool) for v in redis_config.values()
+    ):
+        raise ScenarioError(f"{where}: stack.redis_config must be a table of parameter = value")
     raw_env = raw.get("target_env", {})
     if not isinstance(raw_env, Mapping):
         raise ScenarioError(f"{where}: target_env must be a table of VARIABLE = value")
@@ -248,6 +275,8 @@ def parse_scenario(raw: Mapping[str, Any]) -> Scenario:
         raise ScenarioError(f"{where}: bad expectation: {exc}") from exc
     if not isinstance(raw.get("expect", {}), Mapping):
         raise ScenarioError(f"{where}: expect must be a table")
+    if "prometheus_alerts" in scenario.expect and not stack.get("prometheus"):
+        raise ScenarioError(f"{where}: prometheus_alerts needs stack = {{ prometheus = true }}")
     return scenario
 
 

@@ -8,10 +8,14 @@ import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from scenarios.stack.errors import StackError
 from scenarios.toxiproxy import Proxy, Toxiproxy
+
+if TYPE_CHECKING:
+    from scenarios.fs.disks import StackDisks
+    from scenarios.stack.prometheus import PrometheusServer
 
 REDIS_PROXY = "redis"
 POSTGRES_PROXY = "postgres"
@@ -88,7 +92,10 @@ class Stack:
     urls: StackUrls
     toxiproxy: Toxiproxy
     services: Mapping[str, Service] = field(default_factory=dict)
+    disks: StackDisks | None = None  # forgetful disks (local stack with FUSE): power cuts
     _closers: list[object] = field(default_factory=list, repr=False)
+    prometheus: PrometheusServer | None = None
+    """A Prometheus scraping the targets (started on request: `open_stack(prometheus=True)`)."""
 
     def proxy(self, name: str) -> Proxy:
         """The named Toxiproxy proxy."""
@@ -111,6 +118,8 @@ class Stack:
             if not service.running:
                 service.start()
         self.toxiproxy.reset()
+        if self.disks is not None:
+            self.disks.heal()
 
     def close(self) -> None:
         """Stop everything this stack started (idempotent)."""

@@ -13,6 +13,7 @@ from pathlib import Path
 import psycopg
 import redis
 
+from scenarios.fs.disks import StackDisks
 from scenarios.ports import free_port
 from scenarios.stack.base import POSTGRES_PROXY, REDIS_PROXY, Stack, StackUrls, track
 from scenarios.stack.errors import StackError
@@ -80,9 +81,12 @@ class LocalStack:
         startup_timeout_s: float = 60.0,
         *,
         redis_aof: bool = True,
+        redis_appendfsync: str = "always",
     ) -> None:
         self._base_parent = base_dir
         self._redis_aof = redis_aof
+        self._redis_appendfsync = redis_appendfsync
+        self._disks: StackDisks | None = None
         self._timeout = startup_timeout_s
         self._processes: list[ManagedProcess] = []
         self.root: Path | None = None
@@ -114,8 +118,10 @@ class LocalStack:
         pg_direct = f"postgresql://{DB_USER}@127.0.0.1:{pg_port}/{DB_NAME}"
         tp_url = f"http://127.0.0.1:{tp_port}"
 
-        redis_dir = root / "redis"
-        redis_dir.mkdir()
+        # Redis's dir and the targets' journals on forgetful disks (power cuts), if FUSE is here
+        self._disks = StackDisks(root)
+        self._disks.start()
+        redis_dir = self._disks.path("redis")
         self._spawn(
             ManagedProcess(
                 "redis-server",
@@ -130,7 +136,7 @@ class LocalStack:
                     "--appendonly",
                     "yes" if self._redis_aof else "no",
                     "--appendfsync",
-                    "always",
+                    self._redis_appendfsync,
                     "--save",
                     "",
                     "--daemonize",
@@ -215,7 +221,14 @@ class LocalStack:
             "toxiproxy": self._processes[2],
         }
         return track(
-            Stack(provider="local", urls=urls, toxiproxy=client, services=names, _closers=[self])
+            Stack(
+                provider="local",
+                urls=urls,
+                toxiproxy=client,
+                services=names,
+                disks=self._disks,
+                _closers=[self],
+            )
         )
 
     def _init_postgres(self, initdb: str, user: str | None) -> Path:
@@ -282,6 +295,9 @@ class LocalStack:
                 process.stop()
             except StackError as exc:
                 errors.append(str(exc))
+        if self._disks is not None:
+            self._disks.close()  # after Redis: nothing writes to them any more
+            self._disks = None
         for directory in (self.root, self._pg_root):
             if directory is not None:
                 shutil.rmtree(directory, ignore_errors=True)
@@ -305,6 +321,9 @@ def _sweep_stale_pg_roots() -> None:
             continue
 
 
-def start_local_stack(base_dir: Path | None = None, *, redis_aof: bool = True) -> Stack:
-    """A local stack; `redis_aof=False` is a deliberately unsafe Redis (harness self-test)."""
-    return LocalStack(base_dir, redis_aof=redis_aof).start()
+def start_local_stack(
+    base_dir: Path | None = None, *, redis_aof: bool = True, redis_appendfsync: str = "always"
+) -> Stack:
+    """A local stack; `redis_aof=False` or `redis_appendfsync="everysec"` is a deliberately
+    unsafe Redis (harness self-test)."""
+    return LocalStack(base_dir, redis_aof=redis_aof, redis_appendfsync=redis_appendfsync).start()

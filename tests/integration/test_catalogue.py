@@ -14,7 +14,9 @@ import pytest
 from scenarios.pytest_plugin import unavailable
 from scenarios.run.catalogue import load_catalogue
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# the catalogue's own subprocess timeout (900 s) bounds it, not pytest-timeout's 300 s default:
+# 16 quick scenarios of up to ~25 s each, plus stack starts, pass 300 s on a loaded machine
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM_FLAGS = [
     "--headless",

@@ -7,7 +7,14 @@ import time
 import pytest
 import redis
 
-from scenarios.faults import KINDS, NETWORK_KINDS, FaultError, FaultInjector, FaultSpec
+from scenarios.faults import (
+    DISK_KINDS,
+    KINDS,
+    NETWORK_KINDS,
+    FaultError,
+    FaultInjector,
+    FaultSpec,
+)
 from scenarios.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -126,5 +133,5 @@ def test_invalid_fault_specs_are_refused(name: str, params: dict[str, int], prob
 def test_every_kind_is_documented_by_validation() -> None:
     """Every known kind validates on some target."""
     for kind in KINDS:
-        target = "redis"
+        target = "journal" if kind in DISK_KINDS else "redis"
         assert FaultSpec(kind, target).validate().kind == kind

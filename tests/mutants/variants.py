@@ -21,6 +21,7 @@ class Mutant:
     env: dict[str, str] = field(default_factory=dict)
     patch: Callable[[], None] | None = None
     stack: dict[str, Any] = field(default_factory=dict)
+    loses: bool = False  # the audit checker must count lost > 0 (not just fail)
 
 
 def _half_open_without_limit() -> None:
@@ -91,6 +92,35 @@ def _health_always_healthy() -> None:
     components.overall_status = always  # type: ignore[attr-defined]
 
 
+def _journal_without_fsync() -> None:
+    from reference.audit.journal import JournalConfig
+
+    def post_init(self: JournalConfig) -> None:
+        object.__setattr__(self, "fsync", False)  # write, never fsync (file or directory)
+
+    JournalConfig.__post_init__ = post_init  # type: ignore[method-assign]
+
+
+def _journal_without_dir_fsync() -> None:
+    from pathlib import Path
+
+    from reference.audit.journal import Journal
+
+    def fsync_dir(self: Journal, directory: Path) -> None:
+        return None  # a new segment's directory entry is never made durable
+
+    Journal._fsync_dir = fsync_dir  # type: ignore[method-assign]
+
+
+def _redis_failures_never_counted() -> None:
+    from reference.metrics import ResilienceMetrics
+
+    def record_redis_failure(self: ResilienceMetrics) -> None:
+        return None  # the failure counter (and its timestamp) never move
+
+    ResilienceMetrics.record_redis_failure = record_redis_failure  # type: ignore[method-assign]
+
+
 MUTANTS: dict[str, Mutant] = {
     m.name: m
     for m in (
@@ -151,11 +181,44 @@ MUTANTS: dict[str, Mutant] = {
             patch=_health_always_healthy,
         ),
         Mutant(
+            "redis-failures-never-counted",
+            "stormproof_redis_failures_total never moves (Prometheus cannot alert)",
+            "redis-down",
+            "prometheus_alerts",
+            patch=_redis_failures_never_counted,
+        ),
+        Mutant(
             "redis-without-aof",
-            "Redis runs without AOF (SIGKILL loses the stream)",
+            "Redis runs without AOF (SIGKILL loses the stream) and the service is told to "
+            "trust it anyway (the reference refuses such a queue by default)",
             "redis-sigkill",
             "audit",
+            env={"AUDITORIA_QUEUE_ACCEPT_UNSAFE": "true"},
             stack={"redis_aof": False},
+        ),
+        Mutant(
+            "journal-without-fsync",
+            "the journal acknowledges after write(2), without fsync (a power cut loses it)",
+            "target-powercut",
+            "audit",
+            patch=_journal_without_fsync,
+            loses=True,
+        ),
+        Mutant(
+            "journal-without-dir-fsync",
+            "a new journal segment's directory is never fsynced (a power cut unlinks it)",
+            "target-powercut",
+            "audit",
+            patch=_journal_without_dir_fsync,
+            loses=True,
+        ),
+        Mutant(
+            "redis-appendfsync-everysec",
+            "the stack's Redis fsyncs its AOF once a second (a power cut loses the last second)",
+            "redis-powercut",
+            "audit",
+            stack={"redis_appendfsync": "everysec"},
+            loses=True,
         ),
     )
 }

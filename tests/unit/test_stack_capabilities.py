@@ -31,6 +31,13 @@ def test_target_faults_and_network_faults_run_everywhere() -> None:
             assert why_not(CATALOGUE[name], provider) is None, (name, provider)
 
 
+def test_power_cuts_need_the_local_stack() -> None:
+    """Power cuts and disk faults need the local stack's forgetful disks."""
+    for name in ("redis-powercut", "target-powercut", "journal-disk-full"):
+        assert why_not(CATALOGUE[name], "local") is None
+        assert "forgetful disks" in (why_not(CATALOGUE[name], "docker") or ""), name
+
+
 def test_stack_options_each_provider_honours() -> None:
     """An unsafe Redis runs on local and docker; an option nobody listed needs local."""
     unsafe = replace(CATALOGUE["redis-down"], stack={"redis_aof": False})
