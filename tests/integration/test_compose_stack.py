@@ -19,7 +19,9 @@ from tests.integration.docker_support import docker_ids, local_images, require_d
 from tests.integration.test_docker_catalogue import ROOT, results, run_cli
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
-SCENARIOS = ["redis-down", "postgres-down", "redis-latency"]
+# one Prometheus scenario, first: an alert of one scenario can still be firing in the next
+# (seen: redis-down then postgres-down on one stack; reported, not a compose matter)
+SCENARIOS = ["postgres-down", "redis-latency", "postgres-blackhole"]
 
 
 def _wait_toxiproxy(url: str, timeout_s: float) -> None:
