@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from scenarios.faults import FaultError
+from scenarios.run.capabilities import refusals
 from scenarios.run.catalogue import load_catalogue, select
 from scenarios.run.generate.search import SearchSettings
 from scenarios.run.generate.space import DISK_FAULT_KINDS, ScheduleSpace
@@ -29,6 +30,7 @@ from scenarios.run.schedules import (
     schedule_scenario,
 )
 from scenarios.stack.errors import StackError
+from scenarios.stack.providers import resolve_provider
 from scenarios.target import TargetSpec
 from scenarios.truth import TRUTH_QUERY
 
@@ -55,7 +57,7 @@ def resolve(args: argparse.Namespace) -> list[Scenario]:
 
 
 def default_provider(given: str | None) -> str:
-    """--provider, else $STORMPROOF_STACK, else local (process faults need the local stack)."""
+    """--provider, else $STORMPROOF_STACK, else local (no Docker needed)."""
     return given or os.environ.get("STORMPROOF_STACK") or "local"
 
 
@@ -83,6 +85,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             "scenario; pass --allow-reset to do that on an external stack",
             file=sys.stderr,
         )
+        return 2
+    scenarios = _drop_unsupported(scenarios, provider, args.all)
+    if not scenarios:
         return 2
     options = RunOptions(
         report_dir=args.report,
@@ -139,6 +144,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     print(f"report: {run_dir / 'report.html'}")
     return 0 if summary.passed else 1
+
+
+def _drop_unsupported(scenarios: list[Scenario], provider: str, all_: bool) -> list[Scenario]:
+    """Say, before anything starts, which scenarios the provider cannot run.
+
+    With --all the others still run; named scenarios the provider cannot run stop the run
+    (an empty list is returned).
+    """
+    try:
+        refused = refusals(scenarios, resolve_provider(provider, os.environ))
+    except StackError as exc:
+        print(f"stormproof: {exc}", file=sys.stderr)
+        return []
+    for name, why in refused.items():
+        verdict = "skipped" if all_ else "cannot run"
+        print(f"stormproof: {name} {verdict}, it needs the local stack: {why}", file=sys.stderr)
+    if refused and not all_:
+        return []
+    return [s for s in scenarios if s.name not in refused]
 
 
 def cmd_property(args: argparse.Namespace) -> int:

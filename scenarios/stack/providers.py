@@ -56,7 +56,7 @@ def _open(
 ) -> Stack:
     env = os.environ if env is None else env
     provider = resolve_provider(name, env)
-    if not redis_aof and provider != "local":
+    if not redis_aof and provider == "external":
         raise StackError(f"the {provider} provider cannot run Redis without AOF")
     if redis_appendfsync != "always" and provider != "local":
         raise StackError(f"the {provider} provider cannot set Redis's appendfsync")
@@ -67,7 +67,7 @@ def _open(
     if provider == "docker":
         from scenarios.stack.docker import open_docker_stack
 
-        return open_docker_stack()
+        return open_docker_stack(env, redis_aof=redis_aof)
     from scenarios.stack.local import start_local_stack
 
     return start_local_stack(base_dir, redis_aof=redis_aof, redis_appendfsync=redis_appendfsync)
