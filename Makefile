@@ -1,8 +1,8 @@
 # The README's two commands. Each bootstraps first (idempotent, seconds when done).
 PY := .venv/bin/python
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -m "not nightly"
 
-.PHONY: run test bootstrap lint clean
+.PHONY: run test test-nightly bootstrap lint clean
 
 bootstrap:
 	@scripts/bootstrap
@@ -15,6 +15,10 @@ run: bootstrap
 test:
 	@scripts/bootstrap --test
 	@PATH="$(CURDIR)/.tools/bin:$$PATH" scripts/bootstrap --docker -- $(PY) -m pytest $(PYTEST_ARGS)
+
+# What a nightly CI job adds: the full catalogue (every time x3), the long property searches.
+test-nightly:
+	@$(MAKE) --no-print-directory test PYTEST_ARGS="-m nightly"
 
 lint: bootstrap
 	@.venv/bin/ruff check reference scenarios tests locustfiles

@@ -71,6 +71,18 @@ def test_stale_l1_after_reconnect_is_flagged_in_full_mode_after_the_heal(tmp_pat
     assert failed["staleness"].details["stale_after_heal"]["count"] > 0
 
 
+def test_reference_passes_two_instances_invalidation_in_full_mode(tmp_path: Path) -> None:
+    """The same full-mode scenario (a 12 s cut-off) passes on the reference in this run:
+    its stale reads during the cut-off are allowed, none after the heal (issue 20: the
+    bound used to be absolute and failed the reference in full mode)."""
+    [scenario] = select(load_catalogue(), ["two-instances-invalidation"])
+    options = RunOptions(report_dir=tmp_path, provider="local", quick=False)
+    summary, _ = run_catalogue([scenario], options)
+    [result] = summary.scenarios
+    assert result.error is None, result.error
+    assert result.passed, {c.checker: c.summary for c in result.failed_checks}
+
+
 # The unbroken reference passing these same scenarios is shown by the quick catalogue run
 # (tests/integration/test_catalogue.py), which runs every one of them.
 

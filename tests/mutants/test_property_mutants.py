@@ -4,7 +4,7 @@ outage on, and one that writes an event twice when a PostgreSQL reply is lost af
 commit. Each prints a shrunk schedule and a replay command, and that command, run on its
 own, exits 1. The same replay against the reference passes the checker that flagged the variant.
 
-The full setting (`--examples 30 --seed 1`, default shrinking) is marked slow; the quick
+The full setting (`--examples 30 --seed 1`, default shrinking) is marked nightly; the quick
 one, run in CI, uses a seed whose search meets a failing schedule within a few examples
 and a small shrinking budget.
 """
@@ -148,7 +148,7 @@ def test_property_quick_finds_the_variant_and_its_replay_fails(name: str, tmp_pa
     _find_and_replay(name, QUICK[name], tmp_path, minimal=False)
 
 
-@pytest.mark.slow
+@pytest.mark.nightly
 @pytest.mark.parametrize("name", sorted(PROPERTY_MUTANTS))
 def test_property_finds_the_variant_with_the_faults_it_needs(name: str, tmp_path: Path) -> None:
     """Full: `property --examples 30 --seed 1` finds the variant and shrinks it to the
