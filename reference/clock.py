@@ -13,15 +13,19 @@ import itertools
 import time
 from typing import Protocol
 
-__all__ = ["SYSTEM_CLOCK", "Clock", "FakeClock", "SystemClock"]
+__all__ = ["SYSTEM_CLOCK", "Clock", "FakeClock", "MonotonicClock", "SystemClock"]
 
 
-class Clock(Protocol):
-    """Monotonic time, wall-clock time (epoch seconds) and an awaitable sleep."""
+class MonotonicClock(Protocol):
+    """The part of a `Clock` that only tells monotonic time (e.g. for a history recorder)."""
 
     def monotonic(self) -> float:
         """Seconds on a clock that never goes back (only differences mean anything)."""
         ...
+
+
+class Clock(MonotonicClock, Protocol):
+    """Monotonic time, wall-clock time (epoch seconds) and an awaitable sleep."""
 
     def now(self) -> float:
         """Wall-clock time: seconds since the epoch, UTC."""

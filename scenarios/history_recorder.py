@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+from reference.clock import MonotonicClock
 from scenarios.history import (
     FAULT_EDGES,
     JSON,
@@ -32,21 +33,24 @@ class HistoryRecorder:
 
     Each call writes its line before returning (no await inside), so any number of
     asyncio tasks in one loop may share a recorder; a lock also makes it thread-safe.
-    Lines are flushed every `flush_every` lines and on close.
+    Lines are flushed every `flush_every` lines and on close. Times are `clock`'s
+    monotonic seconds since `origin` (the run's start).
     """
 
     def __init__(
         self,
         path: str | Path,
-        now: Callable[[], float],
+        clock: MonotonicClock,
         *,
+        origin: float = 0.0,
         flush_every: int = 1,
         keep: bool = True,
     ) -> None:
         if flush_every < 1:
             raise ValueError("flush_every must be >= 1")
         self.path = Path(path)
-        self._now = now
+        self._clock = clock
+        self._origin = origin
         self._flush_every = flush_every
         self._keep = keep
         self._lock = threading.Lock()
@@ -57,6 +61,10 @@ class HistoryRecorder:
         self._open_faults: Counter[str] = Counter()
         self._events: list[Event] = []
         self._faults: list[FaultEvent] = []
+
+    def _now(self) -> float:
+        """History time: the clock's seconds since `origin`."""
+        return self._clock.monotonic() - self._origin
 
     def invoke(
         self, process: int, f: str, key: str | None, value: JSON, instance: str | None = None

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from reference.clock import SYSTEM_CLOCK
 from scenarios.checkers import CheckResult, Truth, run_checkers
 from scenarios.faults import FaultInjector
 from scenarios.history import History
@@ -177,7 +178,8 @@ async def run_scenario(
             await asyncio.to_thread(watch_targets, prometheus, targets.urls, scenario.name)
         loop = asyncio.get_running_loop()
         t0, wall_t0 = loop.time(), time.time()
-        with HistoryRecorder(history_path, lambda: loop.time() - t0, flush_every=64) as recorder:
+        # loop.time() is the system monotonic clock: the recorder and the schedule agree
+        with HistoryRecorder(history_path, SYSTEM_CLOCK, origin=t0, flush_every=64) as recorder:
             workload = Workload(
                 scenario.workload,
                 targets.urls,

@@ -58,7 +58,8 @@ class Clock:
     def __init__(self) -> None:
         self.t = 0.0
 
-    def __call__(self) -> float:
+    def monotonic(self) -> float:
+        """The time set by the test."""
         return self.t
 
 

@@ -45,7 +45,8 @@ class FakeClock:
     def __init__(self) -> None:
         self.t = 0.0
 
-    def __call__(self) -> float:
+    def monotonic(self) -> float:
+        """The time set by the test."""
         return self.t
 
 
