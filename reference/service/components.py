@@ -397,10 +397,21 @@ class Components:
         result = await self.recovery.run_once()
         return {"replayed": result.replayed, "remaining": result.remaining}
 
-    async def backlog(self) -> dict[str, int]:
-        """Journal records and queue entries not yet in the database."""
-        queue = 0 if self.worker is None else await self.worker.backlog()
-        return {"journal_pending": await self._journal_backlog(), "queue_pending": queue}
+    async def backlog(self) -> dict[str, int | str | None]:
+        """Journal records and queue entries not yet in the database. The journal is on
+        this instance's disk: it is counted even when the queue's Redis cannot be asked
+        (then `queue_pending` is None and `queue_error` says why), so an operator sees the
+        journal backlog during a Redis outage."""
+        journal = await self._journal_backlog()
+        try:
+            queue = 0 if self.worker is None else await self.worker.backlog()
+        except Exception as exc:
+            return {
+                "journal_pending": journal,
+                "queue_pending": None,
+                "queue_error": f"unknown: {type(exc).__name__}",
+            }
+        return {"journal_pending": journal, "queue_pending": queue}
 
     async def _journal_backlog(self) -> int:
         return await self.recovery.backlog()

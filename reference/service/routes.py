@@ -230,8 +230,8 @@ async def admin_recovery(_: Admin, c: Deps) -> dict[str, int]:
 
 
 @router.get("/admin/audit/backlog")
-async def admin_backlog(_: Admin, c: Deps) -> dict[str, int]:
-    """`GET /admin/audit/backlog`."""
+async def admin_backlog(_: Admin, c: Deps) -> dict[str, int | str | None]:
+    """`GET /admin/audit/backlog` (`queue_pending` null when Redis cannot be asked)."""
     try:
         return await c.backlog()
     except Exception as exc:

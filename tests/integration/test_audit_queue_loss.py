@@ -30,7 +30,6 @@ from tests.integration.service_support import (
     wait_until,
 )
 
-pytest_plugins = ["tests.integration.service_support"]
 pytestmark = pytest.mark.integration
 
 STREAM = "audit:events"

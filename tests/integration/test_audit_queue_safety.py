@@ -25,7 +25,6 @@ from tests.integration.service_support import (
     wait_until,
 )
 
-pytest_plugins = ["tests.integration.service_support"]
 pytestmark = pytest.mark.integration
 
 UNSAFE_GAUGE = "stormproof_audit_queue_unsafe"

@@ -22,7 +22,6 @@ from scenarios.stack import Stack
 from scenarios.toxiproxy import Proxy, ProxySpec
 from tests.integration.service_support import ServiceFactory, wait_until
 
-pytest_plugins = ["tests.integration.service_support"]
 pytestmark = pytest.mark.integration
 
 SLOW_MS = 1200

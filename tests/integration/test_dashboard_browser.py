@@ -22,7 +22,6 @@ from tests.integration.service_support import ADMIN_TOKEN, Service, ServiceFacto
 from tests.integration.test_report_browser import chromium, run_chromium
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
-pytest_plugins = ["tests.integration.service_support"]
 
 ROOT = Path(__file__).resolve().parents[2]
 BUDGET_MS = 4000

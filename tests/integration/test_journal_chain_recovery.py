@@ -31,7 +31,6 @@ from tests.integration.service_support import (
     audit_rows,
 )
 
-pytest_plugins = ["tests.integration.service_support"]
 pytestmark = pytest.mark.integration
 
 KEY = "chain-test-key-0123456789abcdef"

@@ -16,7 +16,6 @@ import pytest
 from scenarios.stack import Stack
 from tests.integration.service_support import AUTH, ServiceFactory
 
-pytest_plugins = ["tests.integration.service_support"]
 pytestmark = pytest.mark.integration
 
 
@@ -36,6 +35,28 @@ def test_health_hides_dependency_errors_from_anonymous_callers(
     shown = json.dumps(anonymous)
     assert "127.0.0.1" not in shown and "OperationalError" not in shown, anonymous["database"]
     assert "OperationalError" in str(admin["database"].get("error")), admin["database"]
+
+
+def test_backlog_counts_the_journal_while_redis_is_down(
+    stormproof_stack: Stack, service_factory: ServiceFactory
+) -> None:
+    """Redis and PostgreSQL cut off, events on the journal: the backlog endpoint still
+    answers with the journal's count (the queue's is unknown, said so), not a 503."""
+    service = service_factory()
+    stormproof_stack.redis_proxy.disable()
+    stormproof_stack.postgres_proxy.disable()
+    try:
+        service.wait_status("UNHEALTHY")
+        paths = [service.post_audit().json().get("path") for _ in range(3)]
+        response = service.client.get("/admin/audit/backlog", headers=AUTH)
+    finally:
+        stormproof_stack.redis_proxy.enable()
+        stormproof_stack.postgres_proxy.enable()
+    assert paths == ["file"] * 3, paths
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["journal_pending"] >= 3, body
+    assert body["queue_pending"] is None and body["queue_error"].startswith("unknown"), body
 
 
 def test_resilience_has_a_timestamp(service_factory: ServiceFactory) -> None:

@@ -16,7 +16,6 @@ from scenarios.stack.prometheus import PrometheusError, PrometheusServer, find_p
 from tests.integration.service_support import ServiceFactory, wait_until
 
 pytestmark = pytest.mark.integration
-pytest_plugins = ["tests.integration.service_support"]
 
 
 @pytest.fixture
