@@ -206,8 +206,9 @@ async def wait_healthy(urls: Sequence[str], timeout_s: float) -> None:
                 await asyncio.sleep(0.1)
 
 
-async def settle(targets: TargetGroup, timeout_s: float) -> int | None:
-    """After healing: wait for HEALTHY, run recovery until the audit backlog is empty.
+async def settle(targets: TargetGroup, timeout_s: float, *, admin: bool = True) -> int | None:
+    """After healing: wait for HEALTHY, run recovery until the audit backlog is empty
+    (`admin=False`: never call POST /admin/recovery; the service's own job must drain it).
 
     Returns the backlog left (journal + queue) when time ran out, 0 when drained,
     None when the target never answered the backlog endpoint.
@@ -223,7 +224,8 @@ async def settle(targets: TargetGroup, timeout_s: float) -> int | None:
             answered = True
             for url in targets.urls:
                 try:
-                    await client.post(f"{url}/admin/recovery")
+                    if admin:
+                        await client.post(f"{url}/admin/recovery")
                     backlog = (await client.get(f"{url}/admin/audit/backlog")).json()
                     total += int(backlog["journal_pending"]) + int(backlog["queue_pending"])
                 except (httpx.HTTPError, ValueError, KeyError, TypeError):

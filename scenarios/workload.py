@@ -36,6 +36,7 @@ class WorkloadSpec:
         default_factory=lambda: {
             "cache_get": 4,
             "cache_put": 1,
+            "cache_delete": 0.25,
             "beneficio_get": 3,
             "beneficio_put": 1,
             "audit": 3,

@@ -2,8 +2,9 @@
 
 from scenarios.checkers.audit import AuditChecker
 from scenarios.checkers.base import Checker, CheckResult, Truth, run_checkers
+from scenarios.checkers.beneficios import BeneficiosChecker
 from scenarios.checkers.breaker import BreakerTimelineChecker
-from scenarios.checkers.cache import CacheAvailabilityChecker, StalenessChecker
+from scenarios.checkers.cache import CacheAvailabilityChecker
 from scenarios.checkers.health import HealthChecker
 from scenarios.checkers.latency import (
     LatencyChecker,
@@ -14,10 +15,15 @@ from scenarios.checkers.latency import (
     phase_stats,
 )
 from scenarios.checkers.phases import PHASES, Phase, phase_of, phase_spans
+from scenarios.checkers.staleness import StalenessChecker
+from scenarios.checkers.steady import STEADY_STATE, SteadyStateChecker
+from scenarios.checkers.writes import WriteAvailabilityChecker
 
 __all__ = [
     "PHASES",
+    "STEADY_STATE",
     "AuditChecker",
+    "BeneficiosChecker",
     "BreakerTimelineChecker",
     "CacheAvailabilityChecker",
     "CheckResult",
@@ -29,7 +35,9 @@ __all__ = [
     "PhaseStats",
     "PhaseThresholds",
     "StalenessChecker",
+    "SteadyStateChecker",
     "Truth",
+    "WriteAvailabilityChecker",
     "percentiles",
     "phase_of",
     "phase_spans",

@@ -22,9 +22,11 @@ writer) count as unexpected; restrict the truth query (e.g. by actor) in that ca
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from scenarios.checkers.base import CheckResult, Truth, samples
+from scenarios.checkers.evidence import DEFAULT_MIN_EVIDENCE, Segment, segments, shortfalls
 from scenarios.history import JSON, History, Op
 
 CATEGORIES = (
@@ -36,8 +38,10 @@ CATEGORIES = (
     "unknown_present",
     "unknown_absent",
     "refused_absent",
+    "corrupted",
 )
-FAILING = ("lost", "duplicated", "unexpected", "ack_mismatch")
+FAILING = ("lost", "duplicated", "unexpected", "ack_mismatch", "corrupted")
+ROW_FIELDS = ("actor", "action", "entity", "entity_id", "payload")
 
 
 def event_id_of(value: JSON) -> str | None:
@@ -55,7 +59,20 @@ class AuditChecker:
 
     require_drained: bool = True
     fs: tuple[str, ...] = ("audit", "beneficio_put")
+    min_evidence: int = DEFAULT_MIN_EVIDENCE
+    """Acknowledged events needed in the baseline, each fault window and the recovery."""
+    compare_rows: bool = True
+    """Compare every stored row's fields with what was sent (`corrupted`); the truth's
+    full rows must then have been read."""
+    paths: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    """Per phase (baseline / fault / recovery): the paths that must each have carried
+    acknowledged events in every segment of that phase (e.g. {"fault": ["file"]})."""
     name: str = "audit"
+
+    def __post_init__(self) -> None:
+        unknown = set(self.paths) - {"baseline", "fault", "recovery"}
+        if unknown:
+            raise ValueError(f"audit.paths: unknown phase(s) {sorted(unknown)}")
 
     def check(self, history: History, truth: Truth) -> CheckResult:
         """Compare every acknowledged event with the rows in the truth."""
@@ -87,16 +104,32 @@ class AuditChecker:
                 found["unknown_present" if rows else "unknown_absent"].add(eid)
             else:
                 found["recovered_after_fail" if rows else "refused_absent"].add(eid)
+        corrupted_fields: Counter[str] = Counter()
+        if self.compare_rows and truth.audit_full is not None:
+            for eid, ops in attempts.items():
+                bad = _corrupted(ops, truth.audit_full.get(eid, ()))
+                if bad:
+                    found["corrupted"].add(eid)
+                    corrupted_fields.update(bad)
         found["unexpected"] = {
             eid for eid, rows in truth.audit_rows.items() if rows > 0 and eid not in attempts
         }
         found["duplicated"] |= {eid for eid in found["unexpected"] if truth.audit_rows[eid] > 1}
 
+        acked_at = {
+            eid: min(op.start for op in attempts[eid] if op.outcome == "ok") for eid in acked
+        }
+        where = segments(history)
+        evidence = shortfalls(acked_at.values(), where, self.min_evidence, "audit acks")
+        per_segment = _paths_per_segment(where, acked_at, path_of)
+        evidence += self._missing_paths(where, per_segment)
+        if self.compare_rows and truth.audit_full is None:
+            evidence.append("the stored rows were not read: nothing shows they are intact")
         counts = {c: len(ids) for c, ids in found.items()}
         pending = truth.audit_pending
         # an unread backlog cannot show that recovery drained: unproven is not a pass
         drained_failed = self.require_drained and (pending is None or pending > 0)
-        passed = not any(counts[c] for c in FAILING) and not drained_failed
+        passed = not any(counts[c] for c in FAILING) and not drained_failed and not evidence
         details: dict[str, JSON] = {
             "events": len(attempts),
             "acknowledged": len(acked),
@@ -107,25 +140,79 @@ class AuditChecker:
             "by_path": _by_path(path_of, found),
             "pending": pending,
             "rows_in_truth": sum(1 for rows in truth.audit_rows.values() if rows > 0),
+            "insufficient_evidence": evidence,
+            "acks_per_path_per_segment": per_segment,
+            "corrupted_fields": dict(corrupted_fields),
+            "rows_compared": None
+            if truth.audit_full is None or not self.compare_rows
+            else sum(len(r) for r in truth.audit_full.values()),
         }
+        summary = _summary(len(acked), counts, pending, self.require_drained)
         return CheckResult(
             self.name,
             passed,
-            _summary(len(acked), counts, pending, self.require_drained),
+            "; ".join([*evidence, summary]),
             details,
             {
                 "lost": 0,
                 "duplicated": 0,
                 "unexpected": 0,
                 "ack_mismatch": 0,
+                "corrupted": 0,
                 "pending": 0 if self.require_drained else None,
+                "min_evidence": self.min_evidence,
+                "paths": {phase: list(p) for phase, p in self.paths.items()},
             },
         )
 
+    def _missing_paths(
+        self, where: Sequence[Segment], per_segment: Mapping[str, Mapping[str, int]]
+    ) -> list[str]:
+        missing = []
+        for seg in where:
+            phase = "fault" if seg.label.startswith("fault window") else seg.label
+            for path in self.paths.get(phase, ()):
+                if not per_segment.get(seg.label, {}).get(path):
+                    missing.append(f"no audit ack through path {path!r} in {seg.label}")
+        return missing
+
+
+def _corrupted(ops: Sequence[Op], rows: Sequence[Mapping[str, JSON]]) -> list[str]:
+    """The fields in which a stored row differs from what an `audit` call sent."""
+    sent = next(
+        (
+            op.request
+            for op in ops
+            if op.f == "audit"
+            and isinstance(op.request, dict)
+            and all(f in op.request for f in ROW_FIELDS)
+        ),
+        None,
+    )
+    if sent is None:
+        return []
+    return sorted({f for row in rows for f in ROW_FIELDS if row.get(f) != sent[f]})
+
+
+def _paths_per_segment(
+    where: Sequence[Segment], acked_at: Mapping[str, float], path_of: Mapping[str, str]
+) -> dict[str, dict[str, int]]:
+    table: dict[str, dict[str, int]] = {}
+    for seg in where:
+        counts = Counter(path_of[eid] for eid, t in acked_at.items() if seg.contains(t))
+        table[seg.label] = dict(sorted(counts.items()))
+    return table
+
 
 def _path(response: JSON) -> str:
-    if isinstance(response, dict) and isinstance(response.get("path"), str):
-        return str(response["path"])
+    """The path an acknowledgement names: `path` (POST /audit) or `audit.path` (a
+    beneficio PUT, which carries its audit event's acknowledgement under `audit`)."""
+    if isinstance(response, dict):
+        if isinstance(response.get("path"), str):
+            return str(response["path"])
+        nested = response.get("audit")
+        if isinstance(nested, dict) and isinstance(nested.get("path"), str):
+            return str(nested["path"])
     return "unknown"
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -20,7 +20,10 @@ class Truth:
     audit_pending: int | None = None
     """Journal + queue backlog the target reported after recovery; None if not read."""
     beneficios: Mapping[str, JSON] | None = None
-    """Optional: beneficio id -> row as read from the database."""
+    """Optional: beneficio id -> row ({"nome", "valor", "v"}) as read from the database."""
+    audit_full: Mapping[str, Sequence[Mapping[str, JSON]]] | None = None
+    """Optional: event_id -> its rows ({"actor", "action", "entity", "entity_id",
+    "payload"}) as read from the database; None when not read."""
 
 
 @dataclass(frozen=True)

@@ -1,21 +1,19 @@
-"""Cache availability (reads keep answering) and staleness (reads see recent writes).
+"""Cache availability (reads keep answering) and the versions staleness reads.
 
-Staleness: writes carry a per-key increasing integer version `v` in their request value
+Writes carry a per-key increasing integer version `v` in their request value
 (`{"v": n, ...}`, or nested one level as `{"value": {"v": n}}`), and reads return the
-value with that `v` (the contract's `GET /cache/{key}` wraps it in `"value"`). A read of
-key k that started at t and returned version v is stale when a write of k with a version
-w > v had completed ok before t - bound_s; its staleness is t minus the earliest such
-completion. Reads without a version (404 misses included) are ignored, so a read that
-misses after a write is not counted: deletes and TTL expiry make misses legitimate.
+value with that `v` (the contract's `GET /cache/{key}` wraps it in `"value"`); the
+staleness checker (`checkers/staleness.py`) compares them.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from scenarios.checkers.base import MAX_SAMPLES, CheckResult, Truth
+from scenarios.checkers.evidence import DEFAULT_MIN_EVIDENCE, segments, shortfalls
 from scenarios.checkers.phases import phase_of
 from scenarios.history import JSON, History, Op
 
@@ -48,13 +46,43 @@ def _reason(op: Op) -> str:
     return f"fail {op.status}" if op.status is not None else "fail"
 
 
+def written_misses(history: History, reads: Sequence[Op]) -> list[Op]:
+    """404 reads of a key whose last acknowledged change before the read was a write
+    (`cache_put` / `beneficio_put`), with no write or delete of it in flight."""
+    changes: dict[str, list[Op]] = defaultdict(list)
+    for op in history.ops_for(*WRITE_FS, "cache_delete"):
+        changes[f"{op.f.split('_', 1)[0]}:{op.key}"].append(op)
+    out = []
+    for op in reads:
+        if op.status != 404:
+            continue
+        mine = changes.get(f"{op.f.split('_', 1)[0]}:{op.key}", [])
+        if any(c.start < op.start and (c.end is None or c.end > op.start) for c in mine):
+            continue  # a change in flight: either answer is right
+        done = [c for c in mine if c.outcome == "ok" and c.end is not None and c.end < op.start]
+        if done and max(done, key=lambda c: c.end or 0.0).f != "cache_delete":
+            out.append(op)
+    return out
+
+
 @dataclass(frozen=True)
 class CacheAvailabilityChecker:
     """Fails when more than `max_failed_reads` reads failed (5xx, fail or info)."""
 
     max_failed_reads: int = 0
     fs: tuple[str, ...] = READ_FS
+    min_evidence: int = DEFAULT_MIN_EVIDENCE
+    """Reads needed in the baseline, each fault window and the recovery."""
+    max_written_misses: Mapping[str, int] = field(default_factory=dict)
+    """Per phase: 404s allowed for a key whose last acknowledged change was a write (no
+    write or delete in flight). Unbounded phases are only reported (a cache may drop an
+    entry, e.g. the reference drops keys written during an outage after it heals)."""
     name: str = "cache-availability"
+
+    def __post_init__(self) -> None:
+        unknown = set(self.max_written_misses) - {"baseline", "fault", "between", "recovery"}
+        if unknown:
+            raise ValueError(f"cache_availability.max_written_misses: phases {sorted(unknown)}?")
 
     def check(self, history: History, truth: Truth) -> CheckResult:
         """Count the failed reads, inside and outside the fault windows."""
@@ -64,8 +92,21 @@ class CacheAvailabilityChecker:
         by_phase = Counter(phase_of(op.start, windows) for op in failed)
         misses = sum(1 for op in reads if op.status == 404)
         rate = len(failed) / len(reads) if reads else 0.0
-        passed = len(failed) <= self.max_failed_reads
+        evidence = shortfalls(
+            (op.start for op in reads), segments(history), self.min_evidence, "reads"
+        )
+        lost: Counter[str] = Counter(
+            phase_of(op.start, windows) for op in written_misses(history, reads)
+        )
+        over = [
+            f"{lost[phase]} misses of written keys in the {phase} phase (max {limit})"
+            for phase, limit in self.max_written_misses.items()
+            if lost[phase] > limit
+        ]
+        passed = len(failed) <= self.max_failed_reads and not evidence and not over
         details: dict[str, JSON] = {
+            "insufficient_evidence": evidence,
+            "written_misses_by_phase": dict(lost),
             "reads": len(reads),
             "failed": len(failed),
             "failure_rate": rate,
@@ -85,93 +126,22 @@ class CacheAvailabilityChecker:
             ],
         }
         verdict = "ok" if passed else "too many"
-        summary = (
-            f"{len(failed)} of {len(reads)} reads failed (max {self.max_failed_reads}): {verdict}"
+        summary = "; ".join(
+            [
+                *evidence,
+                *over,
+                f"{len(failed)} of {len(reads)} reads failed "
+                f"(max {self.max_failed_reads}): {verdict}",
+            ]
         )
         return CheckResult(
-            self.name, passed, summary, details, {"max_failed_reads": self.max_failed_reads}
+            self.name,
+            passed,
+            summary,
+            details,
+            {
+                "max_failed_reads": self.max_failed_reads,
+                "min_evidence": self.min_evidence,
+                "max_written_misses": dict(self.max_written_misses),
+            },
         )
-
-
-@dataclass(frozen=True)
-class StalenessChecker:
-    """Fails when a read returns a version older than a write completed bound_s before."""
-
-    bound_s: float
-    read_fs: tuple[str, ...] = READ_FS
-    write_fs: tuple[str, ...] = WRITE_FS
-    name: str = "staleness"
-
-    def check(self, history: History, truth: Truth) -> CheckResult:
-        """Find reads that returned a value older than an acknowledged write."""
-        newer = _newer_write_index(history.ops_for(*self.write_fs))
-        checked = 0
-        stale: list[tuple[float, Op, int]] = []
-        for op in history.ops_for(*self.read_fs):
-            v = version_of(op.response) if op.outcome == "ok" else None
-            if v is None or op.key is None or op.key not in newer:
-                continue
-            checked += 1
-            earliest = _earliest_newer_completion(newer[op.key], v)
-            if earliest is not None and op.start - earliest > self.bound_s:
-                stale.append((op.start - earliest, op, v))
-        stale.sort(key=lambda s: -s[0])
-        marked = sum(
-            1
-            for _, op, _ in stale
-            if isinstance(op.response, dict) and op.response.get("source") == "stale"
-        )
-        worst = stale[0][0] if stale else 0.0
-        details: dict[str, JSON] = {
-            "reads_checked": checked,
-            "stale": len(stale),
-            "worst_staleness_s": worst,
-            "stale_marked_by_target": marked,
-            "samples": [
-                {
-                    "t": op.start,
-                    "f": op.f,
-                    "key": op.key,
-                    "read_version": v,
-                    "staleness_s": age,
-                    "source": _source(op.response),
-                }
-                for age, op, v in stale[:MAX_SAMPLES]
-            ],
-        }
-        summary = (
-            f"{len(stale)} stale reads of {checked} (worst {worst:.3f}s > {self.bound_s}s)"
-            if stale
-            else f"no read older than {self.bound_s}s among {checked} versioned reads"
-        )
-        return CheckResult(self.name, not stale, summary, details, {"bound_s": self.bound_s})
-
-
-def _newer_write_index(writes: tuple[Op, ...]) -> dict[str, tuple[list[int], list[float]]]:
-    """Per key: ok write versions ascending, and for each position the earliest completion
-    among the writes from that position on (so: among all versions >= that one)."""
-    by_key: dict[str, list[tuple[int, float]]] = defaultdict(list)
-    for op in writes:
-        v = version_of(op.request)
-        if op.outcome == "ok" and op.end is not None and op.key is not None and v is not None:
-            by_key[op.key].append((v, op.end))
-    index: dict[str, tuple[list[int], list[float]]] = {}
-    for key, pairs in by_key.items():
-        pairs.sort()
-        suffix_min = [0.0] * len(pairs)
-        best = float("inf")
-        for i in range(len(pairs) - 1, -1, -1):
-            best = min(best, pairs[i][1])
-            suffix_min[i] = best
-        index[key] = ([v for v, _ in pairs], suffix_min)
-    return index
-
-
-def _earliest_newer_completion(entry: tuple[list[int], list[float]], v: int) -> float | None:
-    versions, suffix_min = entry
-    i = bisect_right(versions, v)
-    return suffix_min[i] if i < len(versions) else None
-
-
-def _source(response: JSON) -> JSON:
-    return response.get("source") if isinstance(response, dict) else None

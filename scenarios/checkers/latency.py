@@ -2,8 +2,10 @@
 
 Percentiles use the nearest-rank method: the p-th percentile of n sorted values is the
 value at rank ceil(p/100 * n) (1-based), computed exactly (no float rounding of the
-rank), so it is always one of the observed values. Only ok operations of the chosen
-`fs` count for latency and throughput; an operation belongs to the phase of its start.
+rank), so it is always one of the observed values. Every operation of the chosen `fs`
+counts for latency at the time waited, whatever its outcome (a failure after 5 s is a
+5 s operation); only ok ones count for throughput. An operation belongs to the phase of
+its start.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from scenarios.checkers.base import CheckResult, Truth
+from scenarios.checkers.evidence import DEFAULT_MIN_EVIDENCE
 from scenarios.checkers.phases import PHASES, Phase, phase_of, phase_spans
 from scenarios.history import JSON, History
 
@@ -93,6 +96,10 @@ class PhaseThresholds:
     p99_s: float | None = None
     max_s: float | None = None
     min_throughput: float | None = None
+    p99_vs_baseline: float | None = None
+    """p99 at most this many times the baseline's p99."""
+    min_throughput_vs_baseline: float | None = None
+    """ok throughput at least this share of the baseline's."""
 
     def to_json(self) -> dict[str, JSON]:
         """The thresholds as JSON."""
@@ -102,6 +109,8 @@ class PhaseThresholds:
             "p99_s": self.p99_s,
             "max_s": self.max_s,
             "min_throughput": self.min_throughput,
+            "p99_vs_baseline": self.p99_vs_baseline,
+            "min_throughput_vs_baseline": self.min_throughput_vs_baseline,
         }
 
     @property
@@ -112,8 +121,8 @@ class PhaseThresholds:
 
 @dataclass(frozen=True)
 class PhaseStats:
-    """What happened in one phase: operations, latency percentiles (ok operations and those
-    whose outcome is unknown, at the time waited), ok throughput."""
+    """What happened in one phase: operations, latency percentiles (every operation at the
+    time waited, failures and unknown outcomes included), ok throughput."""
 
     phase: Phase
     span_s: float
@@ -147,9 +156,10 @@ def phase_stats(history: History, fs: Sequence[str] = DEFAULT_FS) -> dict[Phase,
         counts[phase] += 1
         if op.outcome == "ok":
             oks[phase] += 1
-        # an unknown outcome (the client gave up: a timeout) counts at the time waited, a
-        # lower bound: leaving it out would make a target that hangs look fast
-        if op.outcome in ("ok", "info") and op.latency is not None:
+        # every outcome counts at the time waited: a 503 after 5 s is a 5 s operation, and
+        # an unknown one (the client gave up) a lower bound: leaving either out would make
+        # a target that hangs, then fails, look fast
+        if op.latency is not None:
             latencies[phase].append(op.latency)
     return {
         p: PhaseStats(
@@ -174,6 +184,8 @@ class LatencyChecker:
 
     thresholds: Mapping[str, PhaseThresholds] = field(default_factory=dict)
     fs: tuple[str, ...] = DEFAULT_FS
+    min_evidence: int = DEFAULT_MIN_EVIDENCE
+    """Operations needed in each phase that has thresholds."""
     name: str = "latency"
 
     def __post_init__(self) -> None:
@@ -192,7 +204,13 @@ class LatencyChecker:
             if st.span_s <= 0 and st.ops == 0:
                 skipped.append(phase)
                 continue
+            if st.ops < self.min_evidence:
+                violations.append(
+                    f"insufficient evidence: {st.ops} operations in {phase} phase "
+                    f"(minimum {self.min_evidence})"
+                )
             violations.extend(_violations(st, bounds))
+            violations.extend(_relative(st, bounds, by_name["baseline"]))
         seen = [_brief(s) for s in stats.values() if s.ops]
         if violations:
             summary = "; ".join(violations)
@@ -210,6 +228,27 @@ class LatencyChecker:
             },
             {p: b.to_json() for p, b in self.thresholds.items()},
         )
+
+
+def _relative(st: PhaseStats, bounds: PhaseThresholds, base: PhaseStats) -> list[str]:
+    """Bounds against the baseline (the same workload before any fault)."""
+    out: list[str] = []
+    if bounds.p99_vs_baseline is not None:
+        if base.latency.p99 is None or st.latency.p99 is None:
+            out.append(f"{st.phase}: no p99 to compare with the baseline's")
+        elif st.latency.p99 > bounds.p99_vs_baseline * base.latency.p99:
+            out.append(
+                f"{st.phase}: p99 {st.latency.p99:.3f}s > {bounds.p99_vs_baseline:g} x "
+                f"baseline {base.latency.p99:.3f}s"
+            )
+    if bounds.min_throughput_vs_baseline is not None:
+        rate, ref = st.throughput or 0.0, base.throughput or 0.0
+        if ref <= 0 or rate < bounds.min_throughput_vs_baseline * ref:
+            out.append(
+                f"{st.phase}: throughput {rate:.1f}/s < {bounds.min_throughput_vs_baseline:g} "
+                f"x baseline {ref:.1f}/s"
+            )
+    return out
 
 
 def _violations(st: PhaseStats, bounds: PhaseThresholds) -> list[str]:

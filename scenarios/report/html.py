@@ -18,6 +18,7 @@ from markupsafe import Markup
 
 from scenarios.checkers.phases import PHASES
 from scenarios.history import JSON, FaultWindow, History
+from scenarios.report.findings import Finding, findings
 from scenarios.report.results import RunSummary, ScenarioResult
 from scenarios.report.series import PlotSeries, series_from_history
 from scenarios.report.svg import latency_svg, state_band_svg, throughput_svg
@@ -38,6 +39,7 @@ class ScenarioView:
     plots: Mapping[str, Markup] = field(default_factory=dict)
     phases: tuple[Mapping[str, JSON], ...] = ()
     audit: Mapping[str, JSON] | None = None
+    findings: tuple[Finding, ...] = ()
 
 
 def render_html_report(summary: RunSummary, histories: Mapping[str, History] | None = None) -> str:
@@ -85,7 +87,16 @@ def _view(i: int, result: ScenarioResult, history: History | None) -> ScenarioVi
             if isinstance(series.phases.get(p), dict) and series.phases[p].get("ops")
         ]
     audit = next((c.details for c in result.checks if "by_path" in c.details), None)
-    return ScenarioView(result, anchor, tuple(windows), series, plots, tuple(phases), audit)
+    return ScenarioView(
+        result,
+        anchor,
+        tuple(windows),
+        series,
+        plots,
+        tuple(phases),
+        audit,
+        tuple(findings(result.checks)),
+    )
 
 
 def fmt_secs(value: JSON) -> str:

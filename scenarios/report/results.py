@@ -48,6 +48,19 @@ class ScenarioResult:
         """The checks that failed."""
         return tuple(c for c in self.checks if not c.passed)
 
+    @property
+    def invalid(self) -> bool:
+        """The baseline was not steady (the `steady-state` check failed): the run
+        proves nothing either way."""
+        return any(c.checker == "steady-state" and not c.passed for c in self.checks)
+
+    @property
+    def verdict(self) -> str:
+        """PASS, FAIL, or INVALID (an unsteady baseline; not a pass either)."""
+        if self.invalid:
+            return "INVALID"
+        return "PASS" if self.passed else "FAIL"
+
     def to_json(self) -> dict[str, JSON]:
         """The result as JSON (results.json)."""
         return {

@@ -110,16 +110,19 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 2
     wall = time.monotonic() - started
     for result in summary.scenarios:
-        verdict = "PASS" if result.passed else "FAIL"
+        verdict = result.verdict
         failed = ", ".join(c.checker for c in result.failed_checks) or (result.error or "")
         print(f"{verdict}  {result.name:<28} {result.wall_s:5.1f}s  {failed}")
         for check in result.failed_checks:
             print(f"        {check.checker}: {check.summary}")
         if result.error:
             print(f"        error: {result.error}")
+    invalid = sum(r.invalid for r in summary.scenarios)
     print(
         f"{sum(r.passed for r in summary.scenarios)} passed, "
-        f"{sum(not r.passed for r in summary.scenarios)} failed in {wall:.1f}s wall time"
+        f"{sum(not r.passed for r in summary.scenarios)} failed"
+        + (f" ({invalid} INVALID: baseline not steady)" if invalid else "")
+        + f" in {wall:.1f}s wall time"
     )
     print(f"report: {run_dir / 'report.html'}")
     return 0 if summary.passed else 1

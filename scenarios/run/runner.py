@@ -32,7 +32,13 @@ from scenarios.run.scenario import Scenario, ScheduledFault
 from scenarios.stack import Stack, StackError, open_stack
 from scenarios.target import TargetGroup, TargetSpec, settle, wait_healthy
 from scenarios.toxiproxy import ProxySpec
-from scenarios.truth import TRUTH_QUERY, read_truth, reset_state
+from scenarios.truth import (
+    TRUTH_QUERY,
+    read_audit_rows,
+    read_beneficios,
+    read_truth,
+    reset_state,
+)
 from scenarios.workload import Workload
 
 Progress = Callable[[str, float], None]
@@ -168,11 +174,17 @@ async def run_scenario(
                     await asyncio.wait_for(driver, scenario.workload.request_timeout_s + 5)
                 await asyncio.to_thread(_heal, stack, injector, targets)
             say("recovering", 0.9)
-            pending = await settle(targets, scenario.settle_s)
+            pending = await settle(targets, scenario.settle_s, admin=scenario.recovery == "admin")
             history = recorder.history()
+        # the truth is read after a graceful (SIGTERM) stop: what the service flushes, or
+        # loses, at shutdown counts
+        say("stopping target", 0.95)
+        await asyncio.to_thread(targets.stop)
         truth = Truth(
             audit_rows=await asyncio.to_thread(read_truth, stack, options.truth_query),
             audit_pending=pending,
+            audit_full=await asyncio.to_thread(read_audit_rows, stack),
+            beneficios=await asyncio.to_thread(read_beneficios, stack),
         )
         checks = run_checkers(scenario.checkers(), history, truth)
     except Exception as exc:

@@ -16,6 +16,9 @@ A scenario file is TOML (or JSON) holding `[[scenario]]` tables:
     breaker = { open_within_s = 2, close_within_s = 5 }
     health = { grace_s = 2 }
 
+Bounds are relative to the fault edge they judge (breaker: from the start / the heal;
+health: grace after each edge); staleness says what is allowed during a fault and what
+is bounded after its heal: `staleness = { during_fault = "allowed", after_heal_s = 3 }`.
 Everything is checked before anything starts; errors are one line naming the scenario.
 """
 
@@ -30,6 +33,7 @@ from typing import Any
 
 from scenarios.checkers import (
     AuditChecker,
+    BeneficiosChecker,
     BreakerTimelineChecker,
     CacheAvailabilityChecker,
     Checker,
@@ -37,14 +41,27 @@ from scenarios.checkers import (
     LatencyChecker,
     PhaseThresholds,
     StalenessChecker,
+    SteadyStateChecker,
+    WriteAvailabilityChecker,
 )
 from scenarios.faults import FaultError, FaultSpec
 from scenarios.workload import WorkloadError, WorkloadSpec
 
-EXPECTATIONS = ("audit", "cache_availability", "staleness", "latency", "breaker", "health")
+EXPECTATIONS = (
+    "audit",
+    "cache_availability",
+    "staleness",
+    "latency",
+    "breaker",
+    "health",
+    "steady_state",
+    "write_availability",
+    "beneficios",
+)
 PHASES = ("baseline", "fault", "between", "recovery")
 STACK_OPTIONS = ("redis_aof", "redis_proxy_per_instance", "redis_appendfsync")
 FULL_SCALE = 3.0
+RECOVERY_MODES = ("admin", "scheduled")
 
 
 class ScenarioError(ValueError):
@@ -84,6 +101,9 @@ class Scenario:
     stack: Mapping[str, Any] = field(default_factory=dict)
     settle_s: float = 15.0
     """Longest wait after healing for the target to recover and drain its backlog."""
+    recovery: str = "admin"
+    """"admin": the harness calls POST /admin/recovery while it waits for the backlog to
+    drain; "scheduled": it never does (the service's own recovery job must drain it)."""
 
     def scaled(self, factor: float) -> Scenario:
         """The same scenario with every time multiplied (the full mode of the catalogue)."""
@@ -95,21 +115,32 @@ class Scenario:
         return replace(self, duration_s=self.duration_s * factor, faults=faults)
 
     def checkers(self) -> list[Checker]:
-        """The checkers of its expectations, one per `expect` entry."""
-        return [_checker(kind, options) for kind, options in self.expect.items()]
+        """The steady-state check (always: an unsteady baseline makes the run INVALID),
+        then one checker per expectation."""
+        steady = _checker("steady_state", self.expect.get("steady_state", {}))
+        rest = [
+            _checker(kind, opts) for kind, opts in self.expect.items() if kind != "steady_state"
+        ]
+        return [steady, *rest]
 
 
 def _checker(kind: str, options: Mapping[str, Any]) -> Checker:
     if not isinstance(options, Mapping):
         raise ScenarioError(f"expectation {kind!r} must be a table, got {options!r}")
+    if kind == "steady_state":
+        return SteadyStateChecker(**options)
     if kind == "audit":
-        return AuditChecker(**options)
+        return AuditChecker(**_with_tuple(options, "fs"))
+    if kind == "beneficios":
+        return BeneficiosChecker(**options)
+    if kind == "write_availability":
+        return WriteAvailabilityChecker.from_options(options)
     if kind == "cache_availability":
         return CacheAvailabilityChecker(**_with_tuple(options, "fs"))
     if kind == "staleness":
-        return StalenessChecker(**options)
+        return StalenessChecker(**_with_tuple(options, "targets"))
     if kind == "breaker":
-        return BreakerTimelineChecker(**options)
+        return BreakerTimelineChecker(**_with_tuple(options, "targets"))
     if kind == "health":
         kwargs = {k: v for k, v in options.items() if k not in ("during", "after")}
         during = options.get("during")
@@ -198,6 +229,7 @@ def parse_scenario(raw: Mapping[str, Any]) -> Scenario:
         "instances",
         "stack",
         "settle_s",
+        "recovery",
     }
     unknown = set(raw) - known
     if unknown:
@@ -241,7 +273,13 @@ def parse_scenario(raw: Mapping[str, Any]) -> Scenario:
         instances=instances,
         stack=stack,
         settle_s=float(raw.get("settle_s", 15.0)),
+        recovery=str(raw.get("recovery", "admin")),
     )
+    if scenario.recovery not in RECOVERY_MODES:
+        raise ScenarioError(
+            f"{where}: recovery must be one of {', '.join(RECOVERY_MODES)}, "
+            f"got {scenario.recovery!r}"
+        )
     try:
         scenario.checkers()
     except (TypeError, ValueError) as exc:

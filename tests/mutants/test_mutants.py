@@ -3,6 +3,7 @@ and the unbroken reference passes the same scenarios."""
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -19,7 +20,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_one(mutant: Mutant, scenario_name: str, report_dir: Path) -> ScenarioResult:
+def run_one(
+    mutant: Mutant, scenario_name: str, report_dir: Path, *, quick: bool = True
+) -> ScenarioResult:
     [scenario] = select(load_catalogue(), [scenario_name])
     command = (sys.executable, "-m", "tests.mutants.serve", mutant.name)
     scenario = replace(scenario, stack={**scenario.stack, **mutant.stack})
@@ -27,6 +30,7 @@ def run_one(mutant: Mutant, scenario_name: str, report_dir: Path) -> ScenarioRes
         report_dir=report_dir,
         target=TargetSpec(command=command, env={"PYTHONPATH": str(ROOT)}),
         provider="local",
+        quick=quick,
     )
     summary, _ = run_catalogue([scenario], options)
     [result] = summary.scenarios
@@ -35,7 +39,8 @@ def run_one(mutant: Mutant, scenario_name: str, report_dir: Path) -> ScenarioRes
 
 @pytest.mark.parametrize("name", sorted(MUTANTS))
 def test_mutant_is_flagged_by_its_checker(name: str, tmp_path: Path) -> None:
-    """The variant fails its scenario, and the checker meant for it is among the failures."""
+    """The variant fails its scenario, and the checker meant for it is among the failures,
+    for the intended reason (its summary matches the mutant's `reason`)."""
     mutant = MUTANTS[name]
     result = run_one(mutant, mutant.scenario, tmp_path)
     failed = {check.checker: check.summary for check in result.failed_checks}
@@ -46,6 +51,23 @@ def test_mutant_is_flagged_by_its_checker(name: str, tmp_path: Path) -> None:
         [audit] = [check for check in result.failed_checks if check.checker == "audit"]
         counts = audit.details["counts"]
         assert isinstance(counts, dict) and int(counts["lost"]) > 0, audit.summary
+    if mutant.reason is not None:
+        assert re.search(mutant.reason, failed[mutant.checker]), failed[mutant.checker]
+
+
+def test_stale_l1_after_reconnect_is_flagged_in_full_mode_after_the_heal(tmp_path: Path) -> None:
+    """Full mode (every time x3: a 12 s cut-off): the L1 kept after reconnecting is still
+    flagged, for the after-heal reason, while the stale reads during the longer cut-off
+    are allowed (the reference passes the same full-mode scenario in
+    tests/integration/test_catalogue_full.py)."""
+    mutant = MUTANTS["no-l1-flush-on-reconnect"]
+    result = run_one(mutant, mutant.scenario, tmp_path, quick=False)
+    failed = {check.checker: check for check in result.failed_checks}
+    assert result.error is None, result.error
+    assert "staleness" in failed, {c.checker: c.summary for c in result.checks}
+    assert mutant.reason is not None
+    assert re.search(mutant.reason, failed["staleness"].summary), failed["staleness"].summary
+    assert failed["staleness"].details["stale_after_heal"]["count"] > 0
 
 
 # The unbroken reference passing these same scenarios is shown by the quick catalogue run
@@ -59,3 +81,4 @@ def test_every_mutant_targets_a_catalogue_scenario() -> None:
         assert mutant.scenario in catalogue
         checkers = {c.name for c in catalogue[mutant.scenario].checkers()}
         assert mutant.checker in checkers, (mutant.name, checkers)
+        assert mutant.reason, f"{mutant.name}: no intended reason to assert"

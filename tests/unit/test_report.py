@@ -96,7 +96,7 @@ def scenario(
     truth = Truth(audit_rows={eid: 1 for eid in acked[lose:]}, audit_pending=0)
     checks = run_checkers(
         [
-            AuditChecker(),
+            AuditChecker(compare_rows=False, min_evidence=10),
             BreakerTimelineChecker(open_within_s=2, close_within_s=5),
             HealthChecker(grace_s=1),
             LatencyChecker({"baseline": PhaseThresholds(p99_s=0.05)}),
