@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from reference.breaker import CircuitState
-from reference.cache import CacheResult, HybridCache
+from reference.cache import JSON, CacheResult, HybridCache
+from reference.cache._l2 import _L2
 from reference.invalidation import SubscriberTiming
 from scenarios.ports import free_port
 from scenarios.stack import Stack
@@ -30,8 +31,8 @@ pytestmark = pytest.mark.integration
 
 RECONNECT_BOUND_S = 5.0
 TIMING = SubscriberTiming(ping_interval_s=0.2, backoff_max_s=0.2)
-V1 = {"v": 1}
-V2 = {"v": 2}
+V1: JSON = {"v": 1}
+V2: JSON = {"v": 2}
 
 
 class GatedResync(HybridCache):
@@ -85,9 +86,11 @@ def healed(cache: HybridCache) -> bool:
     return cache.subscribed and cache.breaker.state is CircuitState.CLOSED
 
 
-async def open_cache(stack: AsyncExitStack, proxy: Proxy, name: str) -> GatedResync:
+async def open_cache(
+    stack: AsyncExitStack, proxy: Proxy, name: str, kind: type[GatedResync]
+) -> GatedResync:
     settings = cache_settings(redis_url=f"redis://{proxy.listen}/0", instance_id=name)
-    cache = make_cache(settings, redis_breaker(settings), GatedResync, timing=TIMING)
+    cache = make_cache(settings, redis_breaker(settings), kind, timing=TIMING)
     assert isinstance(cache, GatedResync)
     stack.push_async_callback(cache.aclose)
     stack.callback(cache.release.set)  # the gated resync must not hold up aclose
@@ -96,16 +99,29 @@ async def open_cache(stack: AsyncExitStack, proxy: Proxy, name: str) -> GatedRes
     return cache
 
 
+class ReadsPendingFromL2(GatedResync):
+    """The broken variant (the reference before the fix): a key awaiting resync is read
+    from L2 like any other, so the pre-outage value is served and fills L1."""
+
+    def _pending(self, key: str) -> bool:
+        return False
+
+    async def _l2_lookup(self, key: str) -> JSON | _L2:
+        return await self._l2_get(key)
+
+
 Pair = tuple[GatedResync, GatedResync, list[Proxy]]
 
 
 @pytest.fixture
-async def pair(proxies: Callable[[], Proxy]) -> AsyncIterator[Pair]:
-    """Writer and other instance, each through its own proxy (returned too)."""
+async def pair(proxies: Callable[[], Proxy], request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
+    """Writer (of the kind the test asks for) and other instance, each through its own
+    proxy (returned too)."""
+    kind = getattr(request, "param", GatedResync)
     async with AsyncExitStack() as stack:
         cut = [proxies(), proxies()]
-        writer = await open_cache(stack, cut[0], "writer")
-        other = await open_cache(stack, cut[1], "other")
+        writer = await open_cache(stack, cut[0], "writer", kind)
+        other = await open_cache(stack, cut[1], "other", GatedResync)
         yield writer, other, cut
 
 
@@ -113,14 +129,21 @@ def value_of(found: CacheResult | None) -> object:
     return None if found is None else found.value
 
 
+@pytest.mark.parametrize(
+    ("pair", "broken"),
+    [(GatedResync, False), (ReadsPendingFromL2, True)],
+    ids=["reference", "broken-variant-reads-pending-from-l2"],
+    indirect=["pair"],
+)
 @pytest.mark.parametrize("change", ["set", "delete"])
 async def test_read_after_heal_never_returns_the_pre_outage_l2_value(
-    pair: Pair, change: str
+    pair: Pair, broken: bool, change: str
 ) -> None:
     """v1 reaches L2; Redis is cut; the writer sets v2 (or deletes) in L1 only; Redis
     heals. With the resync held back, reads on the writer once its breaker is CLOSED
     must never return v1 (the deleted key must not come back), neither from L2 nor later
-    from L1; once the resync ran, the other instance must not return v1 either."""
+    from L1; once the resync ran, the other instance must not return v1 either. The
+    broken variant (L2 read for a key awaiting resync) serves v1, which this catches."""
     writer, other, cut = pair
     key = f"race-{uuid.uuid4().hex[:6]}"
     assert await writer.set(key, V1) is True  # v1 in L2
@@ -149,9 +172,10 @@ async def test_read_after_heal_never_returns_the_pre_outage_l2_value(
     await asyncio.sleep(0)
     seen.append(await writer.get(key))
     seen.append(await writer.get_or_load(key, _no_loader))
-    assert V1 not in [value_of(found) for found in seen], (
-        f"writer served the pre-outage value after the heal: {seen}"
-    )
+    served_v1 = V1 in [value_of(found) for found in seen]
+    assert served_v1 is broken, f"writer after the heal (L2 still holds v1): {seen}"
+    if broken:
+        return
 
     writer.release.set()
     other.release.set()
