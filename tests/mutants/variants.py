@@ -331,6 +331,7 @@ MUTANTS: dict[str, Mutant] = {
             "audit",
             patch=_journal_without_fsync,
             loses=True,
+            reason=r"[1-9]\d* lost",
         ),
         Mutant(
             "journal-without-dir-fsync",
@@ -339,6 +340,7 @@ MUTANTS: dict[str, Mutant] = {
             "audit",
             patch=_journal_without_dir_fsync,
             loses=True,
+            reason=r"[1-9]\d* lost",
         ),
         Mutant(
             "redis-appendfsync-everysec",
@@ -347,6 +349,7 @@ MUTANTS: dict[str, Mutant] = {
             "audit",
             stack={"redis_appendfsync": "everysec"},
             loses=True,
+            reason=r"[1-9]\d* lost",
         ),
     )
 }
