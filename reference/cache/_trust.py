@@ -13,8 +13,9 @@ answers again they are deleted there and invalidated everywhere (the resync). Un
 delete succeeded, L2 is not read for a pending key: it may still hold the value from
 before the outage, and a read between the breaker closing and the resync reaching the key
 would return it and fill L1 with it. A read of a pending key settles it first (deletes it
-in L2 itself) and is then a miss; if L2 cannot settle it, the read is served as if L2
-were down (the L1 entry or the stale copy).
+in L2 itself) and is then a miss; while the outage lasts (until the breaker closed) or if
+L2 cannot settle it, the read is served as if L2 were down (the L1 entry or the stale
+copy).
 """
 
 from __future__ import annotations
@@ -126,8 +127,12 @@ class _Trust(_L2Gateway):
         return key in self._unsynced
 
     async def _settle(self, key: str) -> bool:
-        """Resync one pending key now (delete in L2, invalidate); True once done."""
-        if not await self._l2_delete(key):
+        """Resync one pending key now (delete in L2, invalidate); True once done.
+
+        Not while L2 is in an outage (HALF_OPEN included): the breaker's trial calls are
+        left to the other operations, and the read is served from L1 as before.
+        """
+        if self._l2_outage or not await self._l2_delete(key):
             return False
         self._unsynced.pop(key, None)
         return True
