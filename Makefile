@@ -10,9 +10,11 @@ bootstrap:
 run: bootstrap
 	@PATH="$(CURDIR)/.tools/bin:$$PATH" $(PY) -m scenarios.cli run --all --quick
 
+# --docker: a Docker daemon for the run (started if none answers, stopped at the end) and
+# the local images (built once); see scripts/docker-session and scripts/docker-daemon.
 test:
 	@scripts/bootstrap --test
-	@PATH="$(CURDIR)/.tools/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
+	@PATH="$(CURDIR)/.tools/bin:$$PATH" scripts/bootstrap --docker -- $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: bootstrap
 	@.venv/bin/ruff check reference scenarios tests locustfiles

@@ -41,6 +41,10 @@ _SECRET_QUERY_KEYS = ("pass", "pwd", "token", "secret", "key")
 
 MIN_HMAC_KEY_BYTES = 16
 """The journal's HMAC chain key must be at least this long (see journal_format)."""
+MIN_ADMIN_TOKEN_CHARS = 16
+"""ADMIN_TOKEN must be at least this long (a short bearer token can be guessed)."""
+MAX_RECORD_BYTES = 4 * 1024 * 1024
+"""The largest journal record (journal_format.MAX_RECORD_BYTES, repeated: no import cycle)."""
 
 
 class ConfigError(ValueError):
@@ -156,6 +160,9 @@ class Settings:
     audit_queue_stream: str = "audit:events"
     audit_max_deliveries: int = 5
     audit_timeout_s: float = 1.0
+    audit_redis_url: str | None = None
+    audit_queue_accept_unsafe: bool = False
+    audit_journal_max_pending_bytes: int = 8 * 1024 * 1024
     metrics_enabled: bool = True
     alerts_enabled: bool = True
     health_check_interval_s: float = 60.0
@@ -188,6 +195,11 @@ class Settings:
         if hmac_key is not None and len(hmac_key.reveal().encode()) < MIN_HMAC_KEY_BYTES:
             raise ConfigError(
                 "AUDITORIA_HMAC_KEY", f"must be at least {MIN_HMAC_KEY_BYTES} bytes long"
+            )
+        admin_token = r.secret("ADMIN_TOKEN")
+        if admin_token is not None and len(admin_token.reveal()) < MIN_ADMIN_TOKEN_CHARS:
+            raise ConfigError(
+                "ADMIN_TOKEN", f"must be at least {MIN_ADMIN_TOKEN_CHARS} characters long"
             )
         return cls(
             disable_redis=r.boolean("DISABLE_REDIS", False),
@@ -228,6 +240,14 @@ class Settings:
             audit_queue_stream=r.text("AUDITORIA_QUEUE_STREAM", "audit:events"),
             audit_max_deliveries=r.integer("AUDITORIA_MAX_DELIVERIES", 5, minimum=1),
             audit_timeout_s=r.millis("AUDITORIA_TIMEOUT_MS", 1000, minimum=1),
+            audit_redis_url=r.optional_url("AUDITORIA_REDIS_URL", _check_redis_url),
+            audit_queue_accept_unsafe=r.boolean("AUDITORIA_QUEUE_ACCEPT_UNSAFE", False),
+            audit_journal_max_pending_bytes=r.integer(
+                "AUDITORIA_JOURNAL_MAX_PENDING_BYTES",
+                8 * 1024 * 1024,
+                minimum=MAX_RECORD_BYTES,
+                unit="bytes",
+            ),
             metrics_enabled=r.boolean("RESILIENCE_METRICS_ENABLED", True),
             alerts_enabled=r.boolean("RESILIENCE_ALERTS_ENABLED", True),
             health_check_interval_s=r.millis("HEALTH_CHECK_INTERVAL", 60_000, minimum=1),
@@ -240,7 +260,7 @@ class Settings:
                 "ALERT_REDIS_FAILURES_THRESHOLD", 5, minimum=1
             ),
             alert_fallback_usage_threshold=r.fraction("ALERT_FALLBACK_USAGE_THRESHOLD", 0.5),
-            admin_token=r.secret("ADMIN_TOKEN"),
+            admin_token=admin_token,
             host=r.text("HOST", "127.0.0.1"),
             port=r.port("PORT", 8000),
             instance_id=r.text("INSTANCE_ID", "default"),

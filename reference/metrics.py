@@ -24,6 +24,7 @@ from reference.clock import SYSTEM_CLOCK, Clock
 
 __all__ = [
     "BREAKER_STATE_VALUES",
+    "HEALTH_STATUS_VALUES",
     "AuditPath",
     "CacheTier",
     "CounterTotals",
@@ -42,6 +43,7 @@ BREAKER_STATE_VALUES: dict[CircuitState, int] = {
     CircuitState.HALF_OPEN: 1,
     CircuitState.OPEN: 2,
 }
+HEALTH_STATUS_VALUES: dict[str, int] = {"HEALTHY": 0, "DEGRADED": 1, "UNHEALTHY": 2}
 _TIERS: tuple[CacheTier, ...] = ("l1", "l2")
 _L2_KINDS: tuple[L2ErrorKind, ...] = ("error", "timeout", "rejected")
 _PATHS: tuple[AuditPath, ...] = ("queue", "db", "file")
@@ -58,6 +60,7 @@ class CounterTotals:
     cache_stale_served: int = 0
     cache_loader_fallbacks: int = 0
     audit_file_events: int = 0
+    journal_chain_breaks: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,9 +164,48 @@ class ResilienceMetrics:
         self._redis_failures = Counter(
             "stormproof_redis_failures", "Redis operation failures", registry=r
         )
+        self._queue_unsafe = Gauge(
+            "stormproof_audit_queue_unsafe",
+            "1 when the audit queue's Redis cannot keep acknowledged events (AOF, "
+            "appendfsync, eviction policy or role), 0 when it can",
+            registry=r,
+        )
+        self._chain_breaks = Counter(
+            "stormproof_journal_chain_breaks",
+            "Journal segments that failed the HMAC chain (quarantined, or missing)",
+            registry=r,
+        )
+        self._outage_keys_dropped = Counter(
+            "stormproof_cache_outage_keys_dropped",
+            "Keys written during a Redis outage that the bounded resync set could not hold "
+            "(the cache namespace is flushed instead)",
+            registry=r,
+        )
         self._redis_last_failure = Gauge(
             "stormproof_redis_last_failure_timestamp_seconds",
             "Wall-clock time of the last Redis failure (0 = never)",
+            registry=r,
+        )
+        # operators' gauges (deploy/prometheus/rules.yml), refreshed when /metrics is read
+        self._health_status = Gauge(
+            "stormproof_health_status",
+            "Overall health (0 HEALTHY, 1 DEGRADED, 2 UNHEALTHY)",
+            registry=r,
+        )
+        self._dependency_up = Gauge(
+            "stormproof_dependency_up",
+            "Whether the last health probe of a dependency answered (1) or not (0)",
+            ["dependency"],
+            registry=r,
+        )
+        self._dead_letters = Gauge(
+            "stormproof_audit_dead_letters",
+            "Audit stream entries given up on (rows in the dead-letter table), as last read",
+            registry=r,
+        )
+        self._queue_backlog = Gauge(
+            "stormproof_audit_queue_backlog",
+            "Audit stream entries not yet committed to the database, as last read",
             registry=r,
         )
 
@@ -229,12 +271,35 @@ class ResilienceMetrics:
         """Count journal records replayed into the database."""
         self._recovery_replayed.inc(records)
 
+    def set_audit_queue_unsafe(self, unsafe: bool) -> None:
+        self._queue_unsafe.set(1 if unsafe else 0)
+
+    def record_journal_chain_break(self, segments: int = 1) -> None:
+        self._chain_breaks.inc(segments)
+
+    def record_outage_keys_dropped(self, keys: int = 1) -> None:
+        self._outage_keys_dropped.inc(keys)
+
     # -- redis --------------------------------------------------------------------------
 
     def record_redis_failure(self) -> None:
         """Count a Redis failure and stamp its wall-clock time."""
         self._redis_failures.inc()
         self._redis_last_failure.set(self._clock.now())
+
+    # -- operators' gauges ----------------------------------------------------------------
+
+    def set_health(self, status: str, *, redis_ok: bool, database_ok: bool) -> None:
+        """Publish the overall status ("HEALTHY" | "DEGRADED" | "UNHEALTHY") and probes."""
+        self._health_status.set(HEALTH_STATUS_VALUES[status])
+        self._dependency_up.labels(dependency="redis").set(int(redis_ok))
+        self._dependency_up.labels(dependency="database").set(int(database_ok))
+
+    def set_dead_letters(self, entries: int) -> None:
+        self._dead_letters.set(entries)
+
+    def set_queue_backlog(self, entries: int) -> None:
+        self._queue_backlog.set(entries)
 
     # -- snapshot -----------------------------------------------------------------------
 
@@ -248,6 +313,7 @@ class ResilienceMetrics:
             cache_stale_served=int(_value(self._stale)),
             cache_loader_fallbacks=int(_value(self._loader_fallbacks)),
             audit_file_events=int(_value(self._audit_events["file"])),
+            journal_chain_breaks=int(_value(self._chain_breaks)),
         )
 
     def snapshot(self) -> ResilienceSnapshot:

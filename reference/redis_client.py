@@ -12,7 +12,15 @@ See redis-py issues #4128 and #4156.
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis.asyncio as aioredis
+from redis.asyncio.connection import (
+    AbstractConnection,
+    Connection,
+    SSLConnection,
+    UnixDomainSocketConnection,
+)
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.maint_notifications import MaintNotificationsConfig
@@ -25,10 +33,17 @@ def make_redis(
     password: str | None = None,
     max_connections: int = 64,
     decode_responses: bool = False,
+    connection_class: type[AbstractConnection] | None = None,
 ) -> aioredis.Redis:
-    """An asyncio client: `timeout_s` for connect and for each command, zero retries."""
+    """An asyncio client: `timeout_s` for connect and for each command, zero retries.
+    `connection_class` replaces the one the URL's scheme implies (it must fit the scheme:
+    see `connection_class_for`)."""
+    extra: dict[str, Any] = {}
+    if connection_class is not None:
+        extra["connection_class"] = connection_class
     return aioredis.Redis.from_url(
         url,
+        **extra,
         password=password or None,
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
@@ -40,3 +55,13 @@ def make_redis(
         decode_responses=decode_responses,
         maint_notifications_config=MaintNotificationsConfig(enabled=False),
     )
+
+
+def connection_class_for(url: str) -> type[AbstractConnection]:
+    """The connection class redis-py picks for `url`'s scheme (to subclass it)."""
+    scheme = url.split("://", 1)[0].lower()
+    if scheme == "unix":
+        return UnixDomainSocketConnection
+    if scheme == "rediss":
+        return SSLConnection
+    return Connection

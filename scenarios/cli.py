@@ -11,10 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeAlias
 
+from reference.audit import journal_replay
 from reference.audit.journal_cli import main_verify
 from scenarios.bench import audit as bench_audit
 from scenarios.bench import cache as bench_cache
 from scenarios.bench import fs as bench_fs
+from scenarios.drill import cli as drill_cli
 from scenarios.load import command as load_command
 from scenarios.run import cli as run_cli
 from scenarios.run.scenario import ScenarioError
@@ -56,6 +58,13 @@ def _journal(args: argparse.Namespace) -> int:
     return main_verify([str(args.directory), "--hmac-key-env", args.hmac_key_env])
 
 
+def _dead_letters(args: argparse.Namespace) -> int:
+    from reference.audit.dead_letters import main as dead_letters_main
+
+    argv = ["--database-url-env", args.database_url_env]
+    return dead_letters_main([*argv, "--redrive"] if args.redrive else argv)
+
+
 def _bench(args: argparse.Namespace) -> int:
     return BENCHES[args.subject](json_output=args.json)
 
@@ -77,7 +86,7 @@ def register_stack(commands: Commands) -> None:
 
 
 def register_journal(commands: Commands) -> None:
-    """`stormproof journal verify DIR`."""
+    """`stormproof journal verify DIR` and `stormproof journal replay DIR`."""
     journal = commands.add_parser("journal", help="inspect an audit journal")
     journal_actions = journal.add_subparsers(dest="action", required=True)
     verify = journal_actions.add_parser("verify", help="report corrupt records and chain breaks")
@@ -86,6 +95,25 @@ def register_journal(commands: Commands) -> None:
         "--hmac-key-env", default="AUDITORIA_HMAC_KEY", help="variable holding the HMAC key"
     )
     verify.set_defaults(handler=_journal)
+    replay = journal_actions.add_parser(
+        "replay", help="replay a journal directory into audit_log (resumable, idempotent)"
+    )
+    journal_replay.add_arguments(replay)
+    replay.set_defaults(handler=journal_replay.run_cli)
+
+
+def register_audit(commands: Commands) -> None:
+    """`stormproof audit dead-letters [--redrive]`."""
+    audit = commands.add_parser("audit", help="the audit's dead letters")
+    audit_actions = audit.add_subparsers(dest="action", required=True)
+    dead = audit_actions.add_parser(
+        "dead-letters", help="list them; --redrive moves the valid events into audit_log"
+    )
+    dead.add_argument("--redrive", action="store_true", help="insert the valid events")
+    dead.add_argument(
+        "--database-url-env", default="DATABASE_URL", help="variable holding the database URL"
+    )
+    dead.set_defaults(handler=_dead_letters)
 
 
 def register_bench(commands: Commands) -> None:
@@ -99,9 +127,11 @@ def register_bench(commands: Commands) -> None:
 COMMANDS: tuple[Callable[[Commands], None], ...] = (
     register_stack,
     register_journal,
+    register_audit,
     register_bench,
     run_cli.register,
     load_command.register,
+    drill_cli.register,
 )
 """Every sub-command, registered the same way: a module's `register(commands)`."""
 

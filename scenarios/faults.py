@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from scenarios.fs import power
+from scenarios.redis_data import fill_redis
 from scenarios.stack.base import Stack
 from scenarios.stack.errors import StackError
 from scenarios.toxiproxy import Proxy, Toxiproxy, ToxiproxyError
@@ -37,21 +38,27 @@ _TOXICS: dict[str, tuple[str, dict[str, Any], tuple[str, ...]]] = {
     "slow_close": ("slow_close", {"delay": 2000}, ("downstream",)),
 }
 NETWORK_KINDS = ("down", "flapping", *_TOXICS)
+STREAMS = ("upstream", "downstream")
+"""A toxic fault's optional `stream` parameter makes it one-way (default: the kind's own)."""
 PROCESS_KINDS = ("sigkill", "sigstop")
 # Forgetful-disk faults (scenarios/fs, docs/powercut.md): a power cut of a process's disk,
 # and the journal disk refusing writes.
 POWER_TARGETS = ("redis", "target")
 DISK_TARGETS = ("journal",)
 DISK_KINDS = ("disk_full", "disk_eio", "disk_readonly")
-KINDS = (*NETWORK_KINDS, *PROCESS_KINDS, "powercut", *DISK_KINDS)
+# Data faults act on a store's contents over its direct URL (scenarios/redis_data.py).
+DATA_KINDS = ("fill",)
+DATA_TARGETS = ("redis",)
+KINDS = (*NETWORK_KINDS, *PROCESS_KINDS, "powercut", *DISK_KINDS, *DATA_KINDS)
 _PARAMS: dict[str, set[str]] = {
-    **{kind: set(attrs) for kind, (_, attrs, _) in _TOXICS.items()},
+    **{kind: {*attrs, "stream"} for kind, (_, attrs, _) in _TOXICS.items()},
     "down": set(),
     "flapping": {"period_s"},
     "sigkill": {"restart"},
     "sigstop": set(),
     "powercut": set(),
     **{kind: set() for kind in DISK_KINDS},
+    "fill": {"mb"},
 }
 
 
@@ -81,6 +88,7 @@ class FaultSpec:
         )
         targets = POWER_TARGETS if self.kind == "powercut" else targets
         targets = DISK_TARGETS if self.kind in DISK_KINDS else targets
+        targets = DATA_TARGETS if self.kind in DATA_KINDS else targets
         per_instance = self.kind in NETWORK_KINDS and _INSTANCE_PROXY.match(self.target)
         if self.target not in targets and not per_instance:
             raise FaultError(
@@ -90,6 +98,10 @@ class FaultSpec:
         if unknown:
             raise FaultError(f"fault {self.kind!r}: unknown parameter(s) {sorted(unknown)}")
         for key, value in self.params.items():
+            if key == "stream":
+                if value not in STREAMS:
+                    raise FaultError(f"fault {self.kind!r}: stream must be one of {STREAMS}")
+                continue
             if isinstance(value, bool) or not isinstance(value, int | float):
                 if key != "restart":
                     raise FaultError(f"fault {self.kind!r}: {key} must be a number")
@@ -140,20 +152,27 @@ class FaultInjector:
         services: Mapping[str, ProcessHandle] | None = None,
         targets: Callable[[], list[ProcessHandle]] | None = None,
         disks: StackDisks | None = None,
+        redis_direct_url: str | None = None,
     ) -> None:
         self._toxiproxy = toxiproxy
+        self._redis_direct_url = redis_direct_url  # for data faults (redis-fill)
         self._disks = disks  # the local stack's forgetful disks: power-cut and disk faults
         self._services: Mapping[str, ProcessHandle] = services or {}
         self._targets = targets or (lambda: [])
         self._active: list[tuple[FaultSpec, Revert]] = []
         self._lock = threading.Lock()
+        # a kill waits for a restart still under way (a process killed while starting
+        # would fail the restart, not test the target)
+        self._process_lock = threading.Lock()
 
     @classmethod
     def on_stack(
         cls, stack: Stack, targets: Callable[[], list[ProcessHandle]] | None = None
     ) -> FaultInjector:
         """An injector on a running stack: its Toxiproxy and the services it can signal."""
-        return cls(stack.toxiproxy, stack.services, targets, stack.disks)
+        return cls(
+            stack.toxiproxy, stack.services, targets, stack.disks, stack.urls.redis_direct_url
+        )
 
     @property
     def active(self) -> list[FaultSpec]:
@@ -197,6 +216,10 @@ class FaultInjector:
             return self._apply_disk(spec)
         if spec.kind in PROCESS_KINDS:
             return self._apply_process(spec)
+        if spec.kind == "fill":
+            if self._redis_direct_url is None:
+                raise FaultError("redis-fill needs the stack's direct Redis URL")
+            return fill_redis(self._redis_direct_url, float(spec.params.get("mb", 16)))
         proxy = self._toxiproxy.proxy(spec.target)
         if spec.kind == "down":
             proxy.disable()
@@ -205,6 +228,8 @@ class FaultInjector:
             return _Flapper(proxy, float(spec.params.get("period_s", 2.0))).start()
         toxic_type, defaults, streams = _TOXICS[spec.kind]
         attributes = {**defaults, **spec.params}
+        if "stream" in attributes:
+            streams = (str(attributes.pop("stream")),)
         names: list[str] = []
 
         def remove() -> None:
@@ -235,13 +260,15 @@ class FaultInjector:
                     handle.resume()
 
             return resume
-        for handle in handles:
-            handle.kill()
+        with self._process_lock:
+            for handle in handles:
+                handle.kill()
 
         def restart() -> None:
             if spec.params.get("restart", True) is not False:
-                for handle in handles:
-                    handle.start()
+                with self._process_lock:
+                    for handle in handles:
+                        handle.start()
 
         return restart
 

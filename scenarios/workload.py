@@ -75,6 +75,11 @@ class WorkloadSpec:
             raise WorkloadError(f"workload: {exc}") from exc
 
 
+def seeded_uuid(rng: random.Random) -> str:
+    """A version-4 UUID drawn from `rng`: the same seed gives the same event ids (replays)."""
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
 def _classify(status: int, f: str) -> str:
     if f == "health" and status in (200, 503):  # 503 = UNHEALTHY, still an answer
         return "ok"
@@ -178,12 +183,12 @@ class Workload:
                 "nome": f"beneficio {own}",
                 "valor": rng.randrange(100, 10_000),
                 "v": self._next_version(f"b:{own}"),
-                "event_id": str(uuid.uuid4()),
+                "event_id": seeded_uuid(rng),
             }
         else:
             key, method, path = None, "POST", "/audit"
             body = {
-                "event_id": str(uuid.uuid4()),
+                "event_id": seeded_uuid(rng),
                 "actor": f"worker-{worker}",
                 "action": "chaos",
                 "entity": "workload",

@@ -92,6 +92,8 @@ class AlertEvaluator:
                         st.since = at
                     events.append(self._event(rule, "firing", reading, message, at))
                     st.last_fired_at, st.unresolved = now, True
+            elif st.unresolved and rule.hold is not None and rule.hold(signals):
+                continue  # still the same outage: neither re-fired nor resolved
             elif st.unresolved:
                 message = f"resolved: {reading.message}"
                 events.append(self._event(rule, "resolved", reading, message, self._now_iso()))

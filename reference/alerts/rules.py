@@ -32,6 +32,8 @@ class AlertSignals:
     file_backups_recent: int = 0
     journal_backlog: int = 0
     health_status: str = "HEALTHY"
+    audit_queue_unsafe: bool = False
+    journal_chain_breaks_recent: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,11 +84,13 @@ class Reading:
 
 @dataclass(frozen=True, slots=True)
 class AlertRule:
-    """A named condition over the signals."""
+    """A named condition over the signals. `hold`, when given, keeps an alert that is
+    firing from resolving while it is true (an outage not over yet)."""
 
     name: str
     severity: Severity
     check: Callable[[AlertSignals, AlertThresholds], Reading]
+    hold: Callable[[AlertSignals], bool] | None = None
 
 
 def _redis_failures(s: AlertSignals, t: AlertThresholds) -> Reading:
@@ -133,10 +137,37 @@ def _unhealthy(s: AlertSignals, t: AlertThresholds) -> Reading:
     )
 
 
+def _queue_unsafe(s: AlertSignals, t: AlertThresholds) -> Reading:
+    return Reading(
+        active=s.audit_queue_unsafe,
+        value=int(s.audit_queue_unsafe),
+        threshold=1,
+        message="the audit queue's Redis cannot keep acknowledged events "
+        "(AOF, appendfsync, eviction policy or role; see /health audit_queue)",
+    )
+
+
+def _chain_broken(s: AlertSignals, t: AlertThresholds) -> Reading:
+    n = s.journal_chain_breaks_recent
+    return Reading(
+        active=n > 0,
+        value=n,
+        threshold=0,
+        message=f"{n} journal segments recently failed the HMAC chain (quarantined or missing)",
+    )
+
+
+def _breaker_not_closed(s: AlertSignals) -> bool:
+    """HALF_OPEN is still the outage: trials under way, nothing proven yet."""
+    return s.redis_circuit.upper() != "CLOSED"
+
+
 RULES: tuple[AlertRule, ...] = (
-    AlertRule("REDIS_MULTIPLE_FAILURES", "warning", _redis_failures),
+    AlertRule("REDIS_MULTIPLE_FAILURES", "warning", _redis_failures, _breaker_not_closed),
     AlertRule("HIGH_CACHE_FALLBACK_USAGE", "warning", _fallback_usage),
     AlertRule("AUDITORIA_FILE_BACKUP_ACTIVE", "critical", _file_backup),
     AlertRule("SYSTEM_UNHEALTHY", "critical", _unhealthy),
+    AlertRule("AUDIT_QUEUE_UNSAFE", "critical", _queue_unsafe),
+    AlertRule("AUDIT_JOURNAL_CHAIN_BROKEN", "critical", _chain_broken),
 )
-"""The seed's rules, in the seed's order."""
+"""The seed's rules, in the seed's order, then the audit's own."""

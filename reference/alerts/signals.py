@@ -24,6 +24,7 @@ class CumulativeCounters:
     cache_reads: int = 0
     cache_fallbacks: int = 0
     file_backups: int = 0
+    journal_chain_breaks: int = 0
 
     @classmethod
     def from_totals(cls, totals: CounterTotals) -> CumulativeCounters:
@@ -34,6 +35,7 @@ class CumulativeCounters:
             cache_reads=totals.cache_hits_l1 + totals.cache_hits_l2 + totals.cache_misses + stale,
             cache_fallbacks=stale + totals.cache_loader_fallbacks,
             file_backups=totals.audit_file_events,
+            journal_chain_breaks=totals.journal_chain_breaks,
         )
 
     def minus(self, base: CumulativeCounters) -> CumulativeCounters:
@@ -43,6 +45,7 @@ class CumulativeCounters:
             cache_reads=max(0, self.cache_reads - base.cache_reads),
             cache_fallbacks=max(0, self.cache_fallbacks - base.cache_fallbacks),
             file_backups=max(0, self.file_backups - base.file_backups),
+            journal_chain_breaks=max(0, self.journal_chain_breaks - base.journal_chain_breaks),
         )
 
 
@@ -75,6 +78,7 @@ class SignalWindow:
         redis_circuit: str,
         journal_backlog: int,
         health_status: str,
+        audit_queue_unsafe: bool = False,
     ) -> AlertSignals:
         """The signals for this evaluation: `counters`' increase over the window, plus the
         current states."""
@@ -93,4 +97,6 @@ class SignalWindow:
             file_backups_recent=recent.file_backups,
             journal_backlog=journal_backlog,
             health_status=health_status,
+            audit_queue_unsafe=audit_queue_unsafe,
+            journal_chain_breaks_recent=recent.journal_chain_breaks,
         )

@@ -12,7 +12,7 @@ import errno
 import os
 from pathlib import Path
 
-__all__ = ["atomic_replace", "fsync_dir", "write_all"]
+__all__ = ["atomic_replace", "fsync_dir", "make_dirs", "write_all"]
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -54,3 +54,19 @@ def atomic_replace(path: Path, data: bytes) -> None:
             tmp.unlink()
         raise
     fsync_dir(path.parent)
+
+
+def make_dirs(directory: Path, mode: int = 0o700) -> None:
+    """`mkdir -p` made durable: each directory created is fsynced into its parent (not only
+    the last one: a crash must not lose a created ancestor and with it everything below)."""
+    missing: list[Path] = []
+    current = directory
+    while not current.is_dir():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for path in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            path.mkdir(mode=mode)
+        fsync_dir(path.parent)

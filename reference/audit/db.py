@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import psycopg
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 __all__ = ["DatabaseConfig", "DbOp", "make_engine", "run_bounded"]
@@ -41,15 +43,16 @@ class DatabaseConfig:
 
 
 def make_engine(
-    config: DatabaseConfig, *, pool_size: int = 10, max_overflow: int = 10, pre_ping: bool = True
+    config: DatabaseConfig, *, pool_size: int = 10, max_overflow: int = 10, pre_ping: bool = False
 ) -> AsyncEngine:
     """An async engine on psycopg 3 for `config.url`, with a connect timeout.
 
     `pool_timeout` is bounded by the operation timeout: a caller never waits longer for a
     pooled connection than it would for the operation itself (`run_bounded` bounds both).
-    `pre_ping` (one round trip per checkout) replaces connections that died while idle
-    (an outage, a restart) instead of failing the first operation on each after healing,
-    which would also re-open a just-closed breaker.
+    No ping before each checkout (`pre_ping`, one round trip per operation): a connection
+    that died while idle (an outage, a restart) is dealt with when it is first used, by
+    `run_bounded` (the pool is discarded and the operation retried once on a fresh
+    connection), so the first operation after healing does not fail either.
     """
     connect_timeout = max(1, round(config.connect_timeout_s))
     return create_async_engine(
@@ -62,7 +65,9 @@ def make_engine(
     )
 
 
-async def run_bounded(engine: AsyncEngine, op: DbOp[T], timeout_s: float) -> T:
+async def run_bounded(
+    engine: AsyncEngine, op: DbOp[T], timeout_s: float, *, retry_dead: bool = True
+) -> T:
     """Run `op(conn)` in a transaction and commit it; give up after `timeout_s`.
 
     Raises `TimeoutError` when the deadline passes (the outcome of a commit in flight is
@@ -74,8 +79,11 @@ async def run_bounded(engine: AsyncEngine, op: DbOp[T], timeout_s: float) -> T:
     and waiting up to ~10 s for it (forever, were the server a black hole, without its
     own bound). That clean-up then finishes in the background, and the connection is
     discarded at its end.
+
+    A pooled connection found dead (left over from an outage) is replaced and `op` run
+    once more, unless `retry_dead` is False (a broken variant, for the tests).
     """
-    task = asyncio.create_task(_in_transaction(engine, op))
+    task = asyncio.create_task(_in_transaction(engine, op, retry_dead))
     try:
         done, _ = await asyncio.wait({task}, timeout=timeout_s)
     except BaseException:  # the caller was cancelled
@@ -87,19 +95,65 @@ async def run_bounded(engine: AsyncEngine, op: DbOp[T], timeout_s: float) -> T:
     return task.result()
 
 
-async def _in_transaction(engine: AsyncEngine, op: DbOp[T]) -> T:
-    conn: AsyncConnection | None = None
+async def _in_transaction(engine: AsyncEngine, op: DbOp[T], retry_dead: bool) -> T:
+    """`op` in a transaction, committed; once more on a fresh connection when a pooled one
+    turns out to be dead (the pool is not pinged before use).
+
+    A connection found broken before the commit was sent cannot have committed anything
+    (the server rolls back a transaction whose connection is gone), so the retry is safe
+    for any `op`. The other connections left over from the same outage are discarded too
+    (SQLAlchemy invalidates its pool on a disconnect it sees; an `op` that talks to the
+    driver directly gets the pool disposed here), not tried one by one. A failure during
+    the commit itself (unknown outcome) is never retried.
+    """
+    for attempt in (1, 2):
+        conn: AsyncConnection | None = None
+        committing = False
+        try:
+            conn = await engine.connect()
+            await conn.begin()
+            result = await op(conn)
+            committing = True
+            await conn.commit()
+        except Exception as exc:
+            dead = conn is not None and not committing and _dead(conn, exc)
+            if conn is not None:
+                await _discard(conn)
+            if not (retry_dead and dead and attempt == 1):
+                raise
+            _log.info("audit db: a pooled connection was dead (%s); retrying", exc)
+            if not isinstance(exc, DBAPIError):
+                await _dispose(engine)
+            continue
+        except BaseException:
+            if conn is not None:
+                await _discard(conn)
+            raise
+        await _close(conn)
+        return result
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _dead(conn: AsyncConnection, exc: Exception) -> bool:
+    """Whether `exc` means the connection itself is gone (not the statement's fault)."""
+    if isinstance(exc, DBAPIError):
+        return bool(exc.connection_invalidated)
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
     try:
-        conn = await engine.connect()
-        await conn.begin()
-        result = await op(conn)
-        await conn.commit()
-    except BaseException:
-        if conn is not None:
-            await _discard(conn)
-        raise
-    await _close(conn)
-    return result
+        driver = conn.sync_connection.connection.driver_connection  # type: ignore[union-attr]
+    except Exception:
+        return False
+    return bool(getattr(driver, "broken", False) or getattr(driver, "closed", False))
+
+
+async def _dispose(engine: AsyncEngine) -> None:
+    """Close the pool's idle connections (bounded; errors only logged)."""
+    try:
+        async with asyncio.timeout(_CLEANUP_TIMEOUT_S):
+            await engine.dispose()
+    except Exception as exc:
+        _log.warning("audit db: disposing of the pool failed: %r", exc)
 
 
 def _abandon(task: asyncio.Task[T]) -> None:

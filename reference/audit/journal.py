@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from reference.audit._fs import fsync_dir, write_all
+from reference.audit._fs import fsync_dir, make_dirs, write_all
+from reference.audit.chain_anchor import highest_quarantined, read_anchor
 from reference.audit.journal_format import (
     HEADER_BYTES,
     MAX_RECORD_BYTES,
@@ -52,18 +53,23 @@ class JournalWriteError(Exception):
 
 @dataclass(frozen=True)
 class JournalConfig:
-    """Where and how the journal writes. `fsync=False` gives up durability (tests only)."""
+    """Where and how the journal writes. `fsync=False` gives up durability (tests only).
+    `max_pending_bytes` bounds the records waiting for the disk (callers that gave up
+    included): past it, `append` fails at once instead of queueing behind a stalled fsync."""
 
     directory: Path
     segment_max_bytes: int = 16 * 1024 * 1024
     hmac_key: bytes | None = field(default=None, repr=False)
     fsync: bool = True
+    max_pending_bytes: int = 8 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if self.segment_max_bytes < MIN_SEGMENT_BYTES:
             raise ValueError(f"segment_max_bytes must be at least {MIN_SEGMENT_BYTES}")
         if self.hmac_key is not None and len(self.hmac_key) < MIN_HMAC_KEY_BYTES:
             raise ValueError(f"hmac_key must be at least {MIN_HMAC_KEY_BYTES} bytes")
+        if self.max_pending_bytes < MAX_RECORD_BYTES:
+            raise ValueError(f"max_pending_bytes must be at least {MAX_RECORD_BYTES}")
 
 
 @dataclass
@@ -89,6 +95,7 @@ class Journal:
         self._metrics: JournalMetrics = metrics or NullJournalMetrics()
         self._state = "new"
         self._pending: deque[_Waiter] = deque()
+        self._pending_bytes = 0
         self._wakeup = asyncio.Event()
         self._io_lock = asyncio.Lock()
         self._flusher: asyncio.Task[None] | None = None
@@ -149,8 +156,13 @@ class Journal:
             raise JournalWriteError(f"journal is {self._state}")
         if len(payload) > MAX_RECORD_BYTES:
             raise ValueError(f"record of {len(payload)} bytes exceeds {MAX_RECORD_BYTES}")
+        if self._pending_bytes + len(payload) > self._config.max_pending_bytes:
+            raise JournalWriteError(
+                f"journal backlog full ({self._pending_bytes} bytes waiting for the disk)"
+            )
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((bytes(payload), future))
+        self._pending_bytes += len(payload)
         self._wakeup.set()
         await future
 
@@ -212,10 +224,10 @@ class Journal:
         if active and active.records and frame_size(len(self._pending[0][0]), with_mac) > room:
             rotate_first = True
             room = self._config.segment_max_bytes - HEADER_BYTES
-        batch = [self._pending.popleft()]
+        batch = [self._pop()]
         room -= frame_size(len(batch[0][0]), with_mac)
         while self._pending and frame_size(len(self._pending[0][0]), with_mac) <= room:
-            item = self._pending.popleft()
+            item = self._pop()
             room -= frame_size(len(item[0]), with_mac)
             batch.append(item)
         return batch, rotate_first
@@ -251,9 +263,14 @@ class Journal:
             self._state = "broken"
             log.error("journal flusher stopped unexpectedly")
         while self._pending:
-            _, future = self._pending.popleft()
+            _, future = self._pop()
             if not future.done():
                 future.set_exception(JournalWriteError("journal flusher stopped"))
+
+    def _pop(self) -> _Waiter:
+        item = self._pending.popleft()
+        self._pending_bytes -= len(item[0])
+        return item
 
     # -- I/O thread side ---------------------------------------------------------------
 
@@ -266,34 +283,54 @@ class Journal:
             os.close(lock_fd)
             raise OSError(errno.EBUSY, "journal directory is locked by another writer") from None
         try:
-            segments = list_segments(self.directory)
-            if segments:
-                sequence, path = segments[-1]
-                self._next_sequence = sequence + 1
-                self._last_mac = self._resume_chain(path)
+            self._resume()
         except BaseException:
             os.close(lock_fd)
             raise
         self._lock_fd = lock_fd
         self._sealed_below = self._next_sequence
 
-    def _resume_chain(self, path: Path) -> bytes:
-        """The last MAC of the previous run's last segment; quarantines its torn tail."""
-        try:
-            scan = read_segment(path)
-        except OSError as exc:
-            log.warning("journal: cannot read %s to resume the chain: %s", path.name, exc)
-            return ZERO_MAC
-        if scan.corrupt:
-            log.warning("journal: %s has %d corrupt regions", path.name, len(scan.corrupt))
-            self._metrics.corrupt_quarantined(quarantine(scan, self.directory))
-        return scan.last_mac or ZERO_MAC
+    def _resume(self) -> None:
+        """Continue the previous run's chain and numbering: after the newest segment, the
+        chain anchor (recovery removed everything) and anything quarantined."""
+        segments = list_segments(self.directory)
+        anchor = read_anchor(self.directory)
+        self._next_sequence = max(
+            segments[-1][0] + 1 if segments else 1,
+            anchor.sequence + 1 if anchor else 1,
+            highest_quarantined(self.directory) + 1,
+        )
+        mac = self._resume_chain(segments)
+        if mac is None:
+            mac = anchor.mac if anchor else ZERO_MAC
+        self._last_mac = mac
+
+    def _resume_chain(self, segments: list[tuple[int, Path]]) -> bytes | None:
+        """The last MAC of the newest segment that has one (an empty or torn newest
+        segment is skipped, not a reason to restart the chain at zero); quarantines the
+        newest segment's torn tail. None when no segment tells."""
+        for number, (_, path) in enumerate(reversed(segments)):
+            try:
+                scan = read_segment(path)
+            except OSError as exc:
+                log.warning("journal: cannot read %s to resume the chain: %s", path.name, exc)
+                continue
+            if number == 0 and scan.corrupt:
+                log.warning("journal: %s has %d corrupt regions", path.name, len(scan.corrupt))
+                self._metrics.corrupt_quarantined(quarantine(scan, self.directory))
+            if scan.records:
+                return scan.last_mac or ZERO_MAC
+            if scan.header is not None:
+                return scan.header.prev_mac
+        return None
 
     def _ensure_directory(self) -> None:
         directory = self.directory
         if not directory.is_dir():
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self._fsync_dir(directory.parent)
+            if self._config.fsync:
+                make_dirs(directory)  # every created ancestor fsynced into its parent
+            else:
+                directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         mode = stat.S_IMODE(directory.stat().st_mode)
         if mode & 0o077:
             log.warning("journal directory %s had mode %o; setting 0700", directory, mode)

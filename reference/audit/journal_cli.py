@@ -9,6 +9,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from reference.audit.chain_anchor import read_anchor
+from reference.audit.chain_check import anchor_link
 from reference.audit.journal_format import (
     ChainBreak,
     SegmentScan,
@@ -50,8 +52,10 @@ class VerifyReport:
 def verify_journal(directory: Path, hmac_key: bytes | None = None) -> VerifyReport:
     """Scan every segment: corrupt regions, sequence gaps and (with a key) HMAC breaks.
 
-    The oldest remaining segment is the chain's anchor (the recovery job removes replayed
-    segments oldest first), and removing the newest records or segment is not detectable.
+    The oldest remaining segment must follow the chain anchor recovery left
+    (``chain.anchor``: the last replayed segment's sequence and MAC), so deleting the
+    oldest unreplayed segments is reported; removing the newest records or segment is not
+    detectable.
     Raises OSError when `directory` cannot be listed.
     """
     corrupt: list[CorruptRecord] = []
@@ -60,6 +64,7 @@ def verify_journal(directory: Path, hmac_key: bytes | None = None) -> VerifyRepo
     segments = list_segments(directory)
     prev_seq: int | None = None
     prev_scan: SegmentScan | None = None
+    anchor = read_anchor(directory)
     for seq, path in segments:
         if prev_seq is not None and seq != prev_seq + 1:
             missing = f"{prev_seq + 1}" if seq == prev_seq + 2 else f"{prev_seq + 1}..{seq - 1}"
@@ -81,6 +86,11 @@ def verify_journal(directory: Path, hmac_key: bytes | None = None) -> VerifyRepo
             link = _link_break(prev_scan, scan)
             if link:
                 breaks.append(ChainBreak(path, 0, link))
+        if prev_seq is None and not any(b.offset == 0 for b in scan.breaks):
+            # the oldest segment left must follow the last replayed one (the anchor)
+            anchored = anchor_link(anchor, scan)
+            if anchored:
+                breaks.append(ChainBreak(path, 0, f"after the chain anchor: {anchored}"))
         prev_seq, prev_scan = seq, scan
     return VerifyReport(
         directory, len(segments), records_ok, tuple(corrupt), tuple(breaks), hmac_key is not None

@@ -5,21 +5,26 @@ The producer and the entry format live in `reference/audit/stream.py` (re-export
 Worker (`QueueWorker`), one pass (`drain_once`) = `read_batch` -> `store_batch` ->
 `ack_batch`:
 
-- `read_batch`: its own pending entries first (after a restart or a poison entry: a
-  history read, which counts as a delivery), then entries idle longer than
-  `claim_idle_s` on any consumer (XAUTOCLAIM: a dead consumer's), then new ones
-  (XREADGROUP >, blocking at most `block_s`). Entries delivered more than
-  `max_deliveries` times, and malformed ones, become dead letters.
-- `store_batch`: dead letters into `audit_dead_letter`, events into `audit_log` in one
-  statement. A data error (a poison entry) falls back to row by row; a row that still
-  fails stays pending, so it is redelivered and eventually dead-lettered. Anything else
-  (Redis, the network, a timeout) fails the pass.
+- `read_batch`: on its first read, the entries its instance's earlier processes left
+  pending (consumers named after the same instance id: they are dead, this process took
+  their place) are claimed for this one; then its own pending entries (after a restart, a
+  lost reply or a rejected row: a history read), then entries idle longer than
+  `claim_idle_s` on any consumer (XAUTOCLAIM: another instance's dead consumer), then new
+  ones (XREADGROUP >, blocking at most `block_s`). Entries that are not events become dead
+  letters; how often an entry was delivered never matters (Redis counts a delivery on
+  every history read and claim, even when the reply is lost).
+- `store_batch`: events into `audit_log` in one statement (always attempted, idempotent);
+  a data error falls back to row by row, and a row the database rejects
+  `max_deliveries` times is dead-lettered with the database's reason. Dead letters are
+  stored after the events, row by row if one of them is refused (its reason is cleaned
+  of what PostgreSQL cannot store; one that still fails is stored without its raw bytes).
+  Anything else (Redis, the network, a timeout) fails the pass.
 - `ack_batch`: XACK then XDEL, in one MULTI, of exactly the committed entries.
 
 A failed pass keeps its batch in memory and retries it on the next pass (after a backoff
-in `run`), refreshing the claim on its entries (XCLAIM JUSTID, which does not count as a
-delivery) so that an outage, however long, never pushes healthy entries to the dead
-letter: delivery counts grow only when a worker dies holding them, or on poison.
+in `run`), refreshing the claim on its entries (XCLAIM JUSTID). Consumer names are per
+process (`consumer_name`): two processes never share one, and a restarted instance
+adopts what its predecessor held at once instead of waiting `claim_idle_s`.
 """
 
 from __future__ import annotations
@@ -27,10 +32,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
 import socket
-import uuid
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -39,8 +42,10 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 from redis.typing import StreamIdT
 
+from reference.audit.consumers import adopt_predecessors, consumer_name
+from reference.audit.dead_letters import rejected_letter, store_dead_letters
 from reference.audit.event import AuditEvent
-from reference.audit.store import POISON_ERRORS, AuditStore
+from reference.audit.store import POISON_ERRORS, AuditStore, DeadLetter
 from reference.audit.stream import (
     EVENT_FIELD,
     AuditQueue,
@@ -61,17 +66,22 @@ __all__ = [
     "StreamEntry",
     "WorkerConfig",
     "classify",
+    "consumer_name",
     "entries_from_reply",
 ]
 
 T = TypeVar("T")
+
 _log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class WorkerConfig:
     """How a worker reads, retries and gives up. `block_s` must be below the client's
-    socket timeout (a blocked XREADGROUP would otherwise time out)."""
+    socket timeout (a blocked XREADGROUP would otherwise time out). `max_deliveries`: how
+    many times the database may reject one entry's row before it is dead-lettered.
+    `predecessors`: the instance id whose earlier processes' pending entries this worker
+    adopts on its first read (None: none)."""
 
     stream: str
     group: str = "audit-workers"
@@ -84,6 +94,7 @@ class WorkerConfig:
     db_timeout_s: float = 5.0
     backoff_initial_s: float = 0.05
     backoff_max_s: float = 2.0
+    predecessors: str | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.max_deliveries < 1:
@@ -117,6 +128,8 @@ class QueueWorker:
         self._group_ready = False
         self._check_own = True  # a restarted consumer may have pending entries
         self._rejected = False
+        self._rejections: dict[str, int] = {}
+        self._adopt = config.predecessors is not None
         self._claim_cursor = "0-0"
         self._next_claim_at = clock.monotonic()
         self._held: Batch | None = None
@@ -154,6 +167,8 @@ class QueueWorker:
         room = self.config.batch_size
         entries: list[StreamEntry] = []
         try:
+            if self._adopt:
+                await self._adopt_predecessors()
             if self._check_own:
                 own = await self._read_own_pending(room)
                 self._check_own = len(own) >= room
@@ -169,24 +184,31 @@ class QueueWorker:
         except BaseException:
             self._check_own = True
             raise
-        return classify(entries, self.config.stream, self.config.max_deliveries)
+        return classify(entries, self.config.stream)
 
     async def store_batch(self, batch: Batch) -> list[str]:
-        """Commit the batch; returns the entry ids now safe to acknowledge."""
+        """Commit the batch (events first, then dead letters); returns the entry ids now
+        safe to acknowledge."""
         timeout = self.config.db_timeout_s
-        if batch.dead:
-            await self.store.insert_dead_letters(batch.dead, timeout_s=timeout)
-        done = [d.entry_id for d in batch.dead] + list(batch.gone)
-        if not batch.events:
-            return done
-        try:
-            await self.store.insert_many([e for _, e in batch.events], "queue", timeout_s=timeout)
-        except POISON_ERRORS as exc:
-            if _connection_lost(exc):
-                raise
-            _log.warning("audit worker: batch rejected (%s); retrying row by row", _brief(exc))
-            return done + await self._store_row_by_row(batch.events)
-        return done + [entry_id for entry_id, _ in batch.events]
+        done = list(batch.gone)
+        dead = list(batch.dead)
+        if batch.events:
+            try:
+                await self.store.insert_many(
+                    [e for _, e in batch.events], "queue", timeout_s=timeout
+                )
+                done += [entry_id for entry_id, _ in batch.events]
+            except POISON_ERRORS as exc:
+                if _connection_lost(exc):
+                    raise
+                _log.warning("audit worker: batch rejected (%s); retrying row by row", _brief(exc))
+                stored, rejected = await self._store_row_by_row(batch.events)
+                done += stored
+                dead += rejected
+        if dead:
+            await self._store_dead_letters(dead)
+            done += [letter.entry_id for letter in dead]
+        return done
 
     async def ack_batch(self, entry_ids: Sequence[str]) -> None:
         """XACK then XDEL exactly `entry_ids` (committed), atomically."""
@@ -357,24 +379,62 @@ class QueueWorker:
 
     # -- storing --------------------------------------------------------------------------
 
-    async def _store_row_by_row(self, events: Sequence[tuple[str, AuditEvent]]) -> list[str]:
+    async def _store_row_by_row(
+        self, events: Sequence[tuple[str, AuditEvent]]
+    ) -> tuple[list[str], list[DeadLetter]]:
+        """Each event alone: the ids stored, and dead letters for rows the database has
+        now rejected `max_deliveries` times (the others stay pending, retried later)."""
         done: list[str] = []
+        dead: list[DeadLetter] = []
         for entry_id, event in events:
             try:
                 await self.store.insert_one(event, "queue", timeout_s=self.config.db_timeout_s)
             except POISON_ERRORS as exc:
                 if _connection_lost(exc):
                     raise
+                rejections = self._rejections.get(entry_id, 0) + 1
+                if rejections >= self.config.max_deliveries:
+                    self._rejections.pop(entry_id, None)
+                    _log.warning(
+                        "audit worker: entry %s rejected %d times (%s); dead-lettered",
+                        entry_id,
+                        rejections,
+                        _brief(exc),
+                    )
+                    dead.append(
+                        rejected_letter(self.config.stream, entry_id, event, rejections, exc)
+                    )
+                    continue
+                self._rejections[entry_id] = rejections
                 _log.warning(
-                    "audit worker: entry %s rejected (%s); left pending",
-                    entry_id,
-                    _brief(exc),
+                    "audit worker: entry %s rejected (%s); left pending", entry_id, _brief(exc)
                 )
                 self._check_own = True
                 self._rejected = True
                 continue
+            self._rejections.pop(entry_id, None)
             done.append(entry_id)
-        return done
+        return done, dead
+
+    async def _store_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        await store_dead_letters(self.store, letters, self.config.db_timeout_s)
+
+    async def _adopt_predecessors(self) -> None:
+        """Claim what earlier processes of this instance left pending (see consumers)."""
+        instance = self.config.predecessors
+        if instance is not None:
+            await adopt_predecessors(
+                self.redis,
+                self.config.stream,
+                self.config.group,
+                self.config.consumer,
+                instance,
+                self.config.batch_size,
+                self._group_call,
+                self._bounded,
+            )
+        self._adopt = False
+        self._check_own = True
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -405,7 +465,7 @@ class QueueWorker:
 
 
 def _default_consumer() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    return consumer_name(socket.gethostname())
 
 
 def _connection_lost(exc: BaseException) -> bool:

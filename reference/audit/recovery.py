@@ -9,8 +9,10 @@ One run (`run_once`):
    far is in a sealed segment, and reads only sealed segments. Without a journal (a
    crashed writer's directory), every segment is taken, except the newest one while
    another process holds the journal's writer lock;
-3. replays segments oldest first, in batches (COPY into a staging table + INSERT ... SELECT
-   ... ON CONFLICT DO NOTHING); after each committed batch, records the progress (segment,
+3. replays segments oldest first, in batches (a typed COPY, `reference.audit.drain`: into
+   the table directly, or through a staging table with ON CONFLICT DO NOTHING when a row
+   is already there), reading the next segment meanwhile (at most two segments in
+   memory); after each committed batch, records the progress (segment,
    byte offset, identity of the segment) in a checkpoint file replaced atomically (write a
    temporary file, fsync, rename, fsync the directory). A checkpoint that cannot be written
    (a full disk) does not stop the run: it only means more replay after a crash;
@@ -35,20 +37,26 @@ import json
 import logging
 import os
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from reference.audit._fs import atomic_replace, fsync_dir
+from reference.audit.chain_anchor import ChainAnchor, write_anchor
+from reference.audit.chain_check import chain_verdict
+from reference.audit.drain import UndecodableRecord
 from reference.audit.event import AuditEvent, InvalidAuditEvent
 from reference.audit.journal import Journal, JournalWriteError, writer_alive
 from reference.audit.journal_format import (
+    ZERO_MAC,
     CorruptRegion,
     JournalRecord,
     SegmentScan,
     list_segments,
     quarantine,
     quarantine_path,
+    quarantine_segment,
     read_segment,
+    segment_sequence,
 )
 from reference.audit.queue import QueueWorker
 from reference.audit.store import POISON_ERRORS, AuditStore
@@ -69,6 +77,9 @@ __all__ = [
 CHECKPOINT_FILE = "recovery.checkpoint"
 RECOVERY_LOCK_FILE = ".recovery.lock"
 _log = logging.getLogger(__name__)
+_REPLAY_POISON = (*POISON_ERRORS, UndecodableRecord)
+"""A batch to validate record by record: the database rejected a value, or a record is
+not an event object (found while encoding the COPY rows)."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +144,7 @@ class RecoveryConfig:
     batch_size: int = 20000
     batch_timeout_s: float = 30.0
     redrive_timeout_s: float = 10.0
+    hmac_key: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.interval_s <= 0:
@@ -180,14 +192,17 @@ class RecoveryJob:
         reads: list[asyncio.Task[SegmentScan]] = []
         try:
             segments = await self._sealed_segments()
-            # Read the next segment (in a thread) while the database takes this one.
-            reads = [asyncio.create_task(asyncio.to_thread(read_segment, s)) for s in segments[:1]]
+            # Read the next segment (in a thread) while the database takes this one; never
+            # more than those two in memory, whatever the backlog.
+            key = self.config.hmac_key
+            reads = [_read(s, key) for s in segments[:1]]
             for number, segment in enumerate(segments):
+                current = reads.pop(0)
                 if number + 1 < len(segments):
-                    nxt = segments[number + 1]
-                    reads.append(asyncio.create_task(asyncio.to_thread(read_segment, nxt)))
-                if not await self._replay_segment(segment, totals, reads[number]):
+                    reads.append(_read(segments[number + 1], key))
+                if not await self._replay_segment(segment, totals, current):
                     break
+                del current  # replayed: let its records go
         finally:
             for read in reads:
                 read.cancel()
@@ -251,28 +266,66 @@ class RecoveryJob:
     ) -> bool:
         """Replay and delete one segment; False when it must stay (stop the run there)."""
         try:
-            scan = await (read or asyncio.to_thread(read_segment, path))
+            scan = await (read or asyncio.to_thread(read_segment, path, self.config.hmac_key))
         except FileNotFoundError:
             return True  # deleted by a run that just finished
         except OSError as exc:
             _log.error("recovery: cannot read %s: %s", path.name, exc)
             return False
+        verdict = await asyncio.to_thread(chain_verdict, scan, self.directory)
+        if verdict.reports:
+            self._chain_broken(scan, verdict.reports)
+        if verdict.forged:
+            return await asyncio.to_thread(self._set_aside, path)
         if scan.corrupt and not await self._quarantine(scan, scan.corrupt, totals):
+            return False
+        if verdict.bad_records and not await self._quarantine(scan, verdict.bad_records, totals):
             return False
         identity = _identity(scan)
         checkpoint = read_checkpoint(self.directory)
         start = 0
         if checkpoint and (checkpoint.segment, checkpoint.first_record) == (path.name, identity):
             start = checkpoint.offset
-        records = [r for r in scan.records if r.offset >= start]
+        rejected = {region.offset for region in verdict.bad_records}
+        records = [r for r in scan.records if r.offset >= start and r.offset not in rejected]
+        # resumed after a crash: the first batch may be in the table already
+        can_conflict = start > 0
         for first in range(0, len(records), self.batch_size):
             batch = records[first : first + self.batch_size]
-            if not await self._replay_batch(scan, batch, totals):
+            if not await self._replay_batch(scan, batch, totals, can_conflict):
                 return False
+            can_conflict = False
             await self._checkpoint(Checkpoint(path.name, batch[-1].end, identity))
+        await self._anchor(scan)
         await asyncio.to_thread(_remove_segment, path)
         await self._checkpoint(None)
         return True
+
+    def _chain_broken(self, scan: SegmentScan, reports: Sequence[str]) -> None:
+        for report in reports:
+            _log.error("recovery: HMAC chain broken at %s: %s", scan.path.name, report)
+        if self._metrics is not None:
+            self._metrics.record_journal_chain_break()
+
+    def _set_aside(self, path: Path) -> bool:
+        """A segment that fails the chain as a whole: copied to quarantine, then removed
+        (nothing of it replayed). False (keep it, stop) when the copy failed."""
+        if not quarantine_segment(path, self.directory, "chain"):
+            return False
+        _remove_segment(path)
+        return True
+
+    async def _anchor(self, scan: SegmentScan) -> None:
+        """Record the replayed segment as the chain's new anchor (a failure only weakens
+        the next check, like a lost checkpoint)."""
+        sequence = scan.header.sequence if scan.header else segment_sequence(scan.path)
+        if sequence is None:
+            return
+        anchor = ChainAnchor(sequence, scan.last_mac or ZERO_MAC)
+        try:
+            await asyncio.to_thread(write_anchor, self.directory, anchor)
+        except OSError as exc:
+            _log.warning("recovery: chain anchor not saved (%s)", exc)
 
     async def _checkpoint(self, checkpoint: Checkpoint | None) -> None:
         """Save progress; a failure (a full disk) only means replaying more next time.
@@ -285,14 +338,18 @@ class RecoveryJob:
             _log.warning("recovery: checkpoint not saved (%s); continuing", exc)
 
     async def _replay_batch(
-        self, scan: SegmentScan, batch: Sequence[JournalRecord], totals: _Totals
+        self,
+        scan: SegmentScan,
+        batch: Sequence[JournalRecord],
+        totals: _Totals,
+        can_conflict: bool = False,
     ) -> bool:
         timeout = self.batch_timeout_s
         try:
             inserted = await self.store.copy_replay_json(
-                [r.payload for r in batch], "file", timeout_s=timeout
+                [r.payload for r in batch], "file", can_conflict=can_conflict, timeout_s=timeout
             )
-        except POISON_ERRORS as exc:
+        except _REPLAY_POISON as exc:
             if getattr(exc, "connection_invalidated", False):
                 raise
             _log.warning("recovery: %s batch rejected (%s); validating", scan.path.name, exc)
@@ -330,6 +387,11 @@ class _Totals:
     replayed: int = 0
     inserted: int = 0
     quarantined: int = 0
+
+
+def _read(path: Path, key: bytes | None) -> asyncio.Task[SegmentScan]:
+    """Read `path` (checking MACs with `key`) in a thread, as a task (so it starts now)."""
+    return asyncio.create_task(asyncio.to_thread(read_segment, path, key))
 
 
 def _try_lock(directory: Path) -> int | None:

@@ -19,20 +19,26 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from reference.audit.event import AuditEvent
+from reference.audit.group_commit import GroupCommitConfig, GroupCommitter
 from reference.audit.journal import Journal
 from reference.audit.queue import AuditQueue
+from reference.audit.queue_safety import QueueGuard
 from reference.audit.store import AuditStore
 from reference.breaker import CircuitBreaker, CircuitOpenError
 from reference.errors import describe
 from reference.metrics import AuditPath, ResilienceMetrics
 
-__all__ = ["AuditConfig", "AuditUnavailable", "ResilientAudit"]
+__all__ = ["AuditConfig", "AuditUnavailable", "QueueUnsafe", "ResilientAudit"]
 
 _log = logging.getLogger(__name__)
 _Attempt = Callable[[AuditEvent], Awaitable[object]]
+
+
+class QueueUnsafe(Exception):
+    """The queue's Redis cannot keep acknowledged events (see audit/queue_safety.py)."""
 
 
 class AuditUnavailable(Exception):
@@ -54,6 +60,8 @@ class AuditConfig:
     queue: bool = True
     db: bool = True
     file: bool = True
+    db_batching: GroupCommitConfig = field(default_factory=GroupCommitConfig)
+    """How the database path groups concurrent events into one INSERT and commit."""
 
 
 class ResilientAudit:
@@ -74,16 +82,26 @@ class ResilientAudit:
         store: AuditStore | None = None,
         journal: Journal | None = None,
         metrics: ResilienceMetrics | None = None,
+        queue_guard: QueueGuard | None = None,
+        journal_breaker: CircuitBreaker | None = None,
+        db_committer: GroupCommitter | None = None,
     ) -> None:
         self._timeout_s = config.timeout_s
         self.redis_breaker = redis_breaker
         self.db_breaker = db_breaker
+        self.journal_breaker = journal_breaker
+        self.queue_guard = queue_guard
+        self.db_committer = db_committer
+        """Group-commits the db path's inserts (built from `store` and `config.db_batching`
+        when not given)."""
+        if db_committer is None and store is not None:
+            self.db_committer = GroupCommitter(store, "db", self._timeout_s, config.db_batching)
         self._metrics = metrics
         attempts: list[tuple[AuditPath, _Attempt]] = []
         if queue is not None and config.queue:
             attempts.append(("queue", self._via_queue(queue)))
-        if store is not None and config.db:
-            attempts.append(("db", self._via_db(store)))
+        if self.db_committer is not None and config.db:
+            attempts.append(("db", self._via_db(self.db_committer)))
         if journal is not None and config.file:
             attempts.append(("file", self._via_journal(journal)))
         self._attempts = tuple(attempts)
@@ -104,7 +122,7 @@ class ResilientAudit:
                 reasons[path] = _reason(exc)
                 if metrics is not None:
                     metrics.record_audit_attempt_failure(path)
-                    if path == "queue" and not isinstance(exc, CircuitOpenError):
+                    if path == "queue" and not isinstance(exc, CircuitOpenError | QueueUnsafe):
                         metrics.record_redis_failure()
                 continue
             if metrics is not None:
@@ -118,28 +136,42 @@ class ResilientAudit:
 
     def _via_queue(self, queue: AuditQueue) -> _Attempt:
         async def attempt(event: AuditEvent) -> None:
+            guard = self.queue_guard
+            if guard is not None and not guard.usable:
+                raise QueueUnsafe("; ".join(guard.safety.problems) or "unsafe")
             await self.redis_breaker.call(lambda: queue.publish(event), timeout_s=self._timeout_s)
 
         return attempt
 
-    def _via_db(self, store: AuditStore) -> _Attempt:
+    def _via_db(self, committer: GroupCommitter) -> _Attempt:
+        # concurrent events share one INSERT and one commit; each caller returns only after
+        # the commit that holds its event. run_bounded (in the store) times out, cancels and
+        # invalidates the connection; the breaker bounds each caller's own wait.
         async def attempt(event: AuditEvent) -> None:
-            # run_bounded (in insert_one) times out, cancels and invalidates the connection
-            await self.db_breaker.call(
-                lambda: store.insert_one(event, "db", timeout_s=self._timeout_s)
-            )
+            await self.db_breaker.call(lambda: committer.insert(event), timeout_s=self._timeout_s)
 
         return attempt
 
     def _via_journal(self, journal: Journal) -> _Attempt:
-        async def attempt(event: AuditEvent) -> None:
+        """Bounded; behind `journal_breaker` when given, so a stalled disk costs one fast
+        rejection per event instead of one full timeout each."""
+
+        async def append(event: AuditEvent) -> None:
             async with asyncio.timeout(self._timeout_s):
                 await journal.append(event.to_json_bytes())
+
+        async def attempt(event: AuditEvent) -> None:
+            if self.journal_breaker is None:
+                await append(event)
+            else:
+                await self.journal_breaker.call(lambda: append(event))
 
         return attempt
 
 
 def _reason(exc: BaseException) -> str:
+    if isinstance(exc, QueueUnsafe):
+        return f"queue unsafe ({exc})"
     if isinstance(exc, CircuitOpenError):
         return f"circuit {exc.name} {exc.state.value}"
     if isinstance(exc, TimeoutError):

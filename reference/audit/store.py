@@ -3,7 +3,7 @@
 Every write is `INSERT ... ON CONFLICT (event_id) DO NOTHING`, so delivering an event
 more than once (at-least-once on every path) still leaves exactly one row. Events are
 passed to PostgreSQL as their canonical JSON and taken apart there, so a batch is one
-statement (`unnest` of a jsonb array) or one COPY into a staging table.
+statement (`unnest` of a jsonb array); a replay is a typed COPY (`reference.audit.drain`).
 
 The idempotency key lives in two overridable class attributes, `EVENT_ID_COLUMN` and
 `ON_CONFLICT`, so a deliberately broken variant (no idempotency key) is a two-line subclass.
@@ -22,6 +22,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reference.audit.db import run_bounded
+from reference.audit.drain import copy_into
 from reference.audit.event import AuditEvent, canonical_json
 
 __all__ = ["POISON_ERRORS", "AuditStore", "DeadLetter"]
@@ -33,7 +34,6 @@ permission problem is the database's state, not the event's, and must fail the p
 
 _IDENT = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _SCHEMA_LOCK_KEY = 0x5707_A0D1
-_STAGE = "audit_replay_stage"
 _CREATE_RACE = (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable)
 
 
@@ -82,16 +82,6 @@ class AuditStore:
         self._insert_many_sql = text(
             f"INSERT INTO {table} ({columns}) SELECT {from_doc}, :path "
             f"FROM unnest(CAST(:docs AS jsonb[])) AS d {self.ON_CONFLICT}"
-        )
-        self._replay_sql = (
-            f"INSERT INTO {table} ({columns}) SELECT {from_doc}, %s "
-            f"FROM {_STAGE} AS s(d) {self.ON_CONFLICT}"
-        )
-        # Journaled events are usually new (they went to the journal because the database
-        # was down): try a plain INSERT under a savepoint first, and only when one of them
-        # is already there (a replay after a crash) redo the batch with ON CONFLICT.
-        self._replay_fast_sql = (
-            f"INSERT INTO {table} ({columns}) SELECT {from_doc}, %s FROM {_STAGE} AS s(d)"
         )
 
     # -- schema ---------------------------------------------------------------------------
@@ -172,45 +162,36 @@ class AuditStore:
     async def copy_replay(
         self, events: Sequence[AuditEvent], path: str = "file", *, timeout_s: float | None = None
     ) -> int:
-        """Replay a batch: COPY into a staging table, then insert what is new."""
+        """Replay a batch of events (idempotent); returns how many rows were new."""
         return await self.copy_replay_json(
             [event.to_json_bytes() for event in events], path, timeout_s=timeout_s
         )
 
     async def copy_replay_json(
-        self, docs: Sequence[bytes], path: str = "file", *, timeout_s: float | None = None
+        self,
+        docs: Sequence[bytes],
+        path: str = "file",
+        *,
+        can_conflict: bool = False,
+        timeout_s: float | None = None,
     ) -> int:
-        """`copy_replay` for canonical event JSON (as the journal stores it), unparsed.
+        """`copy_replay` for canonical event JSON (as the journal stores it): one typed
+        COPY (`reference.audit.drain`), straight into the table unless a row is already
+        there (or `can_conflict` says one may be), then through a staging table.
 
-        A document that is not a valid event makes the whole batch fail (nothing is
-        written); callers validate and retry without it. Returns how many rows were new.
+        Raises `UndecodableRecord` when a document is not an event object, and the
+        database's data error when a value is invalid (nothing is written then); callers
+        validate and retry without the bad ones. Returns how many rows were new.
         """
         if not docs:
             return 0
-        blob = b"\n".join(docs)
-        fast = blob.count(b"\n") == len(docs) - 1 and b"\t" not in blob and b"\r" not in blob
 
         async def op(conn: AsyncConnection) -> int:
             raw = await conn.get_raw_connection()
             pg: psycopg.AsyncConnection[object] = raw.driver_connection  # type: ignore[assignment]
-            async with pg.cursor() as cur:
-                await cur.execute(f"CREATE TEMP TABLE {_STAGE} (doc jsonb) ON COMMIT DROP")
-                async with cur.copy(f"COPY {_STAGE} (doc) FROM STDIN") as copy:
-                    if fast:  # text format: only backslashes need escaping
-                        await copy.write(blob.replace(b"\\", b"\\\\") + b"\n")
-                    else:
-                        for doc in docs:
-                            await copy.write_row((doc.decode("utf-8"),))
-                await cur.execute("SAVEPOINT replay_fast")
-                try:
-                    await cur.execute(self._replay_fast_sql, (path,))
-                    inserted = cur.rowcount
-                except psycopg.errors.UniqueViolation:
-                    await cur.execute("ROLLBACK TO SAVEPOINT replay_fast")
-                    await cur.execute(self._replay_sql, (path,))
-                    return max(0, cur.rowcount)
-                await cur.execute("RELEASE SAVEPOINT replay_fast")
-                return max(0, inserted)
+            return await copy_into(
+                pg, self.table, docs, path, on_conflict=self.ON_CONFLICT, can_conflict=can_conflict
+            )
 
         return await run_bounded(self.engine, op, timeout_s or self.op_timeout_s)
 

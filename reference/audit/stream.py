@@ -1,12 +1,21 @@
-"""The audit stream's format and its producer.
+"""The audit stream's format and its producer, and how a worker sorts what it read.
 
 Producer: `AuditQueue.publish` XADDs the event's canonical JSON (field `e`). The stream is
 never trimmed: an entry leaves it only when a worker has committed it and acknowledged it.
-`classify` sorts what a worker read into events, dead letters and entries to just ack.
+
+`classify` splits what a read delivered into valid events, dead letters (entries that are
+not events) and entries deleted meanwhile. How often an entry was delivered plays no part:
+Redis counts a delivery on every history read and claim, even when the reply was lost, so
+a count says nothing about the event. Only the database rejecting a row, row by row,
+dead-letters a valid event (in the worker).
+
+Dead-letter reasons are made storable: a foreign entry's text can hold anything (a NUL,
+which PostgreSQL refuses in `text`), and a reason PostgreSQL refuses would fail every pass.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,11 +32,14 @@ __all__ = [
     "StreamEntry",
     "as_text",
     "classify",
+    "clean_reason",
     "entries_from_reply",
 ]
 
 EVENT_FIELD = b"e"
 """The stream entry field holding the event's canonical JSON."""
+MAX_REASON_CHARS = 500
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
 
 
 class AuditQueue:
@@ -69,22 +81,17 @@ class Batch:
         return [i for i, _ in self.events] + [d.entry_id for d in self.dead] + list(self.gone)
 
 
-def as_text(value: bytes | str) -> str:
-    """A Redis reply value (bytes or str) as str."""
-    return value.decode() if isinstance(value, bytes) else value
+def clean_reason(reason: str) -> str:
+    """`reason` with control characters (NUL first of all) escaped, at most 500 chars."""
+    cleaned = _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}", reason)
+    if len(cleaned) > MAX_REASON_CHARS:
+        cleaned = cleaned[: MAX_REASON_CHARS - 3] + "..."
+    return cleaned or "unknown"
 
 
-def _field(fields: dict[Any, Any]) -> bytes | None:
-    value = fields.get(EVENT_FIELD, fields.get(EVENT_FIELD.decode()))
-    if value is None:
-        return None
-    return value.encode() if isinstance(value, str) else bytes(value)
-
-
-def classify(entries: Sequence[StreamEntry], stream: str, max_deliveries: int) -> Batch:
-    """Sort delivered entries: valid events; dead letters (malformed, or delivered more than
-    `max_deliveries` times); entries deleted meanwhile (only to be acked). Duplicates are
-    dropped."""
+def classify(entries: Sequence[StreamEntry], stream: str) -> Batch:
+    """Sort delivered entries: valid events; dead letters (not events); entries deleted
+    meanwhile (only to be acked). Duplicates are dropped; delivery counts are ignored."""
     events: list[tuple[str, AuditEvent]] = []
     dead: list[DeadLetter] = []
     gone: list[str] = []
@@ -97,28 +104,21 @@ def classify(entries: Sequence[StreamEntry], stream: str, max_deliveries: int) -
             gone.append(entry.entry_id)
             continue
         raw = _field(entry.fields)
-        event: AuditEvent | None = None
-        reason: str | None = None
         if raw is None:
             reason = "malformed: no event field"
         else:
             try:
-                event = AuditEvent.from_json_bytes(raw)
+                events.append((entry.entry_id, AuditEvent.from_json_bytes(raw)))
+                continue
             except InvalidAuditEvent as exc:
                 reason = f"malformed: {exc}"
-        if event is not None and entry.deliveries > max_deliveries:
-            reason = f"delivered {entry.deliveries} times (max {max_deliveries})"
-        if reason is None and event is not None:
-            events.append((entry.entry_id, event))
-            continue
         dead.append(
             DeadLetter(
                 stream=stream,
                 entry_id=entry.entry_id,
                 raw=raw if raw is not None else repr(entry.fields).encode(),
-                reason=reason or "unknown",
+                reason=clean_reason(reason),
                 deliveries=entry.deliveries,
-                event_id=event.event_id if event is not None else None,
             )
         )
     return Batch(tuple(events), tuple(dead), tuple(gone))
@@ -134,3 +134,15 @@ def entries_from_reply(reply: Any) -> list[StreamEntry]:
         for entry_id, fields in messages:
             out.append(StreamEntry(as_text(entry_id), dict(fields) if fields else None))
     return out
+
+
+def as_text(value: bytes | str) -> str:
+    """A Redis reply item as str."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _field(fields: dict[Any, Any]) -> bytes | None:
+    value = fields.get(EVENT_FIELD, fields.get(EVENT_FIELD.decode()))
+    if value is None:
+        return None
+    return value.encode() if isinstance(value, str) else bytes(value)

@@ -64,6 +64,7 @@ class _MetricHooks:
         self.l2_timeout: Callable[[], None] = _noop
         self.l2_error: Callable[[], None] = _noop
         self.redis_failure: Callable[[], None] = _noop
+        self.outage_key_dropped: Callable[[], None] = _noop
         if m is None:
             return
         self.hit_l1 = partial(m.record_cache_hit, "l1")
@@ -75,6 +76,7 @@ class _MetricHooks:
         self.l2_timeout = partial(m.record_l2_error, "timeout")
         self.l2_error = partial(m.record_l2_error, "error")
         self.redis_failure = m.record_redis_failure
+        self.outage_key_dropped = m.record_outage_keys_dropped
 
 
 _scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
@@ -126,6 +128,7 @@ class _CacheBase:
         self._l2_timeout = hooks.l2_timeout
         self._l2_error = hooks.l2_error
         self._redis_failure = hooks.redis_failure
+        self._outage_key_dropped = hooks.outage_key_dropped
 
     def _spawn(self, coro: Coroutine[None, None, None]) -> None:
         """Run `coro` in a tracked background task (awaited by `aclose`)."""

@@ -15,7 +15,10 @@ before the outage, and a read between the breaker closing and the resync reachin
 would return it and fill L1 with it. A read of a pending key settles it first (deletes it
 in L2 itself) and is then a miss; while the outage lasts (until the breaker closed) or if
 L2 cannot settle it, the read is served as if L2 were down (the L1 entry or the stale
-copy).
+copy). The set is bounded: a key pushed out of it is counted
+(`stormproof_cache_outage_keys_dropped`) and logged, and the resync then deletes the whole
+cache namespace in L2 and tells every instance to drop its L1 (FLUSH_ALL), since which
+keys went stale is no longer known; until that flush is done every key is pending.
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ from reference.invalidation import Subscriber, SubscriberTiming, decode_message
 from reference.metrics import ResilienceMetrics
 
 _log = logging.getLogger("reference.cache")
+FLUSH_ALL = "*"
+"""The invalidation "key" that drops every instance's whole L1 (no real key matches it:
+keys are validated as `[A-Za-z0-9_.:-]+`)."""
+_SCAN_COUNT = 500
 _OPEN = CircuitState.OPEN
 _CLOSED = CircuitState.CLOSED
 
@@ -80,6 +87,7 @@ class _Trust(_L2Gateway):
         # When L2 answers again they are deleted there and invalidated everywhere.
         self._unsynced: OrderedDict[str, None] = OrderedDict()
         self._unsynced_max = config.l1_max_items
+        self._unsynced_dropped = 0
         self._resyncing = False
 
         ref = weakref.ref(self)
@@ -109,30 +117,45 @@ class _Trust(_L2Gateway):
             self._unsynced[key] = None
             self._unsynced.move_to_end(key)
             while len(self._unsynced) > self._unsynced_max:
-                self._unsynced.popitem(last=False)  # bounded: the oldest is forgotten
+                self._unsynced.popitem(last=False)  # bounded: the oldest is forgotten...
+                self._forgot_one()  # ... but not silently
         else:
             self._unsynced.pop(key, None)
             if self._unsynced:
                 self._start_resync()
         return reached_l2
 
+    def _forgot_one(self) -> None:
+        if self._unsynced_dropped == 0:
+            _log.warning(
+                "cache %s: more than %d keys written during the outage; the whole cache "
+                "namespace will be flushed when Redis answers",
+                self.instance_id,
+                self._unsynced_max,
+            )
+        self._unsynced_dropped += 1
+        self._outage_key_dropped()
+
     def _start_resync(self) -> None:
-        if not self._resyncing and self._unsynced and not self._closed:
+        pending = self._unsynced or self._unsynced_dropped
+        if not self._resyncing and pending and not self._closed:
             self._resyncing = True
             self._spawn(self._resync())
 
     def _pending(self, key: str) -> bool:
         """Whether `key` awaits its resync: L2 may hold a value older than this
-        instance's last write or delete of it (L2 is not read for it until then)."""
-        return key in self._unsynced
+        instance's last write or delete of it (L2 is not read for it until then). After
+        an overflow any key may be one that was forgotten: all are, until the flush."""
+        return self._unsynced_dropped > 0 or key in self._unsynced
 
     async def _settle(self, key: str) -> bool:
         """Resync one pending key now (delete in L2, invalidate); True once done.
 
         Not while L2 is in an outage (HALF_OPEN included): the breaker's trial calls are
-        left to the other operations, and the read is served from L1 as before.
+        left to the other operations, and the read is served from L1 as before. Not after
+        an overflow either: only the resync's namespace flush settles that.
         """
-        if self._l2_outage or not await self._l2_delete(key):
+        if self._l2_outage or self._unsynced_dropped or not await self._l2_delete(key):
             return False
         self._unsynced.pop(key, None)
         return True
@@ -140,7 +163,7 @@ class _Trust(_L2Gateway):
     async def _l2_lookup(self, key: str) -> JSON | _L2:
         """`_l2_get`, except for a key awaiting resync: settled first, then MISS (its L2
         value, if any, predates a change made here), or DOWN if L2 cannot settle it."""
-        if key in self._unsynced:
+        if self._unsynced and self._pending(key):
             return _L2.MISS if await self._settle(key) else _L2.DOWN
         return await self._l2_get(key)
 
@@ -152,6 +175,8 @@ class _Trust(_L2Gateway):
         """
         done = 0
         try:
+            if self._unsynced_dropped and not await self._flush_namespace():
+                return  # L2 is down again: the next recovery resumes
             for key in list(self._unsynced):
                 if key not in self._unsynced:
                     continue
@@ -165,6 +190,33 @@ class _Trust(_L2Gateway):
                 )
             self._resyncing = False
 
+    async def _flush_namespace(self) -> bool:
+        """Delete every key under the cache prefix in L2 and publish FLUSH_ALL; True when
+        done (the forgotten keys are then accounted for)."""
+        redis = self._redis
+        if redis is None:
+            return False
+        pattern = f"{self._prefix}*"
+
+        async def flush() -> object:
+            keys = [k async for k in redis.scan_iter(match=pattern, count=_SCAN_COUNT)]
+            channel = self.channel.encode()
+            keys = [k for k in keys if k != channel]
+            for start in range(0, len(keys), _SCAN_COUNT):
+                await redis.unlink(*keys[start : start + _SCAN_COUNT])
+            return await redis.publish(self.channel, self._message(FLUSH_ALL, "delete"))
+
+        if not await self._guarded_l2(flush):
+            return False
+        _log.warning(
+            "cache %s: flushed the cache namespace (%d outage keys were forgotten)",
+            self.instance_id,
+            self._unsynced_dropped,
+        )
+        self._unsynced_dropped = 0
+        self._unsynced.clear()
+        return True
+
     def _apply_invalidation(self, data: object) -> None:
         decoded = decode_message(data)
         if decoded is None:
@@ -172,6 +224,9 @@ class _Trust(_L2Gateway):
             return
         key, sender = decoded
         if sender == self.instance_id:
+            return
+        if key == FLUSH_ALL:
+            self.flush_on_reconnect("another instance flushed the cache namespace")
             return
         with self._lock:
             self._touch(key)

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reference.config import Settings
 from reference.service.components import Components
+from reference.service.dashboard import router as dashboard_router
 from reference.service.routes import router
 
 MAX_BODY_BYTES = 256 * 1024
@@ -86,6 +87,7 @@ def create_app(settings: Settings) -> FastAPI:
         description="Hybrid L1/L2 cache with a circuit breaker and a resilient audit trail.",
     )
     app.include_router(router)
+    app.include_router(dashboard_router)
 
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
 

@@ -20,10 +20,19 @@ CREATE TABLE IF NOT EXISTS beneficios (
 )
 """
 _GET = text("SELECT id, nome, valor, v FROM beneficios WHERE id = :id")
+# Ordered by version: a write older than the row (a lower `v`) changes nothing, so two
+# versioned PUTs of one id end with the higher version whatever order they commit in
+# (equal versions overwrite). A PUT without a version takes the next one (last commit wins).
+_COLUMNS = "RETURNING id, nome, valor, v"
 _PUT = text(
     "INSERT INTO beneficios (id, nome, valor, v) VALUES (:id, :nome, :valor, :v) "
     "ON CONFLICT (id) DO UPDATE SET nome = EXCLUDED.nome, valor = EXCLUDED.valor, "
-    "v = EXCLUDED.v, updated_at = now() RETURNING id, nome, valor, v"
+    f"v = EXCLUDED.v, updated_at = now() WHERE beneficios.v <= EXCLUDED.v {_COLUMNS}"
+)
+_PUT_NEXT = text(
+    "INSERT INTO beneficios (id, nome, valor, v) VALUES (:id, :nome, :valor, 0) "
+    "ON CONFLICT (id) DO UPDATE SET nome = EXCLUDED.nome, valor = EXCLUDED.valor, "
+    f"v = beneficios.v + 1, updated_at = now() {_COLUMNS}"
 )
 
 
@@ -53,11 +62,16 @@ class BeneficiosRepo:
 
         return await self._breaker.call(lambda: run_bounded(self._engine, read, self._timeout_s))
 
-    async def put(self, beneficio_id: str, nome: str, valor: int, v: int) -> dict[str, Any]:
-        """Insert or replace the value for `key`."""
+    async def put(self, beneficio_id: str, nome: str, valor: int, v: int | None) -> dict[str, Any]:
+        """Upsert unless the stored row has a higher version (`v` None: the next version);
+        returns the row as stored."""
         params = {"id": beneficio_id, "nome": nome, "valor": valor, "v": v}
+        sql = _PUT if v is not None else _PUT_NEXT
 
         async def write(conn: AsyncConnection) -> dict[str, Any]:
-            return dict((await conn.execute(_PUT, params)).mappings().one())
+            written = (await conn.execute(sql, params)).mappings().first()
+            if written is None:  # superseded by a newer version: the row as it stands
+                return dict((await conn.execute(_GET, {"id": beneficio_id})).mappings().one())
+            return dict(written)
 
         return await self._breaker.call(lambda: run_bounded(self._engine, write, self._timeout_s))

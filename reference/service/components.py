@@ -12,6 +12,7 @@ import contextlib
 import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -27,10 +28,12 @@ from reference.alerts import (
     SignalWindow,
     WebhookSink,
 )
+from reference.audit.consumers import consumer_name
 from reference.audit.db import make_engine, run_bounded
 from reference.audit.journal import Journal, JournalConfig
 from reference.audit.journal_format import hmac_key_from_text
 from reference.audit.queue import AuditQueue, QueueWorker
+from reference.audit.queue_safety import QueueGuard
 from reference.audit.recovery import RecoveryJob
 from reference.audit.resilient import ResilientAudit
 from reference.audit.store import AuditStore
@@ -44,6 +47,7 @@ from reference.service.beneficios import BeneficiosRepo
 from reference.service.configs import (
     alert_evaluator,
     audit_config,
+    breaker_config,
     breakers,
     cache_config,
     database_config,
@@ -99,6 +103,7 @@ class Components:
     health: HealthMonitor
     alerts: AlertEvaluator | None
     webhook: WebhookSink | None
+    queue_guard: QueueGuard | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     schema_ready: asyncio.Event = field(default_factory=asyncio.Event)
     _schema_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -136,16 +141,21 @@ class Components:
                     directory=settings.audit_backup_path,
                     segment_max_bytes=settings.audit_journal_segment_bytes,
                     hmac_key=hmac_key_from_text(key.reveal()) if key else None,
+                    max_pending_bytes=settings.audit_journal_max_pending_bytes,
                 ),
                 clock,
             )
             await journal.open()
-        queue_redis = worker_redis = None
+        queue_redis = worker_redis = guard = None
         worker = queue = None
         if not settings.disable_redis:
-            queue_redis = redis_client(settings, settings.audit_timeout_s)
+            guard = QueueGuard(
+                settings.audit_queue_accept_unsafe,
+                on_change=lambda safety: metrics.set_audit_queue_unsafe(not safety.safe),
+            )
+            queue_redis = redis_client(settings, settings.audit_timeout_s, guard=guard)
             worker_redis = redis_client(
-                settings, max(2.0, settings.redis_op_timeout_s), max_connections=4
+                settings, max(2.0, settings.redis_op_timeout_s), max_connections=4, guard=guard
             )
             queue = AuditQueue(queue_redis, settings.audit_queue_stream)
             worker = QueueWorker(
@@ -153,12 +163,15 @@ class Components:
                 store,
                 worker_config(
                     settings,
-                    consumer=settings.instance_id,
+                    consumer=consumer_name(settings.instance_id),
+                    predecessors=settings.instance_id,
                     block_s=0.5,
                     redis_timeout_s=max(2.0, settings.redis_op_timeout_s),
                 ),
                 clock,
             )
+        journal_breaker = CircuitBreaker("journal", breaker_config(settings), clock)
+        metrics.watch_breaker(journal_breaker)
         audit = ResilientAudit(
             audit_config(settings),
             queue=queue,
@@ -167,6 +180,8 @@ class Components:
             db_breaker=db_breaker,
             journal=journal,
             metrics=metrics,
+            queue_guard=guard,
+            journal_breaker=journal_breaker,
         )
         recovery = RecoveryJob(
             recovery_config(settings),
@@ -218,6 +233,7 @@ class Components:
             health=health,
             alerts=alerts,
             webhook=webhook,
+            queue_guard=guard,
         )
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -231,6 +247,8 @@ class Components:
         self._spawn(self._warm_up(), "warm-up")
         self._spawn(self.health.run_forever(self.settings.health_check_interval_s), "health")
         self._spawn(self._probe_database_breaker(), "database-breaker-probe")
+        if self.queue_redis is not None:
+            self._spawn(self._check_queue_redis(), "queue-redis-check")
         if self.alerts is not None:
             window = SignalWindow(self.clock, alert_window_s(self.settings))
             self._spawn(
@@ -290,6 +308,17 @@ class Components:
                 except Exception:  # a failed trial re-opened it; a rejection: trials busy
                     break
 
+    async def _check_queue_redis(self) -> None:
+        """Connect the queue's client until its Redis has been checked once (the check
+        runs on every new connection: see audit/queue_safety.py)."""
+        guard, client = self.queue_guard, self.queue_redis
+        while guard is not None and client is not None and not guard.safety.checked:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(max(1.0, self.settings.audit_timeout_s)):
+                    await client.ping()
+            if not guard.safety.checked:
+                await asyncio.sleep(RETRY_S)
+
     async def _warm_up(self) -> None:
         async def constant(key: str) -> Any:
             return _CRITICAL_VALUES[key]
@@ -338,6 +367,8 @@ class Components:
             database_ok=report.database.ok,
             breakers=(circuit, self.db_breaker.state),
         ).value
+        if self.queue_guard is not None:
+            body["audit_queue"] = self.queue_guard.to_dict()
         return body
 
     async def resilience(self) -> dict[str, Any]:
@@ -345,8 +376,14 @@ class Components:
         body: dict[str, Any] = self.metrics.snapshot().to_dict()
         body["redis"]["circuitState"] = self.redis_breaker.state.value
         body["auditoria"]["journalBacklog"] = await self._journal_backlog()
+        guard = self.queue_guard
+        body["auditoria"]["queueUnsafe"] = guard is not None and guard.known_unsafe
+        body["auditoria"]["queueInUse"] = guard is not None and guard.usable
         report = await self.health_report()
         body["overall_health"] = report["status"]
+        body["timestamp"] = datetime.fromtimestamp(self.clock.now(), UTC).isoformat(
+            timespec="milliseconds"
+        )
         return body
 
     async def refresh_gauges(self) -> None:
@@ -375,6 +412,7 @@ class Components:
             redis_circuit=self.redis_breaker.state.value,
             journal_backlog=await self._journal_backlog(),
             health_status=str(report["status"]),
+            audit_queue_unsafe=self.queue_guard is not None and self.queue_guard.known_unsafe,
         )
 
 

@@ -15,7 +15,9 @@ import redis.asyncio as aioredis
 
 from reference.alerts import AlertEvaluator, AlertSink, AlertThresholds
 from reference.audit.db import DatabaseConfig
+from reference.audit.journal_format import hmac_key_from_text
 from reference.audit.queue import WorkerConfig
+from reference.audit.queue_safety import QueueGuard, guarded_connection_class
 from reference.audit.recovery import RecoveryConfig
 from reference.audit.resilient import AuditConfig
 from reference.breaker import BreakerConfig, CircuitBreaker
@@ -23,7 +25,7 @@ from reference.cache import CacheConfig
 from reference.clock import SYSTEM_CLOCK, Clock
 from reference.config import Settings
 from reference.logs import configure_logging
-from reference.redis_client import make_redis
+from reference.redis_client import connection_class_for, make_redis
 
 __all__ = [
     "Breakers",
@@ -81,12 +83,27 @@ def cache_config(settings: Settings) -> CacheConfig:
 
 
 def redis_client(
-    settings: Settings, timeout_s: float, *, max_connections: int = 64
+    settings: Settings,
+    timeout_s: float,
+    *,
+    max_connections: int = 64,
+    guard: QueueGuard | None = None,
 ) -> aioredis.Redis:
-    """A Redis client on `settings.redis_url` (with its password), cut off at `timeout_s`."""
+    """A Redis client on `settings.redis_url` (with its password), cut off at `timeout_s`.
+    With `guard`: a client of the audit queue, on `AUDITORIA_REDIS_URL` when set, whose
+    every new connection is checked by `guard` before it is used."""
     password = settings.redis_password.reveal() if settings.redis_password else None
+    url = settings.redis_url
+    connection_class = None
+    if guard is not None:
+        url = settings.audit_redis_url or settings.redis_url
+        connection_class = guarded_connection_class(guard, connection_class_for(url))
     return make_redis(
-        settings.redis_url, timeout_s, password=password, max_connections=max_connections
+        url,
+        timeout_s,
+        password=password,
+        max_connections=max_connections,
+        connection_class=connection_class,
     )
 
 
@@ -137,9 +154,12 @@ def alert_evaluator(
 
 
 def recovery_config(settings: Settings) -> RecoveryConfig:
-    """The journal directory and the replay interval."""
+    """The journal directory, the replay interval and the HMAC key (chain checked)."""
+    key = settings.audit_hmac_key
     return RecoveryConfig(
-        directory=settings.audit_backup_path, interval_s=settings.audit_recovery_interval_s
+        directory=settings.audit_backup_path,
+        interval_s=settings.audit_recovery_interval_s,
+        hmac_key=hmac_key_from_text(key.reveal()) if key else None,
     )
 
 
@@ -155,7 +175,7 @@ def log_secrets(settings: Settings) -> list[str]:
         for s in (settings.redis_password, settings.admin_token, settings.audit_hmac_key)
         if s is not None
     ]
-    for url in (settings.redis_url, settings.database_url):
+    for url in (settings.redis_url, settings.database_url, settings.audit_redis_url or ""):
         password = _url_password(url)
         if password:
             found += [password, unquote(password)]

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from reference.audit.event import AuditEvent, InvalidAuditEvent
 from reference.audit.resilient import AuditUnavailable
 from reference.service.components import Components
+from reference.service.readings import publish_gauges
 
 router = APIRouter()
 # /cache keys live in their own namespace: a client of the cache API cannot forge the
@@ -44,7 +45,7 @@ class BeneficioPut(BaseModel):
     model_config = ConfigDict(extra="forbid")
     nome: str = Field(min_length=1, max_length=200)
     valor: int = Field(ge=0, le=10**12)
-    v: int = Field(default=0, ge=0, le=2**62)
+    v: int | None = Field(default=None, ge=0, le=2**62)
     event_id: uuid.UUID | None = None
     actor: str = Field(default="api", min_length=1, max_length=200)
 
@@ -119,14 +120,15 @@ async def beneficio_get(beneficio_id: Key, c: Deps) -> dict[str, Any]:
 
 @router.put("/beneficios/{beneficio_id}")
 async def beneficio_put(beneficio_id: Key, body: BeneficioPut, c: Deps) -> dict[str, Any]:
-    """Audit first (durably), then write, then refresh the cache: no change without a trail."""
+    """Audit first (durably), then write, then invalidate the cache: no change without a
+    trail, and no older row left cached by a slower concurrent PUT."""
     try:
         event = AuditEvent.new(
             body.actor,
             "beneficio.update",
             "beneficio",
             beneficio_id,
-            {"nome": body.nome, "valor": body.valor, "v": body.v},
+            {"nome": body.nome, "valor": body.valor, "v": body.v or 0},
             event_id=body.event_id,
         )
     except InvalidAuditEvent as exc:
@@ -143,7 +145,10 @@ async def beneficio_put(beneficio_id: Key, body: BeneficioPut, c: Deps) -> dict[
         row = await c.beneficios.put(beneficio_id, body.nome, body.valor, body.v)
     except Exception as exc:
         raise HTTPException(503, f"database unavailable: {type(exc).__name__}") from exc
-    await c.cache.set(f"beneficio:{beneficio_id}", row)
+    # Invalidate, never write the row: a PUT's cache write can arrive after a later PUT's
+    # (a slow Redis link), and would then leave the older row cached everywhere for
+    # CACHE_TTL. A delete is order-free; the next read loads the row under the fill guard.
+    await c.cache.delete(f"beneficio:{beneficio_id}")
     return {**row, "audit": {"event_id": str(event.event_id), "path": path}}
 
 
@@ -161,16 +166,33 @@ async def audit_post(body: AuditIn, c: Deps) -> dict[str, Any]:
     return {"event_id": str(event.event_id), "path": path}
 
 
+def _is_admin(c: Components, authorization: str | None) -> bool:
+    """ADMIN_TOKEN is set and `authorization` carries it as a bearer token."""
+    token = c.settings.admin_token
+    scheme, _, given = (authorization or "").partition(" ")
+    return token is not None and scheme.lower() == "bearer" and token.matches(given)
+
+
 @router.get("/health")
-async def health(c: Deps) -> JSONResponse:
-    """`GET /health`."""
+async def health(c: Deps, authorization: Annotated[str | None, Header()] = None) -> JSONResponse:
+    """`GET /health`; dependency error texts (hosts, ports, users) only for the admin."""
     report = await c.health_report()
+    if not _is_admin(c, authorization):
+        for probe in ("redis", "database"):
+            if isinstance(report.get(probe), dict) and report[probe].get("error"):
+                report[probe] = {**report[probe], "error": "unavailable"}
     return JSONResponse(report, status_code=503 if report["status"] == "UNHEALTHY" else 200)
+
+
+def _metrics_enabled(c: Components) -> None:
+    if not c.settings.metrics_enabled:
+        raise HTTPException(404, "metrics are turned off (RESILIENCE_METRICS_ENABLED=false)")
 
 
 @router.get("/resilience")
 async def resilience(c: Deps) -> dict[str, Any]:
     """`GET /resilience`."""
+    _metrics_enabled(c)
     return await c.resilience()
 
 
@@ -179,15 +201,15 @@ async def metrics(c: Deps) -> PlainTextResponse:
     """`GET /metrics`: Prometheus text format."""
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+    _metrics_enabled(c)
     await c.refresh_gauges()
+    await publish_gauges(c)
     return PlainTextResponse(generate_latest(c.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 def require_admin(c: Deps, authorization: Annotated[str | None, Header()] = None) -> None:
     """Refuse unless ADMIN_TOKEN is set and the bearer token matches."""
-    token = c.settings.admin_token
-    scheme, _, given = (authorization or "").partition(" ")
-    if token is None or scheme.lower() != "bearer" or not token.matches(given):
+    if not _is_admin(c, authorization):
         raise HTTPException(
             401,
             "admin endpoints need Authorization: Bearer <ADMIN_TOKEN>",

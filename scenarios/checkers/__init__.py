@@ -15,6 +15,7 @@ from scenarios.checkers.latency import (
     phase_stats,
 )
 from scenarios.checkers.phases import PHASES, Phase, phase_of, phase_spans
+from scenarios.checkers.prometheus import AlertTimeline, PrometheusAlertsChecker
 from scenarios.checkers.staleness import StalenessChecker
 from scenarios.checkers.steady import STEADY_STATE, SteadyStateChecker
 from scenarios.checkers.writes import WriteAvailabilityChecker
@@ -22,6 +23,7 @@ from scenarios.checkers.writes import WriteAvailabilityChecker
 __all__ = [
     "PHASES",
     "STEADY_STATE",
+    "AlertTimeline",
     "AuditChecker",
     "BeneficiosChecker",
     "BreakerTimelineChecker",
@@ -34,6 +36,7 @@ __all__ = [
     "Phase",
     "PhaseStats",
     "PhaseThresholds",
+    "PrometheusAlertsChecker",
     "StalenessChecker",
     "SteadyStateChecker",
     "Truth",

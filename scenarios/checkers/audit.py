@@ -61,6 +61,10 @@ class AuditChecker:
     fs: tuple[str, ...] = ("audit", "beneficio_put")
     min_evidence: int = DEFAULT_MIN_EVIDENCE
     """Acknowledged events needed in the baseline, each fault window and the recovery."""
+    exempt_windows: tuple[str, ...] = ()
+    """Fault windows (by name) in which no acknowledgement is expected, so no ack evidence
+    is demanded there (e.g. the journal's disk failing while both other paths are down:
+    writes must be refused)."""
     compare_rows: bool = True
     """Compare every stored row's fields with what was sent (`corrupted`); the truth's
     full rows must then have been read."""
@@ -119,7 +123,7 @@ class AuditChecker:
         acked_at = {
             eid: min(op.start for op in attempts[eid] if op.outcome == "ok") for eid in acked
         }
-        where = segments(history)
+        where = [g for g in segments(history) if not self._exempt(g)]
         evidence = shortfalls(acked_at.values(), where, self.min_evidence, "audit acks")
         per_segment = _paths_per_segment(where, acked_at, path_of)
         evidence += self._missing_paths(where, per_segment)
@@ -164,6 +168,9 @@ class AuditChecker:
                 "paths": {phase: list(p) for phase, p in self.paths.items()},
             },
         )
+
+    def _exempt(self, segment: Segment) -> bool:
+        return any(segment.label.endswith(f"({name})") for name in self.exempt_windows)
 
     def _missing_paths(
         self, where: Sequence[Segment], per_segment: Mapping[str, Mapping[str, int]]

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from scenarios.history import JSON, History
+
+if TYPE_CHECKING:
+    from scenarios.checkers.prometheus import AlertTimeline
 
 MAX_SAMPLES = 20
 
@@ -20,6 +23,9 @@ class Truth:
     audit_pending: int | None = None
     """Journal + queue backlog the target reported after recovery; None if not read."""
     beneficios: Mapping[str, JSON] | None = None
+    """Optional: beneficio id -> row as read from the database."""
+    alerts: AlertTimeline | None = None
+    """Optional: which alerts Prometheus had firing when (runs with Prometheus)."""
     """Optional: beneficio id -> row ({"nome", "valor", "v"}) as read from the database."""
     audit_full: Mapping[str, Sequence[Mapping[str, JSON]]] | None = None
     """Optional: event_id -> its rows ({"actor", "action", "entity", "entity_id",

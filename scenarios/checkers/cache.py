@@ -48,7 +48,8 @@ def _reason(op: Op) -> str:
 
 def written_misses(history: History, reads: Sequence[Op]) -> list[Op]:
     """404 reads of a key whose last acknowledged change before the read was a write
-    (`cache_put` / `beneficio_put`), with no write or delete of it in flight."""
+    (`cache_put` / `beneficio_put`), with no write or delete of it concurrent with the
+    read (overlapping it: such a change may take effect first)."""
     changes: dict[str, list[Op]] = defaultdict(list)
     for op in history.ops_for(*WRITE_FS, "cache_delete"):
         changes[f"{op.f.split('_', 1)[0]}:{op.key}"].append(op)
@@ -57,8 +58,9 @@ def written_misses(history: History, reads: Sequence[Op]) -> list[Op]:
         if op.status != 404:
             continue
         mine = changes.get(f"{op.f.split('_', 1)[0]}:{op.key}", [])
-        if any(c.start < op.start and (c.end is None or c.end > op.start) for c in mine):
-            continue  # a change in flight: either answer is right
+        read_end = op.end if op.end is not None else op.start
+        if any(c.start < read_end and (c.end is None or c.end > op.start) for c in mine):
+            continue  # a change concurrent with the read: either answer is right
         done = [c for c in mine if c.outcome == "ok" and c.end is not None and c.end < op.start]
         if done and max(done, key=lambda c: c.end or 0.0).f != "cache_delete":
             out.append(op)

@@ -5,7 +5,7 @@ its own (numbered in start order, named) and the recovery (after the last heal).
 of the target process itself (`target-sigkill`) is not a segment: nothing can answer
 while it is down. A checker counts the operations it judges in each segment; fewer than
 its minimum is a failure with the reason "insufficient evidence: N <what> in <segment>",
-never a pass.
+never a pass. Segments shorter than `MIN_SEGMENT_S` are not judged for evidence.
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from scenarios.history import FaultWindow, History
 
 DEFAULT_MIN_EVIDENCE = 20
+MIN_SEGMENT_S = 0.5
+"""A segment shorter than this (e.g. a fault whose recorded window is a few ms: applying
+it took the time) holds too little time to demand evidence in; it is not judged."""
 UNANSWERABLE_TARGETS = frozenset({"target"})
 
 
@@ -67,5 +70,5 @@ def shortfalls(
     return [
         f"insufficient evidence: {counts[i]} {what} in {seg.label} (minimum {minimum})"
         for i, seg in enumerate(where)
-        if counts[i] < minimum
+        if counts[i] < minimum and seg.end - seg.start >= MIN_SEGMENT_S
     ]

@@ -12,7 +12,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from scenarios.faults import FaultError
+from scenarios.run.capabilities import refusals
 from scenarios.run.catalogue import load_catalogue, select
+from scenarios.run.generate.search import SearchSettings
+from scenarios.run.generate.space import DISK_FAULT_KINDS, ScheduleSpace
 from scenarios.run.runner import RunOptions, run_catalogue
 from scenarios.run.scenario import (
     Scenario,
@@ -20,8 +23,14 @@ from scenarios.run.scenario import (
     load_scenarios,
     parse_schedule,
 )
-from scenarios.run.schedules import run_property_cli, schedule_scenario
+from scenarios.run.schedules import (
+    PropertyCli,
+    parse_duration,
+    run_property_cli,
+    schedule_scenario,
+)
 from scenarios.stack.errors import StackError
+from scenarios.stack.providers import resolve_provider
 from scenarios.target import TargetSpec
 from scenarios.truth import TRUTH_QUERY
 
@@ -32,18 +41,23 @@ def resolve(args: argparse.Namespace) -> list[Scenario]:
     if args.all and args.scenarios:
         raise ScenarioError("give scenario names or --all, not both")
     chosen = catalogue if args.all else select(catalogue, args.scenarios) if args.scenarios else []
+    instances = getattr(args, "instances", 1)
     if args.schedule is not None:
         faults = parse_schedule(args.schedule, "--schedule")
         if len(chosen) > 1:
             raise ScenarioError("--schedule applies to one scenario at most")
-        chosen = [schedule_scenario(faults, chosen[0] if chosen else None)]
+        chosen = [schedule_scenario(faults, chosen[0] if chosen else None, instances)]
+    elif instances != 1:
+        raise ScenarioError("--instances applies to --schedule only")
+    if not 1 <= instances <= 8:
+        raise ScenarioError("--instances must be between 1 and 8")
     if not chosen:
         raise ScenarioError("nothing to run: name scenarios, or --all (see `stormproof list`)")
     return chosen
 
 
 def default_provider(given: str | None) -> str:
-    """--provider, else $STORMPROOF_STACK, else local (process faults need the local stack)."""
+    """--provider, else $STORMPROOF_STACK, else local (no Docker needed)."""
     return given or os.environ.get("STORMPROOF_STACK") or "local"
 
 
@@ -72,6 +86,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    scenarios = _drop_unsupported(scenarios, provider, args.all)
+    if not scenarios:
+        return 2
     options = RunOptions(
         report_dir=args.report,
         target=target,
@@ -80,6 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         provider=provider,
         truth_query=args.truth_query,
         allow_reset=args.allow_reset,
+        prometheus=args.with_prometheus,
     )
     console = Console(stderr=True)
     started = time.monotonic()
@@ -128,14 +146,73 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if summary.passed else 1
 
 
+def _drop_unsupported(scenarios: list[Scenario], provider: str, all_: bool) -> list[Scenario]:
+    """Say, before anything starts, which scenarios the provider cannot run.
+
+    With --all the others still run; named scenarios the provider cannot run stop the run
+    (an empty list is returned).
+    """
+    try:
+        refused = refusals(scenarios, resolve_provider(provider, os.environ))
+    except StackError as exc:
+        print(f"stormproof: {exc}", file=sys.stderr)
+        return []
+    for name, why in refused.items():
+        verdict = "skipped" if all_ else "cannot run"
+        print(f"stormproof: {name} {verdict}, it needs the local stack: {why}", file=sys.stderr)
+    if refused and not all_:
+        return []
+    return [s for s in scenarios if s.name not in refused]
+
+
 def cmd_property(args: argparse.Namespace) -> int:
     """`stormproof property`: generated fault schedules; 0 the property held."""
-    if args.examples < 1:
-        print("stormproof: --examples must be >= 1", file=sys.stderr)
+    try:
+        budget = parse_duration(args.time_budget) if args.time_budget else None
+        target = TargetSpec.from_command_line(args.target_cmd)
+        for name in ("examples", "reruns", "max_shrink_runs"):
+            if getattr(args, name) < (1 if name == "examples" else 0):
+                raise ValueError(f"--{name.replace('_', '-')} is too small")
+    except ValueError as exc:
+        print(f"stormproof: {exc}", file=sys.stderr)
         return 2
-    return run_property_cli(
-        args.examples, args.seed, args.report, not args.no_shrink, default_provider(args.provider)
+    provider = default_provider(args.provider)
+    if provider == "external" and not args.allow_reset:
+        print(
+            "stormproof: pass --allow-reset to run property examples on an external stack",
+            file=sys.stderr,
+        )
+        return 2
+    replay: list[str] = []
+    if args.target_cmd:
+        replay += ["--target-cmd", args.target_cmd]
+    if args.provider:
+        replay += ["--provider", args.provider]
+    if args.allow_reset:
+        replay += ["--allow-reset"]
+    if args.truth_query != TRUTH_QUERY:
+        replay += ["--truth-query", args.truth_query]
+    search = SearchSettings(
+        examples=args.examples,
+        seed=args.seed,
+        shrink=not args.no_shrink,
+        reruns=args.reruns,
+        max_shrink_runs=args.max_shrink_runs,
+        time_budget_s=budget,
+        space=ScheduleSpace().with_kinds(*DISK_FAULT_KINDS)
+        if args.disk_faults
+        else ScheduleSpace(),
     )
+    options = RunOptions(
+        report_dir=args.report,
+        target=target,
+        quick=True,
+        seed=args.seed,
+        provider=provider,
+        truth_query=args.truth_query,
+        allow_reset=args.allow_reset,
+    )
+    return run_property_cli(PropertyCli(search, options, tuple(replay)))
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -150,6 +227,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     run.add_argument("--schedule", default=None, help="JSON list of {at_s, fault, duration_s}")
     run.add_argument("--seed", type=int, default=0, help="the workload's random seed")
+    run.add_argument(
+        "--instances", type=int, default=1, help="target instances for --schedule (1-8)"
+    )
     run.add_argument("--scenario-file", type=Path, default=None, help="TOML/JSON scenarios")
     run.add_argument(
         "--provider", default=None, help="stack provider: local (default) | external | docker"
@@ -164,13 +244,43 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default=TRUTH_QUERY,
         help="SQL returning (event_id, row count) of the audit events to check",
     )
+    run.add_argument(
+        "--with-prometheus",
+        action="store_true",
+        help="run a Prometheus scraping the targets with deploy/prometheus/rules.yml",
+    )
     run.set_defaults(handler=cmd_run)
     prop = commands.add_parser("property", help="Hypothesis-generated fault schedules")
     prop.add_argument("--examples", type=int, default=5, help="schedules to generate")
     prop.add_argument("--seed", type=int, default=0, help="Hypothesis and workload seed")
     prop.add_argument("--report", type=Path, default=Path("reports/property"), help="where runs go")
     prop.add_argument("--no-shrink", action="store_true", help="report the first failure")
+    prop.add_argument(
+        "--time-budget",
+        default=None,
+        help="keep drawing examples for this long (e.g. 2h, 90m); overrides --examples",
+    )
+    prop.add_argument(
+        "--reruns", type=int, default=1, help="re-runs of a passing schedule while shrinking"
+    )
+    prop.add_argument(
+        "--max-shrink-runs", type=int, default=24, help="real runs spent shrinking a failure"
+    )
+    prop.add_argument(
+        "--target-cmd", default=None, help="command of the target (default: reference)"
+    )
+    prop.add_argument(
+        "--disk-faults", action="store_true", help="also draw power-cut and disk faults (FUSE)"
+    )
     prop.add_argument("--provider", default=None, help="local (default) | external | docker")
+    prop.add_argument(
+        "--allow-reset", action="store_true", help="allow resetting an external stack"
+    )
+    prop.add_argument(
+        "--truth-query",
+        default=TRUTH_QUERY,
+        help="SQL returning (event_id, row count) of the audit events to check",
+    )
     prop.set_defaults(handler=cmd_property)
     listing = commands.add_parser("list", help="list the scenario catalogue")
     listing.add_argument(

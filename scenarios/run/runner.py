@@ -19,7 +19,9 @@ from scenarios.checkers import CheckResult, Truth, run_checkers
 from scenarios.faults import FaultInjector
 from scenarios.history import History
 from scenarios.history_recorder import HistoryRecorder
+from scenarios.observe import Observer
 from scenarios.ports import free_port
+from scenarios.redis_data import apply_redis_config
 from scenarios.report import (
     RunSummary,
     ScenarioResult,
@@ -27,6 +29,12 @@ from scenarios.report import (
     write_html_report,
     write_junit_xml,
     write_results_json,
+)
+from scenarios.run.prometheus import (
+    EXPECTATION,
+    collect_alerts,
+    expected_alerts,
+    watch_targets,
 )
 from scenarios.run.scenario import Scenario, ScheduledFault
 from scenarios.stack import Stack, StackError, open_stack
@@ -39,6 +47,7 @@ from scenarios.truth import (
     read_truth,
     reset_state,
 )
+from scenarios.webhook import WebhookReceiver
 from scenarios.workload import Workload
 
 Progress = Callable[[str, float], None]
@@ -57,6 +66,8 @@ class RunOptions:
     truth_query: str = TRUTH_QUERY
     allow_reset: bool = False
     """Allow dropping the tables and flushing Redis on an external stack."""
+    prometheus: bool = False
+    """Run a Prometheus scraping the targets for every scenario (`--with-prometheus`)."""
 
 
 def run_catalogue(
@@ -71,23 +82,23 @@ def run_catalogue(
     run_dir.mkdir(parents=True, exist_ok=True)
     results: list[ScenarioResult] = []
     histories: dict[str, History] = {}
-    stacks: dict[tuple[bool, str], Stack] = {}
+    stacks: dict[tuple[bool, str, bool], Stack] = {}
     try:
         for number, scenario in enumerate(scenarios):
             aof = bool(scenario.stack.get("redis_aof", True))
             appendfsync = str(scenario.stack.get("redis_appendfsync", "always"))
-            if (aof, appendfsync) not in stacks:
-                stacks[aof, appendfsync] = open_stack(
+            key = (aof, appendfsync, wants_prometheus(scenario, options.prometheus))
+            if key not in stacks:
+                stacks[key] = open_stack(
                     options.provider,
                     base_dir=run_dir / "stack",
                     redis_aof=aof,
                     redis_appendfsync=appendfsync,
+                    prometheus=key[2],
                 )
             report = progress(number, scenario) if progress else None
             result, history = asyncio.run(
-                run_scenario(
-                    scenario, stacks[aof, appendfsync], options, run_dir / scenario.name, report
-                )
+                run_scenario(scenario, stacks[key], options, run_dir / scenario.name, report)
             )
             results.append(result)
             if history is not None:
@@ -131,15 +142,20 @@ async def run_scenario(
         )
     stack.heal()
     await asyncio.to_thread(reset_state, stack)
+    undo_redis_config = await asyncio.to_thread(
+        apply_redis_config, stack.urls.redis_direct_url, scenario.stack.get("redis_config", {})
+    )
     extra_proxies = (
         _instance_proxies(stack, scenario.instances)
         if scenario.stack.get("redis_proxy_per_instance")
         else {}
     )
+    receiver = WebhookReceiver().start()  # the operator's alert channel
     targets = TargetGroup(
         spec,
         stack.urls,
         scenario_dir,
+        extra_env={"ALERT_WEBHOOK_URL": receiver.url},
         instance_env=lambda n: {"REDIS_URL": extra_proxies[n]} if extra_proxies else {},
         backup_root=(
             stack.disks.journal_root(scenario.name)
@@ -148,15 +164,19 @@ async def run_scenario(
         ),
     )
     injector = FaultInjector.on_stack(stack, targets=lambda: list(targets.instances))
+    prometheus = stack.prometheus if wants_prometheus(scenario, options.prometheus) else None
     error: str | None = None
     history: History | None = None
     checks: tuple[CheckResult, ...] = ()
+    observer: Observer | None = None
     try:
         say("starting target", 0.0)
         await asyncio.to_thread(targets.start)
         await wait_healthy(targets.urls, 15.0)
+        if prometheus is not None:
+            await asyncio.to_thread(watch_targets, prometheus, targets.urls, scenario.name)
         loop = asyncio.get_running_loop()
-        t0 = loop.time()
+        t0, wall_t0 = loop.time(), time.time()
         with HistoryRecorder(history_path, lambda: loop.time() - t0, flush_every=64) as recorder:
             workload = Workload(
                 scenario.workload,
@@ -166,6 +186,9 @@ async def run_scenario(
                 instance_ids=[i.instance_id for i in targets.instances],
             )
             driver = asyncio.create_task(workload.run())
+            ids = [i.instance_id for i in targets.instances]
+            poll = "metrics" in scenario.expect
+            observer = Observer(receiver, recorder, targets.urls, ids, poll=poll).start()
             try:
                 await _play_schedule(scenario, injector, recorder, t0, say)
             finally:
@@ -173,9 +196,24 @@ async def run_scenario(
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await asyncio.wait_for(driver, scenario.workload.request_timeout_s + 5)
                 await asyncio.to_thread(_heal, stack, injector, targets)
+            healed_wall = time.time()
             say("recovering", 0.9)
             pending = await settle(targets, scenario.settle_s, admin=scenario.recovery == "admin")
+            await observer.stop()
             history = recorder.history()
+        alerts = None
+        if prometheus is not None and EXPECTATION in scenario.expect:
+            # before the stop: a stopped target's series vanish and would read as resolved
+            say("reading alerts from Prometheus", 0.93)
+            fire, resolve_within_s = expected_alerts(scenario.expect)
+            alerts = await asyncio.to_thread(
+                collect_alerts,
+                prometheus,
+                wall_t0=wall_t0,
+                healed_wall=healed_wall,
+                fire=fire,
+                resolve_within_s=resolve_within_s,
+            )
         # the truth is read after a graceful (SIGTERM) stop: what the service flushes, or
         # loses, at shutdown counts
         say("stopping target", 0.95)
@@ -185,13 +223,23 @@ async def run_scenario(
             audit_pending=pending,
             audit_full=await asyncio.to_thread(read_audit_rows, stack),
             beneficios=await asyncio.to_thread(read_beneficios, stack),
+            alerts=alerts,
         )
         checks = run_checkers(scenario.checkers(), history, truth)
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
     finally:
+        if observer is not None:
+            await observer.stop()
         errors = injector.revert_all()
         await asyncio.to_thread(targets.stop)
+        try:
+            await asyncio.to_thread(undo_redis_config)
+        except Exception as exc:
+            errors.append(f"redis_config: {exc}")
+        if prometheus is not None:
+            prometheus.set_targets([])
+        receiver.stop()
         for n in extra_proxies:
             with contextlib.suppress(Exception):
                 stack.toxiproxy.delete_proxy(f"redis.i{n}")
@@ -250,6 +298,11 @@ async def _play_schedule(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def wants_prometheus(scenario: Scenario, everywhere: bool = False) -> bool:
+    """Whether `scenario` runs with a Prometheus (its stack option, or `--with-prometheus`)."""
+    return everywhere or bool(scenario.stack.get("prometheus"))
 
 
 def _heal(stack: Stack, injector: FaultInjector, targets: TargetGroup) -> None:

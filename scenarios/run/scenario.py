@@ -25,6 +25,7 @@ Everything is checked before anything starts; errors are one line naming the sce
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -40,10 +41,13 @@ from scenarios.checkers import (
     HealthChecker,
     LatencyChecker,
     PhaseThresholds,
+    PrometheusAlertsChecker,
     StalenessChecker,
     SteadyStateChecker,
     WriteAvailabilityChecker,
 )
+from scenarios.checkers.alerts import AlertsChecker
+from scenarios.checkers.metrics import MetricsChecker
 from scenarios.faults import FaultError, FaultSpec
 from scenarios.workload import WorkloadError, WorkloadSpec
 
@@ -54,14 +58,29 @@ EXPECTATIONS = (
     "latency",
     "breaker",
     "health",
+    "prometheus_alerts",
     "steady_state",
     "write_availability",
     "beneficios",
+    "alerts",
+    "metrics",
 )
 PHASES = ("baseline", "fault", "between", "recovery")
-STACK_OPTIONS = ("redis_aof", "redis_proxy_per_instance", "redis_appendfsync")
+STACK_OPTIONS = (
+    "redis_aof",
+    "redis_proxy_per_instance",
+    "redis_appendfsync",
+    "redis_config",
+    "prometheus",
+)
+OBSERVED: dict[str, type[AlertsChecker] | type[MetricsChecker]] = {
+    "alerts": AlertsChecker,
+    "metrics": MetricsChecker,
+}
+"""What an operator sees (alerts received, dashboards), recorded by scenarios/observe.py."""
 FULL_SCALE = 3.0
 RECOVERY_MODES = ("admin", "scheduled")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 class ScenarioError(ValueError):
@@ -130,7 +149,7 @@ def _checker(kind: str, options: Mapping[str, Any]) -> Checker:
     if kind == "steady_state":
         return SteadyStateChecker(**options)
     if kind == "audit":
-        return AuditChecker(**_with_tuple(options, "fs"))
+        return AuditChecker(**_with_tuple(_with_tuple(options, "fs"), "exempt_windows"))
     if kind == "beneficios":
         return BeneficiosChecker(**options)
     if kind == "write_availability":
@@ -151,6 +170,8 @@ def _checker(kind: str, options: Mapping[str, Any]) -> Checker:
         if "after" in options:
             kwargs["expect_after"] = frozenset(_statuses(options["after"]))
         return HealthChecker(**kwargs)
+    if kind == "prometheus_alerts":
+        return PrometheusAlertsChecker(**options)
     if kind == "latency":
         unknown = set(options) - {*PHASES, "fs"}
         if unknown:
@@ -163,6 +184,8 @@ def _checker(kind: str, options: Mapping[str, Any]) -> Checker:
         if "fs" in options:
             return LatencyChecker(thresholds=thresholds, fs=tuple(options["fs"]))
         return LatencyChecker(thresholds=thresholds)
+    if kind in OBSERVED:
+        return OBSERVED[kind](**_with_tuple(options, "fire") if "fire" in options else options)
     raise ScenarioError(f"unknown expectation {kind!r} (choose {', '.join(EXPECTATIONS)})")
 
 
@@ -218,6 +241,9 @@ def parse_scenario(raw: Mapping[str, Any]) -> Scenario:
     if not name:
         raise ScenarioError("scenario without a name")
     where = f"scenario {name!r}"
+    if not _NAME.fullmatch(name) or name in (".", ".."):
+        # the name becomes a directory under the report: no separators, no "..", no spaces
+        raise ScenarioError(f"{where}: name must be letters, digits, '.', '_' or '-'")
     known = {
         "name",
         "description",
@@ -258,6 +284,11 @@ def parse_scenario(raw: Mapping[str, Any]) -> Scenario:
         raise ScenarioError(
             f"{where}: unknown stack option(s) {sorted(set(stack) - set(STACK_OPTIONS))}"
         )
+    redis_config = stack.get("redis_config", {})
+    if not isinstance(redis_config, Mapping) or not all(
+        isinstance(v, str | int) and not isinstance(v, bool) for v in redis_config.values()
+    ):
+        raise ScenarioError(f"{where}: stack.redis_config must be a table of parameter = value")
     raw_env = raw.get("target_env", {})
     if not isinstance(raw_env, Mapping):
         raise ScenarioError(f"{where}: target_env must be a table of VARIABLE = value")
@@ -286,6 +317,8 @@ def parse_scenario(raw: Mapping[str, Any]) -> Scenario:
         raise ScenarioError(f"{where}: bad expectation: {exc}") from exc
     if not isinstance(raw.get("expect", {}), Mapping):
         raise ScenarioError(f"{where}: expect must be a table")
+    if "prometheus_alerts" in scenario.expect and not stack.get("prometheus"):
+        raise ScenarioError(f"{where}: prometheus_alerts needs stack = {{ prometheus = true }}")
     return scenario
 
 

@@ -1,165 +1,167 @@
-"""Property runs: Hypothesis generates fault schedules; the guarantees must hold for each.
+"""Schedules on the command line: `run --schedule` and `stormproof property`.
 
-The property: with the workload running and any generated schedule of faults on Redis and
-PostgreSQL (down, black hole, latency, reset_peer, SIGKILL; start and duration), every
-acknowledged audit event is in `audit_log` exactly once after healing and recovery, and no
-cache read fails. A failure shrinks to a minimal schedule, and the command that replays it
-(`stormproof run --schedule '...'`) is printed.
+A property run draws fault schedules (`scenarios.run.generate.space`), runs each as a
+scenario built here, and shrinks a failure to a minimal schedule with the command that
+replays it on its own (`stormproof run --quick --schedule JSON --seed N ...`). The scenario
+of a schedule is the same whether the property run or `run --schedule` builds it: the
+catalogue's common target settings, the default workload, the given number of instances,
+and the expectations derived from the catalogue for its fault kinds
+(`scenarios.run.generate.expectations`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import shlex
-from collections.abc import Callable
+import re
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import cache
 from pathlib import Path
 
-from hypothesis import HealthCheck, Phase, given, note, settings
-from hypothesis import seed as hypothesis_seed
-from hypothesis import strategies as st
-
-from scenarios.faults import FaultSpec
+from scenarios.report import RunSummary, write_html_report, write_results_json
 from scenarios.run.catalogue import load_catalogue
+from scenarios.run.generate.expectations import (
+    common_env,
+    kind_expectations,
+    schedule_expectations,
+)
+from scenarios.run.generate.model import TAIL_S, GeneratedSchedule
+from scenarios.run.generate.report import write_property_report
+from scenarios.run.generate.search import Outcome, Search, SearchResult, SearchSettings
 from scenarios.run.runner import RunOptions, run_scenario
 from scenarios.run.scenario import Scenario, ScheduledFault
 from scenarios.stack import open_stack
 from scenarios.workload import WorkloadSpec
 
-KINDS = ("down", "blackhole", "latency", "reset_peer", "sigkill")
-TARGETS = ("redis", "postgres")
-MAX_START_S = 6.0
-MAX_DURATION_S = 4.0
+SCHEDULE_TAIL_S = TAIL_S
+PROPERTY_WORKLOAD = WorkloadSpec(rate_per_s=150, concurrency=12)
+"""The workload of every schedule run: the default mix (every operation the checkers judge)."""
 
 
-def _fault(target: str) -> st.SearchStrategy[ScheduledFault]:
-    def build(kind: str, at_tenths: int, duration_tenths: int) -> ScheduledFault:
-        params = {"latency": 400} if kind == "latency" else {}
-        return ScheduledFault(
-            at_s=at_tenths / 10,
-            duration_s=duration_tenths / 10,
-            fault=FaultSpec(kind, target, params).validate(),
-        )
-
-    return st.builds(
-        build,
-        st.sampled_from(KINDS),
-        st.integers(10, int(MAX_START_S * 10)),
-        st.integers(5, int(MAX_DURATION_S * 10)),
-    )
+@cache
+def _derived() -> tuple[dict[str, str], dict[str, dict[str, dict[str, object]]]]:
+    catalogue = load_catalogue()
+    return common_env(catalogue), kind_expectations(catalogue)
 
 
-def schedules() -> st.SearchStrategy[tuple[ScheduledFault, ...]]:
-    """One or two faults, at most one per dependency (overlaps across them allowed)."""
-    return (
-        st.lists(st.sampled_from(TARGETS), min_size=1, max_size=2, unique=True)
-        .flatmap(lambda targets: st.tuples(*(_fault(t) for t in targets)))
-        .map(lambda faults: tuple(sorted(faults, key=lambda f: f.at_s)))
-    )
-
-
-def schedule_json(faults: tuple[ScheduledFault, ...]) -> str:
-    """The schedule in the `--schedule` JSON format (compact)."""
-    return json.dumps([f.to_json() for f in faults], separators=(",", ":"))
-
-
-def replay_command(faults: tuple[ScheduledFault, ...], seed: int) -> str:
-    """The command that replays this schedule."""
-    return f"stormproof run --quick --schedule {shlex.quote(schedule_json(faults))} --seed {seed}"
-
-
-@dataclass(frozen=True)
-class PropertyRun:
-    """A property run's settings: how many schedules, the seed, the report dir."""
-
-    examples: int
-    seed: int
-    report_dir: Path
-
-
-Runner = Callable[[tuple[ScheduledFault, ...], Path], tuple[bool, str]]
-"""Runs one schedule (report dir given); returns (passed, why not)."""
-
-
-def check_property(run: PropertyRun, runner: Runner, *, shrink: bool = True) -> None:
-    """Run `run.examples` generated schedules; raises AssertionError (shrunk) on a failure."""
-    counter = iter(range(1_000_000))
-    phases = [Phase.explicit, Phase.generate] + ([Phase.shrink] if shrink else [])
-
-    @settings(
-        max_examples=run.examples,
-        deadline=None,
-        database=None,
-        derandomize=False,
-        phases=phases,
-        suppress_health_check=list(HealthCheck),
-        report_multiple_bugs=False,
-    )
-    @given(faults=schedules())
-    def prop(faults: tuple[ScheduledFault, ...]) -> None:
-        note(f"replay: {replay_command(faults, run.seed)}")
-        passed, why = runner(faults, run.report_dir / f"example-{next(counter)}")
-        assert passed, f"{why}\nreplay: {replay_command(faults, run.seed)}"
-
-    hypothesis_seed(run.seed)(prop)()
-
-
-SCHEDULE_TAIL_S = 5.0
-
-
-def schedule_scenario(faults: tuple[ScheduledFault, ...], base: Scenario | None) -> Scenario:
-    """A scenario running `faults`: the named one's, or the property runs' default."""
+def schedule_scenario(
+    faults: tuple[ScheduledFault, ...], base: Scenario | None, instances: int = 1
+) -> Scenario:
+    """A scenario running `faults`: the named one's, or the schedule default (see above)."""
     end = max((f.at_s + f.duration_s for f in faults), default=0.0)
     if base is not None:
-        return replace(base, faults=faults, duration_s=max(base.duration_s, end + SCHEDULE_TAIL_S))
-    catalogue = {s.name: s for s in load_catalogue()}
-    env = catalogue["redis-down"].target_env
+        return replace(
+            base,
+            faults=faults,
+            duration_s=max(base.duration_s, end + SCHEDULE_TAIL_S),
+            instances=instances if instances != 1 else base.instances,
+        )
+    env, table = _derived()
     return Scenario(
         name="schedule",
         description="A fault schedule given on the command line (or found by a property run).",
         duration_s=end + SCHEDULE_TAIL_S,
-        workload=WorkloadSpec(
-            rate_per_s=150,
-            concurrency=12,
-            mix={"cache_get": 4, "cache_put": 1, "audit": 4},
-        ),
+        workload=PROPERTY_WORKLOAD,
         faults=faults,
-        # generated windows can be 0.5 s long: ~15 acks and reads at this rate, so the
-        # evidence minimum per window is 5 here (20 in the catalogue's 5 s windows)
-        expect={
-            "audit": {"min_evidence": 5},
-            "cache_availability": {"max_failed_reads": 0, "fs": ["cache_get"], "min_evidence": 5},
-        },
+        expect=schedule_expectations((f.fault for f in faults), table),
         target_env=env,
+        instances=instances,
     )
 
 
-def property_scenario(faults: tuple[ScheduledFault, ...]) -> Scenario:
-    """The scenario a generated schedule runs in (the same as `run --schedule`)."""
-    return schedule_scenario(faults, None)
+def property_scenario(schedule: GeneratedSchedule) -> Scenario:
+    """The scenario a generated schedule runs in (the same as its replay command's)."""
+    return schedule_scenario(schedule.faults, None, schedule.instances)
 
 
-def run_property_cli(
-    examples: int, seed: int, report_dir: Path, shrink: bool, provider: str | None
-) -> int:
-    """`stormproof property`: generated schedules against the reference on one stack."""
-    options = RunOptions(report_dir=report_dir, seed=seed, provider=provider)
-    with open_stack(provider, base_dir=report_dir / "stack") as stack:
+_BUDGET = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?$")
 
-        def runner(faults: tuple[ScheduledFault, ...], where: Path) -> tuple[bool, str]:
-            scenario = property_scenario(faults)
-            result, _ = asyncio.run(run_scenario(scenario, stack, options, where))
+
+def parse_duration(text: str) -> float:
+    """'2h', '90m', '1h30m', '45s' or '45' -> seconds; ValueError naming the text."""
+    match = _BUDGET.match(text.strip())
+    if not text.strip() or match is None or not any(match.groups()):
+        raise ValueError(f"bad duration {text!r} (e.g. 2h, 90m, 1h30m, 45s)")
+    hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if total <= 0:
+        raise ValueError(f"duration {text!r} must be positive")
+    return float(total)
+
+
+@dataclass(frozen=True)
+class PropertyCli:
+    """`stormproof property` options that reach the runs and the replay command."""
+
+    search: SearchSettings
+    options: RunOptions
+    replay_args: tuple[str, ...] = ()
+
+
+def run_property_cli(cli: PropertyCli) -> int:
+    """`stormproof property`: generated schedules on one stack; 0 when none failed."""
+    options = cli.options
+    out_dir = options.report_dir
+    with open_stack(options.provider, base_dir=out_dir / "stack") as stack:
+
+        def runner(schedule: GeneratedSchedule, where: Path) -> Outcome:
+            result, history = asyncio.run(
+                run_scenario(
+                    property_scenario(schedule),
+                    stack,
+                    replace(options, seed=schedule.seed),
+                    where,
+                )
+            )
+            summary = RunSummary.of([result], result.wall_s, result.started_at)
+            write_results_json(where, summary)
+            if not result.passed:
+                histories = {result.name: history} if history is not None else {}
+                write_html_report(where / "report.html", summary, histories)
             why = result.error or "; ".join(
                 f"{c.checker}: {c.summary}" for c in result.failed_checks
             )
-            print(f"{'PASS' if result.passed else 'FAIL'}  {schedule_json(faults)}", flush=True)
-            return result.passed, why
+            return Outcome(result.passed, why, str(where))
 
-        try:
-            check_property(PropertyRun(examples, seed, report_dir), runner, shrink=shrink)
-        except AssertionError as exc:
-            print(f"property failed (minimal schedule below)\n{exc}")
-            return 1
-    print(f"property held for {examples} generated schedules (seed {seed})")
-    return 0
+        def listener(schedule: GeneratedSchedule, outcome: Outcome, phase: str) -> None:
+            verdict = "pass" if outcome.passed else "FAIL"
+            print(f"{verdict:<4} {phase:<8} {schedule.describe()}", flush=True)
+            if not outcome.passed:
+                print(f"     {outcome.why}  ({outcome.where})", flush=True)
+
+        result = Search(cli.search, runner, out_dir, listener=listener).run()
+    write_property_report(out_dir, result, cli.search, cli.replay_args)
+    return report_outcome(result, cli.search, cli.replay_args)
+
+
+def report_outcome(
+    result: SearchResult, search: SearchSettings, replay_args: Sequence[str], out: object = None
+) -> int:
+    """Print the verdict, then one block per failure (one line per flaky one); the exit code."""
+    stream = out or sys.stdout
+    verdict = "held" if result.passed else f"failed {len(result.failures)} time(s)"
+    print(
+        f"property {verdict}: {result.runs} run(s) in {result.rounds} round(s), "
+        f"{result.wall_s:.0f} s (seed {search.seed})",
+        file=stream,  # type: ignore[arg-type]
+    )
+    for failure in result.failures:
+        command = failure.minimal.replay_command(replay_args)
+        if failure.flaky:
+            print(
+                f"FLAKY: {failure.minimal.describe()} failed once and then passed "
+                f"{search.reruns + 1} re-run(s); replay: {command}",
+                file=stream,  # type: ignore[arg-type]
+            )
+            continue
+        original = failure.steps[0].schedule
+        print(
+            f"property failed: shrunk from {len(original.faults)} fault(s) to "
+            f"{len(failure.minimal.faults)} in {len(failure.steps) - 1} step(s)\n"
+            f"  minimal: {failure.minimal.describe()}\n"
+            f"  why: {failure.why}\n"
+            f"  replay: {command}",
+            file=stream,  # type: ignore[arg-type]
+        )
+    return 0 if result.passed else 1

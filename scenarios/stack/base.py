@@ -15,6 +15,7 @@ from scenarios.toxiproxy import Proxy, Toxiproxy
 
 if TYPE_CHECKING:
     from scenarios.fs.disks import StackDisks
+    from scenarios.stack.prometheus import PrometheusServer
 
 REDIS_PROXY = "redis"
 POSTGRES_PROXY = "postgres"
@@ -93,6 +94,8 @@ class Stack:
     services: Mapping[str, Service] = field(default_factory=dict)
     disks: StackDisks | None = None  # forgetful disks (local stack with FUSE): power cuts
     _closers: list[object] = field(default_factory=list, repr=False)
+    prometheus: PrometheusServer | None = None
+    """A Prometheus scraping the targets (started on request: `open_stack(prometheus=True)`)."""
 
     def proxy(self, name: str) -> Proxy:
         """The named Toxiproxy proxy."""

@@ -34,11 +34,29 @@ def open_stack(
     *,
     redis_aof: bool = True,
     redis_appendfsync: str = "always",
+    prometheus: bool = False,
 ) -> Stack:
-    """Start (or attach to) a stack; raises StackError with one line when it cannot."""
+    """Start (or attach to) a stack; raises StackError with one line when it cannot.
+    `prometheus=True` also starts our own Prometheus (`stack.prometheus`), stopped with it."""
+    stack = _open(name, env, base_dir, redis_aof=redis_aof, redis_appendfsync=redis_appendfsync)
+    if prometheus:
+        from scenarios.stack.prometheus import attach_prometheus
+
+        attach_prometheus(stack, base_dir)
+    return stack
+
+
+def _open(
+    name: str | None,
+    env: Mapping[str, str] | None,
+    base_dir: Path | None,
+    *,
+    redis_aof: bool,
+    redis_appendfsync: str,
+) -> Stack:
     env = os.environ if env is None else env
     provider = resolve_provider(name, env)
-    if not redis_aof and provider != "local":
+    if not redis_aof and provider == "external":
         raise StackError(f"the {provider} provider cannot run Redis without AOF")
     if redis_appendfsync != "always" and provider != "local":
         raise StackError(f"the {provider} provider cannot set Redis's appendfsync")
@@ -49,7 +67,7 @@ def open_stack(
     if provider == "docker":
         from scenarios.stack.docker import open_docker_stack
 
-        return open_docker_stack()
+        return open_docker_stack(env, redis_aof=redis_aof)
     from scenarios.stack.local import start_local_stack
 
     return start_local_stack(base_dir, redis_aof=redis_aof, redis_appendfsync=redis_appendfsync)

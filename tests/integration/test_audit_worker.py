@@ -140,11 +140,12 @@ async def test_failed_batch_is_redelivered_to_another_worker(
         assert len(ids) == 5
 
 
-async def test_poison_entry_dead_lettered_after_max_deliveries(
+async def test_poison_entry_dead_lettered_after_max_rejections(
     stormproof_stack: Stack, tmp_path: Path
 ) -> None:
-    """A poison entry is retried until delivered more than N times, then dead-lettered and
-    acked; the healthy entries of its batch are stored at once."""
+    """A row the database rejects is retried (left pending) until rejected N times, then
+    dead-lettered with the database's reason and acked; the healthy entries of its batch
+    are stored at once."""
     async with audit_rig(
         stormproof_stack, tmp_path, store_class=PoisonStore, audit_max_deliveries=3
     ) as rig:
@@ -156,14 +157,13 @@ async def test_poison_entry_dead_lettered_after_max_deliveries(
         assert await rig.worker.drain_once() == 4
         assert await rig.rows_per_event() == {e.event_id: 1 for e in good}
         assert await _pending(rig) == {poison_id: 1}
-        for deliveries in (2, 3):
-            assert await rig.worker.drain_once() == 0
-            assert await _pending(rig) == {poison_id: deliveries}
+        assert await rig.worker.drain_once() == 0
+        assert await _pending(rig) == {poison_id: 2}
         assert await rig.worker.drain_once() == 1
         assert await _pending(rig) == {}
         [(entry_id, event_id, reason, count)] = await _dead_letters(rig)
-        assert (entry_id, event_id, count) == (poison_id, poison.event_id, 4)
-        assert "delivered 4 times" in reason
+        assert (entry_id, event_id, count) == (poison_id, poison.event_id, 3)
+        assert "rejected by the database 3 times" in reason
         assert await rig.worker_redis.xlen(rig.settings.audit_queue_stream) == 0
 
 

@@ -135,3 +135,23 @@ def test_every_kind_is_documented_by_validation() -> None:
     for kind in KINDS:
         target = "journal" if kind in DISK_KINDS else "redis"
         assert FaultSpec(kind, target).validate().kind == kind
+
+
+@pytest.mark.parametrize("stream", ["upstream", "downstream"])
+def test_a_one_way_fault_is_a_toxic_on_that_stream_only(
+    stormproof_stack: Stack, stream: str
+) -> None:
+    """`stream` makes a toxic fault one-way: a blackhole (both ways by default) becomes
+    one toxic on the given stream; reverting removes it."""
+    injector = FaultInjector.on_stack(stormproof_stack)
+    both = injector.apply(FaultSpec("blackhole", "postgres"))
+    proxy = stormproof_stack.postgres_proxy.refresh()
+    assert sorted(t.stream for t in proxy.toxics()) == ["downstream", "upstream"]
+    injector.revert(both)
+    one_way = injector.apply(FaultSpec("blackhole", "postgres", {"stream": stream}))
+    try:
+        toxics = stormproof_stack.postgres_proxy.refresh().toxics()
+        assert [(t.type, t.stream) for t in toxics] == [("timeout", stream)]
+    finally:
+        injector.revert(one_way)
+    assert stormproof_stack.postgres_proxy.refresh().toxics() == []

@@ -1,6 +1,8 @@
 """Property run against the real reference: generated fault schedules keep the guarantees.
 
-Quick in CI (STORMPROOF_PROPERTY_EXAMPLES, default 2); set it higher for a long run.
+Quick in CI (STORMPROOF_PROPERTY_EXAMPLES, default 2); set it higher for a long run. The
+issue-14 acceptance run (`--examples 20 --seed 1`) is STORMPROOF_PROPERTY_EXAMPLES=20
+STORMPROOF_PROPERTY_SEED=1.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ def test_generated_schedules_keep_the_guarantees(tmp_path: Path) -> None:
             "--examples",
             examples,
             "--seed",
-            "3",
+            os.environ.get("STORMPROOF_PROPERTY_SEED", "3"),
             "--report",
             str(tmp_path),
             "--provider",
@@ -40,8 +42,8 @@ def test_generated_schedules_keep_the_guarantees(tmp_path: Path) -> None:
         cwd=ROOT,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    assert result.stdout.count("PASS  [") >= 1
-    assert f"property held for {examples} generated schedules" in result.stdout
+    assert result.stdout.count("pass generate") == int(examples)
+    assert f"property held: {examples} run(s)" in result.stdout
 
 
 def test_replay_command_runs(tmp_path: Path) -> None:

@@ -46,20 +46,21 @@ def test_docker_compose_file_is_valid() -> None:
 
 
 def test_compose_env_matches_compose_ports() -> None:
-    """deploy/compose.env points at the ports docker-compose.yml publishes."""
+    """deploy/compose.env points at the ports the bridge layout publishes."""
     env = (ROOT / "deploy" / "compose.env").read_text()
-    compose = (ROOT / "docker-compose.yml").read_text()
+    compose = (ROOT / "docker-compose.override.yml").read_text()
     for port in ("8474", "16379", "15432", "6379", "5432"):
         assert f":{port}" in env
         assert f"127.0.0.1:{port}:{port}" in compose
 
 
 @pytest.mark.docker
-def test_docker_provider_without_daemon_says_why() -> None:
+def test_docker_provider_without_daemon_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Without a Docker daemon the docker provider refuses with the reason, in one line."""
-    reason = docker_unavailable_reason()
-    if reason is None:
-        pytest.skip("a Docker daemon answers here; see test_docker_stack_runs")
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path / 'no-daemon.sock'}")
+    assert docker_unavailable_reason() is not None
     with pytest.raises(StackError) as info:
         open_stack("docker")
     assert "docker" in str(info.value) and "\n" not in str(info.value)
@@ -68,11 +69,10 @@ def test_docker_provider_without_daemon_says_why() -> None:
 @pytest.mark.docker
 def test_docker_stack_runs() -> None:
     """With a Docker daemon, the docker provider brings up a working stack."""
-    reason = docker_unavailable_reason()
-    if reason is not None:
-        pytest.skip(f"docker provider: {reason}")
     from scenarios.stack.smoke import smoke_test
+    from tests.integration.docker_support import require_docker
 
+    require_docker()
     with open_stack("docker") as stack:
         assert len(smoke_test(stack)) == 4
 

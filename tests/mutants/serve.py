@@ -5,13 +5,26 @@ from __future__ import annotations
 import os
 import sys
 
-from tests.mutants.variants import MUTANTS
+from tests.mutants.variants import (
+    DRILL_MUTANTS,
+    MUTANTS,
+    OBSERVABILITY_MUTANTS,
+    PROPERTY_MUTANTS,
+    Mutant,
+    PropertyMutant,
+)
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) != 1 or argv[0] not in MUTANTS:
-        sys.exit(f"usage: python -m tests.mutants.serve {{{','.join(MUTANTS)}}}")
-    mutant = MUTANTS[argv[0]]
+    known: dict[str, Mutant | PropertyMutant] = {
+        **MUTANTS,
+        **OBSERVABILITY_MUTANTS,
+        **DRILL_MUTANTS,
+        **PROPERTY_MUTANTS,
+    }
+    if len(argv) != 1 or argv[0] not in known:
+        sys.exit(f"usage: python -m tests.mutants.serve {{{','.join(known)}}}")
+    mutant = known[argv[0]]
     os.environ.update(mutant.env)
     if mutant.patch is not None:
         mutant.patch()

@@ -21,9 +21,9 @@ class Mutant:
     env: dict[str, str] = field(default_factory=dict)
     patch: Callable[[], None] | None = None
     stack: dict[str, Any] = field(default_factory=dict)
-    loses: bool = False  # the audit checker must count lost > 0 (not just fail)
     reason: str | None = None
     """A regular expression the checker's summary must match (the intended reason)."""
+    loses: bool = False  # the audit checker must count lost > 0 (not just fail)
 
 
 def _half_open_without_limit() -> None:
@@ -92,26 +92,6 @@ def _health_always_healthy() -> None:
 
     health.overall_status = always
     components.overall_status = always  # type: ignore[attr-defined]
-
-
-def _journal_without_fsync() -> None:
-    from reference.audit.journal import JournalConfig
-
-    def post_init(self: JournalConfig) -> None:
-        object.__setattr__(self, "fsync", False)  # write, never fsync (file or directory)
-
-    JournalConfig.__post_init__ = post_init  # type: ignore[method-assign]
-
-
-def _journal_without_dir_fsync() -> None:
-    from pathlib import Path
-
-    from reference.audit.journal import Journal
-
-    def fsync_dir(self: Journal, directory: Path) -> None:
-        return None  # a new segment's directory entry is never made durable
-
-    Journal._fsync_dir = fsync_dir  # type: ignore[method-assign]
 
 
 def _refuse_audit_writes_during_faults() -> None:
@@ -201,6 +181,95 @@ def _recovery_only_by_admin() -> None:
     RecoveryJob.run_forever = run_forever  # type: ignore[method-assign]
 
 
+def _journal_without_fsync() -> None:
+    from reference.audit.journal import JournalConfig
+
+    def post_init(self: JournalConfig) -> None:
+        object.__setattr__(self, "fsync", False)  # write, never fsync (file or directory)
+
+    JournalConfig.__post_init__ = post_init  # type: ignore[method-assign]
+
+
+def _journal_without_dir_fsync() -> None:
+    from pathlib import Path
+
+    from reference.audit.journal import Journal
+
+    def fsync_dir(self: Journal, directory: Path) -> None:
+        return None  # a new segment's directory entry is never made durable
+
+    Journal._fsync_dir = fsync_dir  # type: ignore[method-assign]
+
+
+def _redis_failures_never_counted() -> None:
+    from reference.metrics import ResilienceMetrics
+
+    def record_redis_failure(self: ResilienceMetrics) -> None:
+        return None  # the failure counter (and its timestamp) never move
+
+    ResilienceMetrics.record_redis_failure = record_redis_failure  # type: ignore[method-assign]
+
+
+def _alert_never_resolves() -> None:
+    from reference.alerts.evaluator import AlertEvaluator
+    from reference.alerts.rules import AlertEvent
+
+    dispatch = AlertEvaluator._dispatch
+
+    def only_firing(self: AlertEvaluator, event: AlertEvent) -> None:
+        if event.state != "resolved":  # the resolution is never sent
+            dispatch(self, event)
+
+    AlertEvaluator._dispatch = only_firing  # type: ignore[method-assign]
+
+
+def _metrics_never_move() -> None:
+    from reference.metrics import ResilienceMetrics
+
+    def nothing(self: ResilienceMetrics, *args: Any) -> None:
+        return None
+
+    ResilienceMetrics.record_redis_failure = nothing  # type: ignore[method-assign]
+    ResilienceMetrics.record_audit_event = nothing  # type: ignore[method-assign,assignment]
+
+
+OBSERVABILITY_MUTANTS: dict[str, Mutant] = {
+    m.name: m
+    for m in (
+        Mutant(
+            "alert-never-resolves",
+            "alerts fire but their resolution is never sent",
+            "redis-down",
+            "alerts",
+            patch=_alert_never_resolves,
+        ),
+        Mutant(
+            "metrics-never-move",
+            "the Redis failure and audit path counters never move",
+            "redis-down",
+            "metrics",
+            patch=_metrics_never_move,
+        ),
+    )
+}
+"""Variants of what an operator sees, judged by the `alerts` and `metrics` expectations."""
+
+
+DRILL_MUTANTS: dict[str, Mutant] = {
+    m.name: m
+    for m in (
+        Mutant(
+            "alert-never-resolves",
+            "alerts fire but their resolution is never sent",
+            "redis-outage",
+            "REDIS_MULTIPLE_FAILURES resolves on its own",
+            patch=_alert_never_resolves,
+        ),
+    )
+}
+"""Variants judged by a drill (`scenario` names the drill, `checker` the step's sentence)."""
+
+
 MUTANTS: dict[str, Mutant] = {
     m.name: m
     for m in (
@@ -269,10 +338,20 @@ MUTANTS: dict[str, Mutant] = {
             reason=r"[1-9]\d* of \d+ polls wrong",
         ),
         Mutant(
+            "redis-failures-never-counted",
+            "stormproof_redis_failures_total never moves (Prometheus cannot alert)",
+            "redis-down",
+            "prometheus_alerts",
+            patch=_redis_failures_never_counted,
+            reason=r"REDIS_MULTIPLE_FAILURES never fired during the fault",
+        ),
+        Mutant(
             "redis-without-aof",
-            "Redis runs without AOF (SIGKILL loses the stream)",
+            "Redis runs without AOF (SIGKILL loses the stream) and the service is told to "
+            "trust it anyway (the reference refuses such a queue by default)",
             "redis-sigkill",
             "audit",
+            env={"AUDITORIA_QUEUE_ACCEPT_UNSAFE": "true"},
             stack={"redis_aof": False},
             reason=r"[1-9]\d* lost",
         ),
@@ -344,12 +423,173 @@ MUTANTS: dict[str, Mutant] = {
         ),
         Mutant(
             "redis-appendfsync-everysec",
-            "the stack's Redis fsyncs its AOF once a second (a power cut loses the last second)",
+            "the stack's Redis fsyncs its AOF once a second (a power cut loses the last second) "
+            "and the service is told to trust it anyway (the reference refuses such a queue)",
             "redis-powercut",
             "audit",
+            env={"AUDITORIA_QUEUE_ACCEPT_UNSAFE": "true"},
             stack={"redis_appendfsync": "everysec"},
             loses=True,
             reason=r"[1-9]\d* lost",
+        ),
+    )
+}
+
+
+# -- variants only a generated schedule finds (tests/mutants/test_property_mutants.py) ----
+
+
+def _loses_audit_on_second_redis_outage() -> None:
+    from reference import breaker as module
+    from reference.audit.resilient import ResilientAudit
+
+    transition = module.CircuitBreaker._transition
+    # per breaker name (the breaker has __slots__). An outage is counted when a trial
+    # fails (HALF_OPEN -> OPEN) for the first time since the breaker was last CLOSED, so
+    # a breaker opened by a slow moment of a loaded machine, whose trial then succeeds,
+    # is not an outage; a real one (>= 5 s, reset timeout 1.5 s) always fails a trial.
+    outages: dict[str, int] = {}
+    counted: dict[str, bool] = {}
+
+    def counting(self: Any, new: Any) -> None:
+        if new is module._CLOSED:
+            counted[self.name] = False
+        elif (
+            self._state is module._HALF_OPEN
+            and new is module._OPEN
+            and not counted.get(self.name, False)
+        ):
+            outages[self.name] = outages.get(self.name, 0) + 1
+            counted[self.name] = True
+        transition(self, new)
+
+    via_db = ResilientAudit._via_db
+
+    def lossy_via_db(self: ResilientAudit, store: Any) -> Any:
+        honest = via_db(self, store)
+
+        async def attempt(event: Any) -> None:
+            if outages.get(self.redis_breaker.name, 0) >= 2:
+                return None  # "recorded" on the database path, but never written
+            await honest(event)
+
+        return attempt
+
+    module.CircuitBreaker._transition = counting  # type: ignore[method-assign]
+    ResilientAudit._via_db = lossy_via_db  # type: ignore[method-assign,assignment]
+
+
+def _resends_slow_commits() -> None:
+    """No idempotency key (duplicates are skipped by an in-memory set of the ids whose
+    INSERT answered), and a COMMIT that failed or answered slowly (over 0.25 s) is taken
+    for "not committed": the transaction is sent again in the background. Only a commit
+    that landed but answered late or never (a delayed or lost PostgreSQL reply) writes an
+    event twice."""
+    import asyncio
+    import json
+    import time
+
+    from reference.audit import db
+    from reference.audit.store import AuditStore
+
+    AuditStore.EVENT_ID_COLUMN = "event_id uuid NOT NULL"
+    AuditStore.ON_CONFLICT = ""
+    written: set[str] = set()
+    resending: set[asyncio.Task[None]] = set()
+    insert_one, insert_many = AuditStore.insert_one, AuditStore.insert_many
+    copy_replay_json = AuditStore.copy_replay_json
+    in_transaction = db._in_transaction
+
+    async def again(engine: Any, op: Any, *rest: Any) -> None:
+        for _ in range(60):
+            await asyncio.sleep(0.5)
+            try:
+                async with asyncio.timeout(5):
+                    await in_transaction(engine, op, *rest)
+                return
+            except Exception:
+                continue
+
+    def resend(engine: Any, op: Any, *rest: Any) -> None:
+        task = asyncio.get_running_loop().create_task(again(engine, op, *rest))
+        resending.add(task)
+        task.add_done_callback(resending.discard)
+
+    async def hasty(engine: Any, op: Any, *rest: Any) -> Any:
+        conn = None
+        try:
+            conn = await engine.connect()
+            await conn.begin()
+            result = await op(conn)
+            started = time.monotonic()
+            try:
+                await conn.commit()
+            except BaseException:
+                resend(engine, op, *rest)
+                raise
+            if time.monotonic() - started > 0.25:
+                resend(engine, op, *rest)
+        except BaseException:
+            if conn is not None:
+                await db._discard(conn)
+            raise
+        await db._close(conn)
+        return result
+
+    async def one(self: AuditStore, event: Any, path: str, **kw: Any) -> int:
+        if str(event.event_id) in written:
+            return 0
+        done = await insert_one(self, event, path, **kw)
+        written.add(str(event.event_id))
+        return done
+
+    async def many(self: AuditStore, events: Any, path: str, **kw: Any) -> int:
+        fresh = [e for e in events if str(e.event_id) not in written]
+        done = await insert_many(self, fresh, path, **kw)
+        written.update(str(e.event_id) for e in fresh)
+        return done
+
+    async def replay(self: AuditStore, docs: Any, path: str = "file", **kw: Any) -> int:
+        fresh = [d for d in docs if str(json.loads(d)["event_id"]) not in written]
+        done = await copy_replay_json(self, fresh, path, **kw)
+        written.update(str(json.loads(d)["event_id"]) for d in fresh)
+        return done
+
+    db._in_transaction = hasty  # type: ignore[assignment]
+    AuditStore.insert_one = one  # type: ignore[method-assign]
+    AuditStore.insert_many = many  # type: ignore[method-assign]
+    AuditStore.copy_replay_json = replay  # type: ignore[method-assign]
+
+
+@dataclass(frozen=True)
+class PropertyMutant:
+    """A variant no single catalogue fault shows: `stormproof property` must find it."""
+
+    name: str
+    breaks: str
+    needs: str
+    """What a schedule needs to show it (the shrunk schedule is checked against it)."""
+    patch: Callable[[], None]
+    env: dict[str, str] = field(default_factory=dict)
+    stack: dict[str, Any] = field(default_factory=dict)
+
+
+PROPERTY_MUTANTS: dict[str, PropertyMutant] = {
+    m.name: m
+    for m in (
+        PropertyMutant(
+            "loses-audit-on-second-outage",
+            "from the second Redis outage on (a breaker trial failing again after having "
+            "closed), the database path acknowledges audit events without writing them",
+            "two Redis outages",
+            _loses_audit_on_second_redis_outage,
+        ),
+        PropertyMutant(
+            "resends-slow-commits",
+            "no idempotency key, and a COMMIT that answered late or not at all is sent "
+            "again: an event is written twice when a PostgreSQL reply is delayed or lost",
+            "a PostgreSQL reply delayed or lost after the commit",
+            _resends_slow_commits,
         ),
     )
 }

@@ -227,6 +227,8 @@ ONE_RULE_EACH = {
     "file recent": (AlertSignals(file_backups_recent=1), "AUDITORIA_FILE_BACKUP_ACTIVE"),
     "file backlog": (AlertSignals(journal_backlog=3), "AUDITORIA_FILE_BACKUP_ACTIVE"),
     "unhealthy": (UNHEALTHY, "SYSTEM_UNHEALTHY"),
+    "queue unsafe": (AlertSignals(audit_queue_unsafe=True), "AUDIT_QUEUE_UNSAFE"),
+    "chain broken": (AlertSignals(journal_chain_breaks_recent=1), "AUDIT_JOURNAL_CHAIN_BROKEN"),
 }
 
 
@@ -238,12 +240,14 @@ def test_each_rule_fires_from_its_own_signal_only(signals: AlertSignals, name: s
 
 
 def test_all_rules_fire_together_in_order() -> None:
-    """Every abnormal signal at once fires all four rules, in the seed's order."""
+    """Every abnormal signal at once fires every rule: the seed's four in the seed's order,
+    then the audit's own two."""
     evaluator, _, _ = make()
-    signals = AlertSignals(6, "OPEN", 50, 0.8, 2, 2, "UNHEALTHY")
+    signals = AlertSignals(6, "OPEN", 50, 0.8, 2, 2, "UNHEALTHY", True, 1)
     events = evaluator.evaluate(signals)
     assert [e.name for e in events] == [r.name for r in RULES]
-    assert [e.severity for e in events] == ["warning", "warning", "critical", "critical"]
+    severities = ["warning", "warning", "critical", "critical", "critical", "critical"]
+    assert [e.severity for e in events] == severities
 
 
 @pytest.mark.parametrize(

@@ -73,7 +73,15 @@ class FakeStore(AuditStore):
     async def insert_many(
         self, events: Sequence[AuditEvent], path: str, *, timeout_s: float | None = None
     ) -> int:
-        raise AssertionError("not used by record()")
+        """The db path's group commit: one call per batch, same modes as `insert_one`."""
+        self.calls += 1
+        if self.mode == "error":
+            raise OSError("connection refused")
+        if self.mode == "hang":
+            await asyncio.sleep(timeout_s or 1.0)
+            raise TimeoutError
+        self.inserted.extend(events)
+        return len(events)
 
 
 def _audit(settings: Settings, clock: Clock = SYSTEM_CLOCK, **parts: Any) -> ResilientAudit:

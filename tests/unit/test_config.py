@@ -19,12 +19,12 @@ from reference.config import (
 
 SECRETS = {
     "REDIS_PASSWORD": "redis-pw-4f9a",
-    "ADMIN_TOKEN": "admin-tok-77c1",
+    "ADMIN_TOKEN": "admin-tok-77c1-5d9e",
     "AUDITORIA_HMAC_KEY": "hmac-key-0b3e-long-enough",
     "DATABASE_URL": "postgresql://app:db-pw-91d2@db:5432/app",
     "ALERT_WEBHOOK_URL": "https://hooks.example.com/services/webhook-secret-5e6f",
 }
-SECRET_VALUES = ("redis-pw-4f9a", "admin-tok-77c1", "hmac-key-0b3e", "db-pw-91d2", "5e6f")
+SECRET_VALUES = ("redis-pw-4f9a", "admin-tok-77c1-5d9e", "hmac-key-0b3e", "db-pw-91d2", "5e6f")
 
 
 def error_for(env: dict[str, str]) -> ConfigError:
@@ -235,7 +235,7 @@ def test_secrets_absent_from_repr_str_and_public_dict() -> None:
     assert public["alert_webhook_url"] == "https://hooks.example.com/***"
     assert public["redis_url"] == "redis://:***@localhost:6379/0"
     assert s.admin_enabled
-    assert s.admin_token is not None and s.admin_token.reveal() == "admin-tok-77c1"
+    assert s.admin_token is not None and s.admin_token.reveal() == "admin-tok-77c1-5d9e"
 
 
 def test_public_dict_has_every_field() -> None:

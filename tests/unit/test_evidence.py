@@ -353,3 +353,20 @@ def test_recovery_bounded_against_the_baseline() -> None:
     assert "recovery: throughput 3.4/s < 0.5 x baseline 10." in result.summary
     loose = PhaseThresholds(p99_vs_baseline=6.0, min_throughput_vs_baseline=0.3)
     assert LatencyChecker({"recovery": loose}).check(s.history(WINDOW), NO_TRUTH).passed
+
+
+def test_a_window_of_a_few_milliseconds_is_not_judged_for_evidence() -> None:
+    """A fault whose recorded window lasted 20 ms (applying it took the time) cannot hold
+    20 acknowledgements: it is not judged, while a 1 s window with none fails."""
+    s = Synth()
+    acked = audits(s, 0, 30)
+    truth = Truth({e: 1 for e in acked}, 0)
+    tiny = FaultWindow("redis-fill", "redis", 10.0, 10.02, "fill")
+    assert AuditChecker(compare_rows=False).check(s.history(tiny), truth).passed
+    s2 = Synth()
+    acked2 = audits(s2, 0, 10) + audits(s2, 11, 30)
+    one_s = FaultWindow("redis-fill", "redis", 10.0, 11.0, "fill")
+    result = AuditChecker(compare_rows=False).check(
+        s2.history(one_s), Truth({e: 1 for e in acked2}, 0)
+    )
+    assert "insufficient evidence: 0 audit acks in fault window 1 (redis-fill)" in result.summary

@@ -242,8 +242,8 @@ def test_cache_and_beneficio_keys_are_different_namespaces() -> None:
 
 def test_a_miss_of_a_written_key_during_the_fault_is_a_failed_read() -> None:
     """404 for a key whose last acknowledged change was a write: counted per phase and
-    bounded where the expectation says (a miss after a delete, or with a write in flight,
-    is fine)."""
+    bounded where the expectation says (a miss after a delete, or with a write or delete
+    concurrent with the read, is fine)."""
     from scenarios.checkers import CacheAvailabilityChecker
 
     window = FaultWindow("redis-down", "redis", 3.0, 7.0, "down")
@@ -255,6 +255,10 @@ def test_a_miss_of_a_written_key_during_the_fault_is_a_failed_read() -> None:
     s.op("cache_get", 4.0, 4.01, key="gone", status=404)  # deleted: fine
     s.op("cache_put", 5.0, 5.5, key="k", request={"value": {"v": 2}}, status=204)
     s.op("cache_get", 5.2, 5.21, key="k", status=404)  # write in flight: fine
+    s.op("cache_get", 6.0, 6.5, key="gone", status=404)  # fine, gone
+    put(s, 6.1, 3, key="late")
+    s.op("cache_get", 6.2, 6.6, key="late", status=404)
+    s.op("cache_delete", 6.3, 6.4, key="late", status=204)  # concurrent delete: fine
     s.op("cache_get", 8.0, 8.01, key="k", status=404)  # after the heal: reported only
     checker = CacheAvailabilityChecker(min_evidence=0, max_written_misses={"fault": 0})
     result = checker.check(s.history(window), NO_TRUTH)

@@ -141,3 +141,18 @@ def test_recovery_mode_is_admin_or_scheduled() -> None:
     assert parse_scenario({"name": "x"}).recovery == "admin"
     with pytest.raises(ScenarioError, match="recovery must be one of admin, scheduled"):
         parse_scenario({"name": "x", "recovery": "manual"})
+
+
+def test_a_window_where_refusal_is_expected_demands_no_ack_evidence() -> None:
+    """`exempt_windows`: inside the named window no acknowledgement is expected (the
+    journal's disk failing with both other paths down), so none is demanded there."""
+    disk = FaultWindow("journal-disk_full", "journal", 12.0, 16.0, "disk_full")
+    s = Synth()
+    acked = writes(s, 0, 12) + writes(s, 12, 16, status=503, outcome="fail") + writes(s, 16, 30)
+    truth = Truth({e: 1 for e in acked}, 0)
+    strict = AuditChecker(compare_rows=False).check(s.history(WINDOW, disk), truth)
+    assert "insufficient evidence: 0 audit acks in fault window 2 (journal-disk_full)" in (
+        strict.summary
+    )
+    exempt = AuditChecker(compare_rows=False, exempt_windows=("journal-disk_full",))
+    assert exempt.check(s.history(WINDOW, disk), truth).passed

@@ -1,0 +1,1 @@
+"""Runbook drills: incidents followed by the runbook's steps, executed and checked."""

@@ -1,0 +1,1 @@
+"""Generated fault schedules: the model, the space, derived expectations, search, report."""

@@ -1,0 +1,245 @@
+"""The search: Hypothesis draws schedules, a runner runs each, failures shrink.
+
+- `examples`: draw that many schedules (one round); with `time_budget_s`, keep drawing in
+  rounds of `round_examples` (seed, seed+1, ...) until the budget is spent. Every round
+  that fails yields one shrunk `Failure`, and the search goes on with the next round.
+- Re-runs: once a round has seen a failure, a run that passes is re-run up to `reruns`
+  times and counts as failing if any run failed ("failed at least once" is a failure).
+- Shrinking makes at most `max_shrink_runs` real runs; after that every new candidate
+  counts as passing without running, so the smallest failure found so far is the result.
+- A schedule that failed once is a failure from then on (Hypothesis's candidates that map
+  to it are not run again). At the end the minimal schedule is run again, up to
+  `1 + reruns` times: if it never fails again, the `Failure` is `flaky=True`; so is a
+  Hypothesis `Flaky` (never a traceback).
+- The shrinking steps (each smaller failing schedule, original first) are kept for the
+  report.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NoReturn
+
+from hypothesis import HealthCheck, Phase, given, reject, settings
+from hypothesis import seed as hypothesis_seed
+from hypothesis.errors import Flaky
+
+from scenarios.run.generate.model import GeneratedSchedule
+from scenarios.run.generate.space import ScheduleSpace, schedules
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One run of one schedule: passed or why not, and where its report is."""
+
+    passed: bool
+    why: str = ""
+    where: str = ""
+
+
+Runner = Callable[[GeneratedSchedule, Path], Outcome]
+"""Runs one schedule (its directory given) and says how it went."""
+Listener = Callable[[GeneratedSchedule, Outcome, str], None]
+"""Told of every real run: the schedule, its outcome, the phase (generate/shrink/confirm)."""
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """How long to search, with which seed, how hard to shrink and re-run."""
+
+    examples: int = 20
+    seed: int = 0
+    shrink: bool = True
+    reruns: int = 1
+    max_shrink_runs: int = 24
+    time_budget_s: float | None = None
+    round_examples: int = 10
+    space: ScheduleSpace = field(default_factory=ScheduleSpace)
+
+
+@dataclass(frozen=True)
+class Step:
+    """A failing schedule met on the way (the first is the original one)."""
+
+    schedule: GeneratedSchedule
+    why: str
+    where: str
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A round's failure: the minimal schedule, why, the shrinking steps, flaky or not."""
+
+    minimal: GeneratedSchedule
+    why: str
+    where: str
+    steps: tuple[Step, ...]
+    flaky: bool
+    runs: int
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What a search did: real runs, rounds, failures, wall time."""
+
+    runs: int
+    rounds: int
+    failures: tuple[Failure, ...]
+    wall_s: float
+
+    @property
+    def passed(self) -> bool:
+        """No failure, flaky or not."""
+        return not self.failures
+
+
+class _PropertyFailed(AssertionError):
+    """A schedule failed (Hypothesis shrinks on this)."""
+
+
+def _fail(why: str) -> NoReturn:
+    """Raise the failure from one place: Hypothesis tells failures apart by where they were
+    raised, and a known failure must look like the run it stands for."""
+    raise _PropertyFailed(why)
+
+
+@dataclass
+class _Round:
+    """Book-keeping of one Hypothesis round."""
+
+    steps: list[Step] = field(default_factory=list)
+    failed: dict[str, Step] = field(default_factory=dict)
+    shrink_runs: int = 0
+    valid: int = 0
+    runs: int = 0
+    last_failed: str = ""
+    ran: set[str] = field(default_factory=set)
+
+    @property
+    def failing(self) -> bool:
+        return bool(self.failed)
+
+
+def _key(schedule: GeneratedSchedule) -> str:
+    return f"{schedule.instances}:{schedule.schedule_json()}"
+
+
+class Search:
+    """Runs the property search (`run()`); `runner` runs one schedule for real."""
+
+    def __init__(
+        self,
+        config: SearchSettings,
+        runner: Runner,
+        report_dir: Path,
+        *,
+        listener: Listener | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._config = config
+        self._runner = runner
+        self._dir = report_dir
+        self._listen = listener or (lambda s, o, p: None)
+        self._monotonic = monotonic
+        self._count = 0
+        self._earlier: set[str] = set()
+        """Schedules run in earlier rounds: every round starts from the simplest schedule,
+        which need not run (or be reported) again."""
+
+    def run(self) -> SearchResult:
+        """Search until the examples or the time budget are spent; never raises on a failure."""
+        started = self._monotonic()
+        budget = self._config.time_budget_s
+        deadline = None if budget is None else started + budget
+        failures: list[Failure] = []
+        rounds = runs = 0
+        while True:
+            examples = self._config.examples if deadline is None else self._config.round_examples
+            state = _Round()
+            failure = self._round(self._config.seed + rounds, examples, deadline, state)
+            rounds += 1
+            runs += state.runs
+            self._earlier |= state.ran
+            if failure is not None:
+                failures.append(failure)
+            if deadline is None or self._monotonic() >= deadline:
+                break
+        return SearchResult(runs, rounds, tuple(failures), self._monotonic() - started)
+
+    def _run_once(self, schedule: GeneratedSchedule, state: _Round, phase: str) -> Outcome:
+        where = self._dir / f"example-{self._count}"
+        self._count += 1
+        state.runs += 1
+        state.ran.add(_key(schedule))
+        outcome = self._runner(schedule, where)
+        self._listen(schedule, outcome, phase)
+        return outcome
+
+    def _round(
+        self, seed: int, examples: int, deadline: float | None, state: _Round
+    ) -> Failure | None:
+        config = self._config
+        phases = [Phase.generate, *([Phase.shrink] if config.shrink else [])]
+
+        @settings(
+            max_examples=examples,
+            deadline=None,
+            database=None,
+            derandomize=False,
+            phases=phases,
+            suppress_health_check=list(HealthCheck),
+            report_multiple_bugs=False,
+            print_blob=False,
+        )
+        @given(schedule=schedules(config.space, seed))
+        def prop(schedule: GeneratedSchedule) -> None:
+            key = _key(schedule)
+            if key in state.failed:  # failed at least once: a failure, no need to run again
+                state.last_failed = key
+                _fail(state.failed[key].why)
+            if state.failing:
+                if state.shrink_runs >= config.max_shrink_runs:
+                    return  # shrink budget spent: nothing new counts as smaller
+            elif deadline is not None and state.valid and self._monotonic() >= deadline:
+                reject()
+            if key in self._earlier:
+                return  # run (and, if it failed, reported) in an earlier round
+            state.valid += 1
+            phase = "shrink" if state.failing else "generate"
+            tries = 1 + (config.reruns if state.failing else 0)
+            for _ in range(tries):
+                if state.failing:
+                    state.shrink_runs += 1
+                outcome = self._run_once(schedule, state, phase)
+                if not outcome.passed:
+                    step = Step(schedule, outcome.why, outcome.where)
+                    if key not in state.failed:
+                        state.steps.append(step)
+                    state.failed[key] = step
+                    state.last_failed = key
+                    _fail(outcome.why)
+
+        try:
+            hypothesis_seed(seed)(prop)()
+        except _PropertyFailed:
+            return self._failure(state, flaky=not self._reproduces(state))
+        except Flaky:
+            return self._failure(state, flaky=True)
+        return None
+
+    def _reproduces(self, state: _Round) -> bool:
+        """Run the minimal schedule again (up to 1 + reruns times): does it fail again?"""
+        minimal = state.failed[state.last_failed]
+        for _ in range(1 + self._config.reruns):
+            outcome = self._run_once(minimal.schedule, state, "confirm")
+            if not outcome.passed:
+                return True
+        return False
+
+    def _failure(self, state: _Round, *, flaky: bool) -> Failure:
+        last = state.failed[state.last_failed]
+        steps = [s for s in state.steps if _key(s.schedule) != state.last_failed]
+        return Failure(last.schedule, last.why, last.where, (*steps, last), flaky, state.runs)

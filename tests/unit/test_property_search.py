@@ -1,0 +1,157 @@
+"""The property search with stand-in runners (pure logic: which schedule fails is a rule
+here; the real runs are in tests/mutants/test_property_mutants.py): shrinking goes to
+fewer, shorter, later faults and fewer instances; re-runs; flaky; time budgets; reports."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from pathlib import Path
+from xml.etree import ElementTree
+
+from scenarios.run.generate.model import GeneratedSchedule
+from scenarios.run.generate.report import write_property_report
+from scenarios.run.generate.search import Outcome, Search, SearchSettings
+from scenarios.run.schedules import report_outcome
+
+
+def _two_redis_faults(schedule: GeneratedSchedule, where: Path) -> Outcome:
+    redis = [f for f in schedule.faults if f.fault.target == "redis"]
+    return Outcome(len(redis) < 2, "audit: 3 acknowledged events lost", str(where))
+
+
+def test_a_failure_shrinks_to_fewer_shorter_later_faults_and_one_instance(
+    tmp_path: Path,
+) -> None:
+    """A rule "fails with two Redis faults" shrinks to exactly two Redis faults of the
+    plainest kind (down), each of the shortest duration, starting as late as allowed, on
+    one instance; the steps start at the original and end at the minimal."""
+    config = SearchSettings(examples=30, seed=1, max_shrink_runs=500)
+    result = Search(config, _two_redis_faults, tmp_path).run()
+    [failure] = result.failures
+    minimal = failure.minimal
+    assert not failure.flaky
+    assert [f.fault.name for f in minimal.faults] == ["redis-down", "redis-down"]
+    assert minimal.instances == 1
+    assert all(f.duration_s == config.space.min_duration_s for f in minimal.faults)
+    assert minimal.faults[0].at_s == config.space.latest_start_s
+    assert failure.steps[-1].schedule == minimal
+    assert len(failure.steps[0].schedule.faults) >= len(minimal.faults)
+    assert len(failure.steps) > 1
+
+
+def test_without_failures_the_search_runs_every_example(tmp_path: Path) -> None:
+    """A rule that never fails: every example is run once, no failure is reported."""
+    seen: list[GeneratedSchedule] = []
+
+    def runner(schedule: GeneratedSchedule, where: Path) -> Outcome:
+        seen.append(schedule)
+        return Outcome(True)
+
+    result = Search(SearchSettings(examples=12, seed=3), runner, tmp_path).run()
+    assert result.passed and result.runs == len(seen) == 12
+    assert len({s.schedule_json() for s in seen}) > 6
+
+
+def test_a_failure_seen_once_while_shrinking_is_a_failure(tmp_path: Path) -> None:
+    """A schedule that fails on one run in three: with re-runs, each shrink candidate is
+    tried up to three times and failing once counts; the result is a (non-flaky) failure
+    of a schedule that did fail."""
+    rng = random.Random(7)
+    failed: set[str] = set()
+
+    def runner(schedule: GeneratedSchedule, where: Path) -> Outcome:
+        bad = len(schedule.faults) >= 2 and rng.random() < 0.34
+        if bad:
+            failed.add(schedule.schedule_json())
+        return Outcome(not bad, "breaker: never opened", str(where))
+
+    config = SearchSettings(examples=40, seed=2, reruns=2, max_shrink_runs=300)
+    result = Search(config, runner, tmp_path).run()
+    [failure] = result.failures
+    assert failure.minimal.schedule_json() in failed
+    assert len(failure.minimal.faults) >= 2
+
+
+def test_a_failure_that_does_not_reproduce_is_one_flaky_line(tmp_path: Path) -> None:
+    """A failure that never comes back: Hypothesis's Flaky ends as one line naming it
+    flaky with the replay command of the failing run, exit 1, no traceback."""
+    calls = 0
+
+    def runner(schedule: GeneratedSchedule, where: Path) -> Outcome:
+        nonlocal calls
+        calls += 1
+        return Outcome(calls != 2, "audit: 1 acknowledged event lost", str(where))
+
+    config = SearchSettings(examples=10, seed=4, reruns=1)
+    result = Search(config, runner, tmp_path).run()
+    [failure] = result.failures
+    assert failure.flaky
+    out = io.StringIO()
+    assert report_outcome(result, config, ["--target-cmd", "my svc"], out) == 1
+    last = out.getvalue().strip().splitlines()[-1]
+    assert last.startswith("FLAKY: ") and "replay: stormproof run --quick --schedule" in last
+    assert "--target-cmd 'my svc'" in last
+    assert "Traceback" not in out.getvalue()
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_time_budget_keeps_drawing_in_rounds_and_reports_each_failure(
+    tmp_path: Path,
+) -> None:
+    """With a budget, rounds follow one another until it is spent (each run costs 20 s on
+    the injected clock), a schedule run in an earlier round is not run again; every
+    failing round leaves one shrunk failure; the report files hold every failure with its
+    replay command and its steps."""
+    clock = _Clock()
+    ran: list[str] = []
+
+    def runner(schedule: GeneratedSchedule, where: Path) -> Outcome:
+        clock.now += 20.0
+        ran.append(schedule.schedule_json())
+        return _two_redis_faults(schedule, where)
+
+    config = SearchSettings(seed=1, time_budget_s=3600, round_examples=5, max_shrink_runs=10)
+    result = Search(config, runner, tmp_path, monotonic=clock).run()
+    assert result.rounds >= 3
+    # every round starts from the simplest schedule: it runs in the first round only
+    assert ran.count(ran[0]) == 1
+    assert clock.now >= 3600 and clock.now < 3600 + 20 * 20
+    assert len(result.failures) >= 1
+    html = write_property_report(tmp_path, result, config, ["--target-cmd", "svc"])
+    data = json.loads((tmp_path / "property.json").read_text())
+    assert len(data["failures"]) == len(result.failures)
+    for failure, saved in zip(result.failures, data["failures"], strict=True):
+        assert saved["replay"] == failure.minimal.replay_command(["--target-cmd", "svc"])
+        assert GeneratedSchedule.from_json(saved["minimal"]) == failure.minimal
+    suite = ElementTree.parse(tmp_path / "junit.xml").getroot()
+    assert suite.get("failures") == str(len(result.failures))
+    text = html.read_text()
+    assert "original" in text and "minimal" in text and "Shrinking steps" in text
+
+
+def test_the_shrink_budget_bounds_the_real_runs(tmp_path: Path) -> None:
+    """With `max_shrink_runs`, shrinking makes at most that many real runs (plus the
+    generation's), and still reports a schedule that really failed."""
+    failed: set[str] = set()
+
+    def runner(schedule: GeneratedSchedule, where: Path) -> Outcome:
+        outcome = _two_redis_faults(schedule, where)
+        if not outcome.passed:
+            failed.add(schedule.schedule_json())
+        return outcome
+
+    config = SearchSettings(examples=30, seed=1, max_shrink_runs=3)
+    result = Search(config, runner, tmp_path).run()
+    [failure] = result.failures
+    assert failure.minimal.schedule_json() in failed
+    generation_runs = result.runs - 3
+    assert 1 <= generation_runs <= 30
