@@ -89,7 +89,7 @@ class _SingleFlight(_Trust):
     async def _load(
         self, key: str, entry: CacheResult | None, loader: Loader, ttl: float, stamp: int
     ) -> CacheResult | None:
-        got = await self._l2_get(key)
+        got = await self._l2_lookup(key)  # never an L2 value of a key awaiting resync
         if not isinstance(got, _L2):
             self._fill_soon(key, got, stamp)
             self._hit_l2()

@@ -8,11 +8,17 @@ L1 is for during an outage), marked `"l1"`. A (re)subscription and a breaker rec
 both call `flush_on_reconnect`, which drops L1 and the stale copies: invalidations sent
 while this instance was cut off were lost, so any of them may be superseded.
 
-Keys whose last local write or delete did not reach L2 are remembered; when L2 answers
-again they are deleted there and invalidated everywhere (the resync). The set is bounded:
-a key pushed out of it is counted (`stormproof_cache_outage_keys_dropped`) and logged, and
-the resync then deletes the whole cache namespace in L2 and tells every instance to drop
-its L1 (FLUSH_ALL), since which keys went stale is no longer known.
+Keys whose last local write or delete did not reach L2 are remembered (pending); when L2
+answers again they are deleted there and invalidated everywhere (the resync). Until its
+delete succeeded, L2 is not read for a pending key: it may still hold the value from
+before the outage, and a read between the breaker closing and the resync reaching the key
+would return it and fill L1 with it. A read of a pending key settles it first (deletes it
+in L2 itself) and is then a miss; while the outage lasts (until the breaker closed) or if
+L2 cannot settle it, the read is served as if L2 were down (the L1 entry or the stale
+copy). The set is bounded: a key pushed out of it is counted
+(`stormproof_cache_outage_keys_dropped`) and logged, and the resync then deletes the whole
+cache namespace in L2 and tells every instance to drop its L1 (FLUSH_ALL), since which
+keys went stale is no longer known; until that flush is done every key is pending.
 """
 
 from __future__ import annotations
@@ -26,8 +32,8 @@ from collections.abc import Callable
 import redis.asyncio as aioredis
 
 from reference.breaker import CircuitBreaker, CircuitState
-from reference.cache._common import CacheConfig
-from reference.cache._l2 import _L2Gateway
+from reference.cache._common import JSON, CacheConfig
+from reference.cache._l2 import _L2, _L2Gateway
 from reference.clock import Clock
 from reference.invalidation import Subscriber, SubscriberTiming, decode_message
 from reference.metrics import ResilienceMetrics
@@ -136,6 +142,31 @@ class _Trust(_L2Gateway):
             self._resyncing = True
             self._spawn(self._resync())
 
+    def _pending(self, key: str) -> bool:
+        """Whether `key` awaits its resync: L2 may hold a value older than this
+        instance's last write or delete of it (L2 is not read for it until then). After
+        an overflow any key may be one that was forgotten: all are, until the flush."""
+        return self._unsynced_dropped > 0 or key in self._unsynced
+
+    async def _settle(self, key: str) -> bool:
+        """Resync one pending key now (delete in L2, invalidate); True once done.
+
+        Not while L2 is in an outage (HALF_OPEN included): the breaker's trial calls are
+        left to the other operations, and the read is served from L1 as before. Not after
+        an overflow either: only the resync's namespace flush settles that.
+        """
+        if self._l2_outage or self._unsynced_dropped or not await self._l2_delete(key):
+            return False
+        self._unsynced.pop(key, None)
+        return True
+
+    async def _l2_lookup(self, key: str) -> JSON | _L2:
+        """`_l2_get`, except for a key awaiting resync: settled first, then MISS (its L2
+        value, if any, predates a change made here), or DOWN if L2 cannot settle it."""
+        if self._unsynced and self._pending(key):
+            return _L2.MISS if await self._settle(key) else _L2.DOWN
+        return await self._l2_get(key)
+
     async def _resync(self) -> None:
         """Delete in L2, and invalidate everywhere, every key written here during an outage.
 
@@ -149,9 +180,8 @@ class _Trust(_L2Gateway):
             for key in list(self._unsynced):
                 if key not in self._unsynced:
                     continue
-                if not await self._l2_delete(key):
+                if not await self._settle(key):
                     return  # L2 is down again: the next recovery resumes
-                self._unsynced.pop(key, None)
                 done += 1
         finally:
             if done:

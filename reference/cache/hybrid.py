@@ -91,6 +91,8 @@ class HybridCache(_SingleFlight):
         redis = self._redis
         if redis is None:
             return self._without_l2(key, entry)
+        if self._unsynced and self._pending(key):
+            return await self._read_pending(key, entry)
         permit = self._breaker.try_acquire()
         if permit is None:
             self._l2_rejected()
@@ -102,6 +104,17 @@ class HybridCache(_SingleFlight):
             self._hit_l2()
             return CacheResult(got, "l2")
         if got is _L2.DOWN:
+            return self._without_l2(key, entry)
+        if entry is not None:
+            self._forget(key, stamp)
+        self._miss()
+        return None
+
+    async def _read_pending(self, key: str, entry: CacheResult | None) -> CacheResult | None:
+        """A key awaiting resync: its L2 value may predate this instance's change, so it
+        is deleted in L2 first (then a miss); if L2 cannot, as if L2 were down."""
+        stamp = self._changes
+        if not await self._settle(key):
             return self._without_l2(key, entry)
         if entry is not None:
             self._forget(key, stamp)
