@@ -10,11 +10,12 @@ from typing import Any
 from scenarios.faults import FaultSpec
 from scenarios.run.catalogue import load_catalogue
 from scenarios.run.generate.expectations import (
-    NEEDS_OBSERVER,
     UNIVERSAL,
     comparable,
     kind_expectations,
     meet,
+    not_derived,
+    observation_env,
     schedule_expectations,
 )
 from scenarios.run.generate.model import GeneratedSchedule
@@ -37,7 +38,8 @@ def test_a_single_kind_gets_the_catalogue_scenario_of_that_kind() -> None:
         alone = [s for s in comparable(catalogue) if {f.fault.name for f in s.faults} == names]
         if len(names) == 1 and len(alone) == 1:
             [name] = names
-            expected = {k: dict(v) for k, v in scenario.expect.items() if k not in NEEDS_OBSERVER}
+            skipped = not_derived(scenario, observation_env(catalogue))
+            expected = {k: dict(v) for k, v in scenario.expect.items() if k not in skipped}
             assert _without_fs(table[name]) == _without_fs(expected), name
             checked += 1
     assert checked >= 5
@@ -107,7 +109,9 @@ def test_a_property_example_runs_every_derived_checker() -> None:
     catalogue = {s.name: s for s in load_catalogue()}
     schedule = GeneratedSchedule((ScheduledFault(3.0, 2.0, FaultSpec("down", "redis")),))
     scenario = property_scenario(schedule)
-    assert set(scenario.expect) == set(catalogue["redis-down"].expect) - NEEDS_OBSERVER
+    redis_down = catalogue["redis-down"]
+    skipped = not_derived(redis_down, observation_env(list(catalogue.values())))
+    assert skipped == {"prometheus_alerts", "alerts"}  # a Prometheus; alert timing tuned
+    assert set(scenario.expect) == set(redis_down.expect) - skipped
     names = {c.name for c in scenario.checkers()}
-    observed = {"prometheus_alerts"}  # needs a Prometheus, which an example runs without
-    assert names >= {c.name for c in catalogue["redis-down"].checkers()} - observed
+    assert names >= {c.name for c in redis_down.checkers()} - skipped

@@ -43,7 +43,9 @@ OPTIONAL = frozenset({"paths"})
 OBSERVATION_STACK = frozenset({"prometheus"})
 """Stack options that only watch the target (a property example runs without them)."""
 OBSERVATION_ENV = frozenset({"ALERT_EVAL_INTERVAL"})
-"""Target settings that only change how often it evaluates its own alerts."""
+"""Target settings that only change how often it evaluates its own alerts (so how soon an
+alert resolves: the `alerts` expectation of a scenario that tunes them is not derived)."""
+TUNED_BY_OBSERVATION_ENV = frozenset({"alerts"})
 NEEDS_OBSERVER = frozenset({"prometheus_alerts"})
 """Expectations that need an observation-only stack option (not derived)."""
 EXEMPTIONS = frozenset({"exempt_windows"})
@@ -122,12 +124,29 @@ def meet(a: Mapping[str, Mapping[str, Any]], b: Mapping[str, Mapping[str, Any]])
     return dict(sorted(out.items()))
 
 
-def _normalized(scenario: Scenario) -> Expect:
+def observation_env(catalogue: Sequence[Scenario]) -> dict[str, str | None]:
+    """The most common value of each observation-only setting (what an example runs with)."""
+    return {
+        key: Counter(s.target_env.get(key) for s in catalogue).most_common(1)[0][0]
+        for key in OBSERVATION_ENV
+    }
+
+
+def not_derived(scenario: Scenario, observed: Mapping[str, str | None]) -> frozenset[str]:
+    """The expectations of `scenario` a property example cannot meet: those needing an
+    observer it runs without, and `alerts` when the scenario tuned the alert timing."""
+    tuned = any(scenario.target_env.get(k) != observed.get(k) for k in OBSERVATION_ENV)
+    return NEEDS_OBSERVER | (TUNED_BY_OBSERVATION_ENV if tuned else frozenset())
+
+
+def _normalized(scenario: Scenario, observed: Mapping[str, str | None]) -> Expect:
     """Its expectations with the judged operations (`fs`) spelled out (the checker's default
-    when the catalogue left it out), so a meet intersects real sets."""
+    when the catalogue left it out), so a meet intersects real sets; less those a property
+    example cannot meet (`not_derived`)."""
+    skipped = not_derived(scenario, observed)
     expect: Expect = {}
     for name, options in scenario.expect.items():
-        if name in NEEDS_OBSERVER:
+        if name in skipped:
             continue
         options = dict(options)
         checker = replace(scenario, expect={name: options}).checkers()[-1]
@@ -172,7 +191,8 @@ def _meet_all(sets: Iterable[Expect]) -> Expect:
 def kind_expectations(catalogue: Sequence[Scenario]) -> dict[str, Expect]:
     """`E(kind)` for every fault name the comparable scenarios use, plus `UNIVERSAL`."""
     scenarios = comparable(catalogue)
-    normalized = {s.name: _normalized(s) for s in scenarios}
+    observed = observation_env(catalogue)
+    normalized = {s.name: _normalized(s, observed) for s in scenarios}
     names = sorted({f.fault.name for s in scenarios for f in s.faults})
     table = {}
     for name in names:
