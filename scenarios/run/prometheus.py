@@ -10,6 +10,7 @@ evidence", never PASS.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -39,6 +40,15 @@ def watch_targets(prometheus: PrometheusServer, urls: Sequence[str], scenario: s
     prometheus.wait_scraped(urls, SCRAPE_WAIT_S)
 
 
+def instances_selector(urls: Sequence[str]) -> str:
+    """A PromQL selector of the `ALERTS` of these targets only (their `instance` labels):
+    an alert of an earlier run on the same Prometheus (a minute-window rule still firing)
+    must not count in this one."""
+    hosts = sorted(re.escape(url.split("://", 1)[-1].rstrip("/")) for url in urls)
+    pattern = "|".join(hosts).replace("\\", "\\\\").replace('"', '\\"')
+    return f'ALERTS{{instance=~"{pattern}"}}'
+
+
 def collect_alerts(
     prometheus: PrometheusServer,
     *,
@@ -46,21 +56,27 @@ def collect_alerts(
     healed_wall: float,
     fire: Sequence[str],
     resolve_within_s: float,
+    urls: Sequence[str],
 ) -> AlertTimeline:
     """Which alerts fired when, from `wall_t0` until now (after the expected ones resolved
-    or `resolve_within_s` after `healed_wall` passed)."""
+    or `resolve_within_s` after `healed_wall` passed), for the targets at `urls` only."""
+    wanted = {url.split("://", 1)[-1].rstrip("/") for url in urls}
     step = prometheus.config.evaluation_interval_s
     started = time.monotonic()
     try:
         deadline = healed_wall + resolve_within_s + RESOLVE_MARGIN_S
         while time.time() < deadline:
-            active = {str(a["labels"].get("alertname")) for a in prometheus.alerts()}
+            active = {
+                str(a["labels"].get("alertname"))
+                for a in prometheus.alerts()
+                if a["labels"].get("instance") in wanted
+            }
             if not active & set(fire):
                 break
             time.sleep(step)
         time.sleep(2 * step)  # the next evaluation writes the resolved alert's stale marker
         now = time.time()
-        series = prometheus.query_range("ALERTS", wall_t0, now, step)
+        series = prometheus.query_range(instances_selector(urls), wall_t0, now, step)
     except PrometheusError as exc:
         return AlertTimeline({}, step, 0.0, wall_t0, error=str(exc))
     timeline = timeline_from_alerts(

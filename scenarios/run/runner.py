@@ -215,6 +215,7 @@ async def run_scenario(
                 healed_wall=healed_wall,
                 fire=fire,
                 resolve_within_s=resolve_within_s,
+                urls=targets.urls,
             )
         # the truth is read after a graceful (SIGTERM) stop: what the service flushes, or
         # loses, at shutdown counts

@@ -182,3 +182,12 @@ def test_bad_prometheus_alerts_options_are_refused_up_front() -> None:
         parse_scenario(scenario_data(expect={"prometheus_alerts": {"fire": ALERT}}))
     with pytest.raises(ScenarioError, match="bad expectation"):
         parse_scenario(scenario_data(expect={"prometheus_alerts": {"fyre": [ALERT]}}))
+
+
+def test_alerts_are_read_for_this_runs_targets_only() -> None:
+    """The ALERTS query names this run's instances (regex-escaped), so an alert an earlier
+    run left firing on the same Prometheus does not count."""
+    from scenarios.run.prometheus import instances_selector
+
+    selector = instances_selector(["http://127.0.0.1:4000", "http://127.0.0.1:4001/"])
+    assert selector == 'ALERTS{instance=~"127\\\\.0\\\\.0\\\\.1:4000|127\\\\.0\\\\.0\\\\.1:4001"}'
