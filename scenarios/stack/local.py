@@ -103,7 +103,10 @@ class LocalStack:
         )
         if self._base_parent:
             self._base_parent.mkdir(parents=True, exist_ok=True)
-        self.root = Path(tempfile.mkdtemp(prefix="stormproof-stack-", dir=self._base_parent))
+        # absolute: Redis, PostgreSQL and the FUSE disks get paths under it, from other cwds
+        self.root = Path(
+            tempfile.mkdtemp(prefix="stormproof-stack-", dir=self._base_parent)
+        ).resolve()
         try:
             return self._start(redis_bin, initdb, postgres, toxiproxy_bin)
         except BaseException:
