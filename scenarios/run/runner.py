@@ -79,7 +79,8 @@ def run_catalogue(
     """Run scenarios in order on shared stacks; write results, JUnit XML and HTML report."""
     started = time.monotonic()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    run_dir = options.report_dir / datetime.now(UTC).strftime("run-%Y%m%dT%H%M%S")
+    # absolute: the stack, its disks and Prometheus get paths under it, used from other cwds
+    run_dir = (options.report_dir / datetime.now(UTC).strftime("run-%Y%m%dT%H%M%S")).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     results: list[ScenarioResult] = []
     histories: dict[str, History] = {}
