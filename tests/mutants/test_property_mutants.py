@@ -113,7 +113,7 @@ def _needs(name: str, faults: list[tuple[str, dict[str, object]]]) -> None:
         assert len(names) == 1 and names[0].startswith("postgres-"), faults
 
 
-def _find_and_replay(name: str, setting: Setting, tmp_path: Path, *, minimal: bool) -> None:
+def _check_found_and_replayed(name: str, setting: Setting, tmp_path: Path, *, minimal: bool) -> None:
     found = stormproof(
         ["property", *setting.args(), "--target-cmd", target_cmd(name)], tmp_path / "search"
     )
@@ -154,7 +154,7 @@ def test_property_quick_finds_the_variant_and_its_replay_fails(name: str, tmp_pa
     """Quick (CI): a seeded short search finds the variant for the intended reason, prints
     a shrunk schedule and a replay command; the replay alone exits 1 for the same reason,
     and the same replay against the reference passes the audit checker."""
-    _find_and_replay(name, QUICK[name], tmp_path, minimal=False)
+    _check_found_and_replayed(name, QUICK[name], tmp_path, minimal=False)
 
 
 @pytest.mark.nightly
@@ -163,4 +163,4 @@ def test_property_finds_the_variant_with_the_faults_it_needs(name: str, tmp_path
     """Full: `property --examples 30 --seed 1` finds the variant and shrinks it to the
     faults it needs (two Redis outages; one PostgreSQL fault losing a reply); the replay
     command alone exits 1."""
-    _find_and_replay(name, FULL, tmp_path, minimal=True)
+    _check_found_and_replayed(name, FULL, tmp_path, minimal=True)
