@@ -113,7 +113,9 @@ def _needs(name: str, faults: list[tuple[str, dict[str, object]]]) -> None:
         assert len(names) == 1 and names[0].startswith("postgres-"), faults
 
 
-def _check_found_and_replayed(name: str, setting: Setting, tmp_path: Path, *, minimal: bool) -> None:
+def _check_found_and_replayed(
+    name: str, setting: Setting, tmp_path: Path, *, minimal: bool
+) -> None:
     found = stormproof(
         ["property", *setting.args(), "--target-cmd", target_cmd(name)], tmp_path / "search"
     )
