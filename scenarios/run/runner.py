@@ -84,12 +84,13 @@ def run_catalogue(
     run_dir.mkdir(parents=True, exist_ok=True)
     results: list[ScenarioResult] = []
     histories: dict[str, History] = {}
-    stacks: dict[tuple[bool, str, bool], Stack] = {}
+    stacks: dict[tuple[bool, str, bool, str], Stack] = {}
     try:
         for number, scenario in enumerate(scenarios):
             aof = bool(scenario.stack.get("redis_aof", True))
             appendfsync = str(scenario.stack.get("redis_appendfsync", "always"))
-            key = (aof, appendfsync, wants_prometheus(scenario, options.prometheus))
+            redis_mode = str(scenario.stack.get("redis", "single"))
+            key = (aof, appendfsync, wants_prometheus(scenario, options.prometheus), redis_mode)
             if key not in stacks:
                 stacks[key] = open_stack(
                     options.provider,
@@ -97,6 +98,7 @@ def run_catalogue(
                     redis_aof=aof,
                     redis_appendfsync=appendfsync,
                     prometheus=key[2],
+                    redis_mode=redis_mode,
                 )
             report = progress(number, scenario) if progress else None
             result, history = asyncio.run(

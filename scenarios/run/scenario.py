@@ -72,6 +72,7 @@ STACK_OPTIONS = (
     "redis_appendfsync",
     "redis_config",
     "prometheus",
+    "redis",
 )
 OBSERVED: dict[str, type[AlertsChecker] | type[MetricsChecker]] = {
     "alerts": AlertsChecker,
@@ -289,6 +290,8 @@ def parse_scenario(raw: Mapping[str, Any]) -> Scenario:
         isinstance(v, str | int) and not isinstance(v, bool) for v in redis_config.values()
     ):
         raise ScenarioError(f"{where}: stack.redis_config must be a table of parameter = value")
+    if stack.get("redis", "single") not in ("single", "replicated"):
+        raise ScenarioError(f'{where}: stack.redis must be "single" or "replicated"')
     raw_env = raw.get("target_env", {})
     if not isinstance(raw_env, Mapping):
         raise ScenarioError(f"{where}: target_env must be a table of VARIABLE = value")
