@@ -165,6 +165,7 @@ class Settings:
     audit_redis_url: str | None = None
     audit_queue_accept_unsafe: bool = False
     audit_queue_min_replicas: int = 0
+    cache_min_replicas: int = 0
     redis_sentinels: SentinelConfig | None = None
     audit_journal_max_pending_bytes: int = 8 * 1024 * 1024
     metrics_enabled: bool = True
@@ -247,6 +248,7 @@ class Settings:
             audit_redis_url=r.optional_url("AUDITORIA_REDIS_URL", _check_redis_url),
             audit_queue_accept_unsafe=r.boolean("AUDITORIA_QUEUE_ACCEPT_UNSAFE", False),
             audit_queue_min_replicas=r.integer("AUDITORIA_QUEUE_MIN_REPLICAS", 0, minimum=0),
+            cache_min_replicas=r.integer("CACHE_MIN_REPLICAS", 0, minimum=0),
             redis_sentinels=sentinel_config_from_env(r.raw, ConfigError),
             audit_journal_max_pending_bytes=r.integer(
                 "AUDITORIA_JOURNAL_MAX_PENDING_BYTES",

@@ -80,6 +80,7 @@ def cache_config(settings: Settings) -> CacheConfig:
         stale_window_s=settings.cache_stale_window_s,
         op_timeout_s=settings.redis_op_timeout_s,
         disabled=settings.disable_redis,
+        min_replicas=settings.cache_min_replicas,
     )
 
 
