@@ -83,6 +83,18 @@ def _no_l1_flush_on_reconnect() -> None:
     HybridCache.flush_on_reconnect = flush_on_reconnect  # type: ignore[method-assign,assignment]
 
 
+def _queue_without_wait() -> None:
+    from reference.audit.stream import AuditQueue
+
+    original = AuditQueue.__init__
+
+    def init(self: AuditQueue, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self.min_replicas = 0  # acknowledged once the primary has it: no WAIT
+
+    AuditQueue.__init__ = init  # type: ignore[method-assign]
+
+
 def _health_always_healthy() -> None:
     from reference import health
     from reference.service import components
@@ -354,6 +366,16 @@ MUTANTS: dict[str, Mutant] = {
             env={"AUDITORIA_QUEUE_ACCEPT_UNSAFE": "true"},
             stack={"redis_aof": False},
             reason=r"[1-9]\d* lost",
+        ),
+        Mutant(
+            "queue-without-wait",
+            "the queue acknowledges an XADD the primary took, without WAIT for a replica: "
+            "a partitioned old primary takes events that vanish when it rejoins as a replica",
+            "redis-partition",
+            "audit",
+            patch=_queue_without_wait,
+            reason=r"[1-9]\d* lost",
+            loses=True,
         ),
         Mutant(
             "refuses-audit-writes-during-faults",
