@@ -9,6 +9,8 @@ primary the Sentinels name, without a restart:
 - `READONLY` (the node was demoted to a replica): redis-py drops the connection;
 - `NOREPLICAS` (the node is cut off from its replicas: `min-replicas-to-write`): dropped
   too (a partitioned old primary refuses writes; the Sentinels may already name another);
+- WAIT short of replicas (reference/audit/stream.py, the cache): the Sentinels are asked
+  again (`recheck_primary`); when they name another primary, idle connections are closed;
 - a connection released while the Sentinels name another primary is closed, so no pooled
   connection keeps reading from the old one.
 
@@ -20,6 +22,7 @@ Each command is still one attempt; the breakers decide about retries.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +32,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 __all__ = [
     "Address",
@@ -38,6 +41,8 @@ __all__ = [
     "make_sentinel_redis",
     "parse_address_map",
     "parse_sentinel_urls",
+    "recheck_primary",
+    "sentinel_config_from_env",
 ]
 
 Address = tuple[str, int]
@@ -188,6 +193,18 @@ class FollowingPool(SentinelConnectionPool):
         if self.is_master and current is not None and here != tuple(current):
             await connection.disconnect()
         await super().release(connection)
+
+
+async def recheck_primary(client: aioredis.Redis) -> None:
+    """Ask the Sentinels again which node is primary (a client not behind Sentinel: no-op).
+    When it changed, idle connections are closed and busy ones when released
+    (FollowingPool), so the next command goes to the new primary. Called after WAIT saw
+    too few replicas: a node cut off from its replicas may have been replaced already,
+    while it still answers (errors are ignored: the caller is failing anyway)."""
+    pool = client.connection_pool
+    if isinstance(pool, SentinelConnectionPool):
+        with contextlib.suppress(RedisError, OSError):
+            await pool.get_master_address()
 
 
 def make_sentinel_redis(

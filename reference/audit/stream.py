@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 
 from reference.audit.event import AuditEvent, InvalidAuditEvent
 from reference.audit.store import DeadLetter
+from reference.sentinel import recheck_primary
 
 __all__ = [
     "EVENT_FIELD",
@@ -86,6 +87,7 @@ class AuditQueue:
             pipe.execute_command("WAIT", self.min_replicas, self.wait_timeout_ms)
             entry_id, replicas = await pipe.execute()
         if int(replicas) < self.min_replicas:
+            await recheck_primary(self.redis)  # cut off from its replicas: replaced?
             raise NotReplicated(as_text(entry_id), int(replicas), self.min_replicas)
         return as_text(entry_id)
 

@@ -31,6 +31,7 @@ from reference.deadlines import Deadlines
 from reference.errors import describe
 from reference.invalidation import SubscriberTiming, encode_message
 from reference.metrics import ResilienceMetrics
+from reference.sentinel import recheck_primary
 
 T = TypeVar("T")
 _log = logging.getLogger("reference.cache")
@@ -154,7 +155,7 @@ class _L2Gateway(_L1Store):
             pipe = redis.pipeline(transaction=False)
             pipe.set(self._prefix + key, payload, px=millis, nx=nx)
             pipe.publish(self.channel, self._message(key, op))
-            return self._replicated(await self._waited(pipe).execute())
+            return await self._replicated(await self._waited(pipe).execute())
 
         return await self._guarded_l2(write)
 
@@ -164,10 +165,13 @@ class _L2Gateway(_L1Store):
             pipe.execute_command("WAIT", self._min_replicas, self._wait_ms)
         return pipe
 
-    def _replicated(self, replies: list[Any]) -> list[Any]:
+    async def _replicated(self, replies: list[Any]) -> list[Any]:
         """The replies, or NotReplicated when WAIT saw too few replicas (the write then
-        counts as not reaching L2: the key awaits its resync, see _trust.py)."""
+        counts as not reaching L2: the key awaits its resync, see _trust.py; the Sentinels
+        are asked whether the primary changed, reference/sentinel.py)."""
         if self._min_replicas and int(replies[-1]) < self._min_replicas:
+            if self._redis is not None:
+                await recheck_primary(self._redis)
             raise NotReplicated(int(replies[-1]), self._min_replicas)
         return replies
 
@@ -180,7 +184,7 @@ class _L2Gateway(_L1Store):
             pipe = redis.pipeline(transaction=False)
             pipe.delete(self._prefix + key)
             pipe.publish(self.channel, self._message(key, "delete"))
-            return self._replicated(await self._waited(pipe).execute())
+            return await self._replicated(await self._waited(pipe).execute())
 
         return await self._guarded_l2(remove)
 
