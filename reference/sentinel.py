@@ -154,7 +154,7 @@ class MappedSentinel(Sentinel):
     def __init__(
         self, sentinels: Any, address_map: Mapping[Address, Address], **kwargs: Any
     ) -> None:
-        super().__init__(sentinels, **kwargs)
+        super().__init__(sentinels, **kwargs)  # type: ignore[no-untyped-call]
         self._map = dict(address_map)
 
     def mapped(self, address: Any) -> Address:
@@ -204,7 +204,7 @@ async def recheck_primary(client: aioredis.Redis) -> None:
     pool = client.connection_pool
     if isinstance(pool, SentinelConnectionPool):
         with contextlib.suppress(RedisError, OSError):
-            await pool.get_master_address()
+            await pool.get_master_address()  # type: ignore[no-untyped-call]
 
 
 def make_sentinel_redis(
@@ -222,9 +222,10 @@ def make_sentinel_redis(
     sentinel = MappedSentinel(
         list(config.sentinels), dict(config.address_map), sentinel_kwargs=sentinel_kwargs
     )
-    return sentinel.master_for(
+    client: aioredis.Redis = sentinel.master_for(
         config.master,
         connection_pool_class=FollowingPool,
         connection_class=connection_class,
         **kwargs,
     )
+    return client

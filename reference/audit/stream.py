@@ -79,7 +79,7 @@ class AuditQueue:
     async def publish(self, event: AuditEvent) -> str:
         """XADD the event (then WAIT, see the class); returns the entry id, or raises
         NotReplicated. Bound it from outside (it may hang)."""
-        fields = {EVENT_FIELD: event.to_json_bytes()}
+        fields: dict[Any, Any] = {EVENT_FIELD: event.to_json_bytes()}
         if self.min_replicas == 0:
             return as_text(await self.redis.xadd(self.stream, fields))
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -180,16 +180,16 @@ class ReplicatedRedis:
         for node in self.nodes:
             (self._dir(node)).mkdir(exist_ok=True)
             self.write_node_config(node, None if node.index == 0 else self.nodes[0])
-            process = _NodeProcess(
+            node_process = _NodeProcess(
                 self,
                 node,
                 name=node.name,
                 argv=[self._redis_bin, str(self._root / f"{node.name}.conf")],
                 log_path=self._root / f"{node.name}.log",
-                ready=lambda n=node: _answers(n.port),  # type: ignore[misc]
+                ready=lambda n=node: _answers(n.port),
             )
-            self.node_processes.append(process)
-            self._spawn(process)
+            self.node_processes.append(node_process)
+            self._spawn(node_process)
         for index, port in enumerate(self.sentinel_ports):
             conf = self._root / f"sentinel-{index + 1}.conf"
             self._write_sentinel_config(conf, port)
