@@ -159,7 +159,8 @@ class MappedSentinel(Sentinel):
 
     def mapped(self, address: Any) -> Address:
         """The address to dial for an announced (host, port)."""
-        key = (str(address[0]), int(address[1]))
+        host = address[0].decode() if isinstance(address[0], bytes) else str(address[0])
+        key = (host, int(address[1]))
         return self._map.get(key, key)
 
     async def discover_master(self, service_name: str) -> Address:
