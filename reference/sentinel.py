@@ -208,6 +208,17 @@ async def recheck_primary(client: aioredis.Redis) -> None:
             await pool.get_master_address()  # type: ignore[no-untyped-call]
 
 
+class _OwningRedis(aioredis.Redis):
+    """A client that closes its Sentinel connections with its own (redis-py leaves them
+    open: the Sentinel object is not owned by the clients it makes)."""
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        manager = getattr(self.connection_pool, "sentinel_manager", None)
+        if isinstance(manager, Sentinel):
+            await manager.aclose()
+
+
 def make_sentinel_redis(
     config: SentinelConfig,
     connection_kwargs: Mapping[str, Any],
@@ -225,6 +236,7 @@ def make_sentinel_redis(
     )
     client: aioredis.Redis = sentinel.master_for(
         config.master,
+        redis_class=_OwningRedis,
         connection_pool_class=FollowingPool,
         connection_class=connection_class,
         **kwargs,
