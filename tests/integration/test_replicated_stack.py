@@ -113,9 +113,12 @@ async def test_the_queue_waits_for_a_replica_and_follows_a_failover(replicated: 
     try:
         await queue.publish(_event())
         # the replicas' acknowledgements dropped (their stream still flows), for 0.2 s
-        with replicated.proxy("redis.peer").toxic("timeout", stream="upstream", timeout=0):
-            with pytest.raises(NotReplicated):
-                await queue.publish(_event())
+        proxy = replicated.proxy("redis.peer")
+        with (
+            proxy.toxic("timeout", stream="upstream", timeout=0),
+            pytest.raises(NotReplicated),
+        ):
+            await queue.publish(_event())
         # dropping part of an acknowledgement breaks the replication link: the replicas
         # reconnect (a second or two), then writes are acknowledged again
         await _published_within(queue, 10.0)
@@ -151,7 +154,7 @@ def test_a_failed_start_stops_what_it_started(
     the nodes, PostgreSQL and Toxiproxy were started: all of them are stopped."""
     monkeypatch.setenv("STORMPROOF_REDIS_SENTINEL", "/bin/false")
     local = LocalStack(tmp_path, redis_mode="replicated")
-    with pytest.raises(StackError, match="sentinel.1 exited during start-up"):
+    with pytest.raises(StackError, match=r"sentinel\.1 exited during start-up"):
         local.start()
     assert local.pids == []
     assert _processes_mentioning(str(tmp_path)) == []

@@ -169,7 +169,7 @@ def test_the_redis_stack_option_is_checked() -> None:
     """`stack = { redis = ... }` takes single or replicated; the two new scenarios ask for
     the replicated stack and WAIT on both paths."""
     raw = {"name": "x", "duration_s": 5, "workload": {"rate_per_s": 10}, "faults": []}
-    with pytest.raises(ScenarioError, match="stack.redis"):
+    with pytest.raises(ScenarioError, match=r"stack\.redis"):
         parse_scenario({**raw, "stack": {"redis": "cluster"}})
     assert parse_scenario({**raw, "stack": {"redis": "replicated"}}).stack["redis"] == "replicated"
     catalogue = {s.name: s for s in load_catalogue()}
