@@ -6,7 +6,10 @@ path (a normal close and a start that fails half-way)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +24,7 @@ from reference.redis_client import make_redis
 from scenarios.pytest_plugin import unavailable
 from scenarios.stack import Stack, StackError, open_stack
 from scenarios.stack.base import install_sigterm_cleanup
+from scenarios.stack.envfile import read_env_file
 from scenarios.stack.local import LocalStack
 
 pytestmark = pytest.mark.integration
@@ -159,3 +163,38 @@ def test_a_failed_start_stops_what_it_started(
     assert local.pids == []
     assert _processes_mentioning(str(tmp_path)) == []
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.nightly  # ~9 s; the daemon's teardown is the single-node stack's (test_stack_cli)
+def test_stack_up_replicated_from_a_shell_and_down(tmp_path: Path) -> None:
+    """`stormproof stack up --redis replicated`: stack.env has the Sentinel settings and a
+    Sentinel there names node 0; `stack down` leaves no process (nodes, Sentinels) behind."""
+    state = tmp_path / "state"
+    cli = [sys.executable, "-m", "scenarios.cli", "stack"]
+    up = subprocess.run(
+        [*cli, "up", "--provider", "local", "--redis", "replicated", "--state-dir", str(state)],
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    pids: list[int] = []
+    try:
+        if up.returncode != 0:
+            unavailable(f"stack up --redis replicated failed: {up.stderr.strip()}")
+        info = json.loads((state / "stack.json").read_text())
+        pids = [info["pid"], *info["services"].values()]
+        assert {"sentinel.1", "sentinel.2", "sentinel.3", "redis.n2"} <= set(info["services"])
+        env = read_env_file(state / "stack.env")
+        host, port = env["REDIS_SENTINEL_URLS"].split(",")[0].removeprefix("redis://").split(":")
+        with redis.Redis(
+            host=host, port=int(port), socket_timeout=2, decode_responses=True
+        ) as sentinel:
+            announced = sentinel.sentinel_get_master_addr_by_name(env["REDIS_SENTINEL_MASTER"])
+        mapped = dict(pair.split("=") for pair in env["REDIS_SENTINEL_ADDRESS_MAP"].split(","))
+        assert env["REDIS_URL"] == f"redis://{mapped[f'{announced[0]}:{announced[1]}']}/0"
+    finally:
+        down = subprocess.run(
+            [*cli, "down", "--state-dir", str(state)], capture_output=True, text=True, timeout=60
+        )
+    assert down.stdout.strip() == "stack down", down.stdout
+    assert pids and [p for p in pids if _alive(p)] == []
