@@ -61,6 +61,19 @@ def default_provider(given: str | None) -> str:
     return given or os.environ.get("STORMPROOF_STACK") or "local"
 
 
+def provider_allowed(args: argparse.Namespace, resets: str) -> str | None:
+    """The provider to use, or None (said on stderr) when it is an external stack that
+    `resets` (what the command would wipe) and --allow-reset was not given."""
+    provider = default_provider(args.provider)
+    if provider == "external" and not args.allow_reset:
+        print(
+            f"stormproof: {resets}; pass --allow-reset to do that on an external stack",
+            file=sys.stderr,
+        )
+        return None
+    return provider
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     """`stormproof list`: one line per scenario."""
     catalogue = load_scenarios(args.scenario_file) if args.scenario_file else load_catalogue()
@@ -78,13 +91,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (ScenarioError, FaultError, ValueError) as exc:
         print(f"stormproof: {exc}", file=sys.stderr)
         return 2
-    provider = default_provider(args.provider)
-    if provider == "external" and not args.allow_reset:
-        print(
-            "stormproof: a run drops audit_log/beneficios and flushes Redis before each "
-            "scenario; pass --allow-reset to do that on an external stack",
-            file=sys.stderr,
-        )
+    provider = provider_allowed(
+        args, "a run drops audit_log/beneficios and flushes Redis before each scenario"
+    )
+    if provider is None:
         return 2
     scenarios = _drop_unsupported(scenarios, provider, args.all)
     if not scenarios:
@@ -176,12 +186,8 @@ def cmd_property(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"stormproof: {exc}", file=sys.stderr)
         return 2
-    provider = default_provider(args.provider)
-    if provider == "external" and not args.allow_reset:
-        print(
-            "stormproof: pass --allow-reset to run property examples on an external stack",
-            file=sys.stderr,
-        )
+    provider = provider_allowed(args, "property examples drop the tables and flush Redis")
+    if provider is None:
         return 2
     replay: list[str] = []
     if args.target_cmd:
