@@ -56,6 +56,13 @@ def resolve(args: argparse.Namespace) -> list[Scenario]:
     return chosen
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return int(text)
+
+
 def default_provider(given: str | None) -> str:
     """--provider, else $STORMPROOF_STACK, else local (no Docker needed)."""
     return given or os.environ.get("STORMPROOF_STACK") or "local"
@@ -108,6 +115,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         truth_query=args.truth_query,
         allow_reset=args.allow_reset,
         prometheus=args.with_prometheus,
+        jobs=args.jobs,
     )
     console = Console(stderr=True)
     started = time.monotonic()
@@ -233,6 +241,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     run.add_argument("--schedule", default=None, help="JSON list of {at_s, fault, duration_s}")
     run.add_argument("--seed", type=int, default=0, help="the workload's random seed")
+    run.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=1,
+        help="scenarios run at once, each on stacks of its own (default 1; local/docker)",
+    )
     run.add_argument(
         "--instances", type=int, default=1, help="target instances for --schedule (1-8)"
     )
