@@ -50,6 +50,9 @@ def test_mutant_is_flagged_by_its_checker(name: str, tmp_path: Path) -> None:
     if mutant.reason is not None:
         assert re.search(mutant.reason, failed[mutant.checker]), failed[mutant.checker]
 
+    if mutant.only:  # nothing else sees it: the intended checker is the one that must
+        assert set(failed) == {mutant.checker}, failed
+
     if mutant.loses:  # flagged for the intended reason: acknowledged events lost
         [audit] = [check for check in result.failed_checks if check.checker == "audit"]
         counts = audit.details["counts"]
@@ -77,6 +80,27 @@ def test_reference_passes_two_instances_invalidation_in_full_mode(tmp_path: Path
     bound used to be absolute and failed the reference in full mode)."""
     [scenario] = select(load_catalogue(), ["two-instances-invalidation"])
     options = RunOptions(report_dir=tmp_path, provider="local", quick=False)
+    summary, _ = run_catalogue([scenario], options)
+    [result] = summary.scenarios
+    assert result.error is None, result.error
+    assert result.passed, {c.checker: c.summary for c in result.failed_checks}
+
+
+NEW_MUTANTS = (
+    "overwrite-never-reaches-redis",
+    "breaker-first-outage-only",
+    "loses-queue-on-sigterm",
+)
+
+
+@pytest.mark.parametrize("name", NEW_MUTANTS)
+def test_reference_passes_the_scenario_of(name: str, tmp_path: Path) -> None:
+    """The unbroken reference passes the scenario each newer mutant fails (so the
+    mutant's failure is its defect, not the scenario's), with the same options."""
+    mutant = MUTANTS[name]
+    [scenario] = select(load_catalogue(), [mutant.scenario])
+    scenario = replace(scenario, stack={**scenario.stack, **mutant.stack})
+    options = RunOptions(report_dir=tmp_path, provider="local", quick=True)
     summary, _ = run_catalogue([scenario], options)
     [result] = summary.scenarios
     assert result.error is None, result.error
