@@ -478,10 +478,10 @@ MUTANTS: dict[str, Mutant] = {
         Mutant(
             "breaker-first-outage-only",
             "the Redis breaker opens in the first outage, and after it closed never again",
-            "redis-reset-peer",
+            "redis-latency",
             "breaker",
             patch=_breaker_first_outage_only,
-            reason=r"^window 2 \(redis-reset_peer\): the breaker never opened$",
+            reason=r"^window 2 \(redis-latency\): the breaker never opened$",
         ),
         Mutant(
             "loses-queue-on-sigterm",
