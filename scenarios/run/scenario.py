@@ -145,7 +145,9 @@ class Scenario:
             _checker(kind, opts) for kind, opts in self.expect.items() if kind != "steady_state"
         ]
         if "final_read" not in self.expect and any(self.workload.mix.get(f) for f in WRITES):
-            rest.append(FinalReadChecker())  # on by default wherever keys are written
+            # on by default wherever keys are written (before the named ones: the last
+            # checker stays the last expectation's)
+            return [steady, FinalReadChecker(), *rest]
         return [steady, *rest]
 
     def final_read(self) -> FinalReadChecker | None:
