@@ -7,7 +7,7 @@ import pytest
 
 from scenarios.checkers import BreakerTimelineChecker, CheckResult, Truth
 from scenarios.checkers.final_read import FinalReadChecker, FinalReads, Observation
-from scenarios.history import FaultWindow
+from scenarios.history import FaultWindow, History
 from scenarios.report import RunSummary, ScenarioResult
 from scenarios.report.breakers import breaker_rows
 from scenarios.report.html import render_html_report
@@ -72,7 +72,7 @@ def test_the_html_report_shows_the_table_and_the_final_read_findings() -> None:
     assert "<td>final read: stale</td>" in html
 
 
-def _written():  # type: ignore[no-untyped-def]
+def _written() -> History:
     s = Synth()
     s.op("cache_put", 1.0, 1.1, key="a", request={"value": {"v": 1}}, status=204)
     s.op("cache_put", 2.0, 2.1, key="a", request={"value": {"v": 2}}, status=204)
