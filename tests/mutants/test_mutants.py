@@ -91,15 +91,17 @@ NEW_MUTANTS = (
     "breaker-first-outage-only",
     "loses-queue-on-sigterm",
 )
+NEW_SCENARIOS = sorted({MUTANTS[name].scenario for name in NEW_MUTANTS})
 
 
-@pytest.mark.parametrize("name", NEW_MUTANTS)
-def test_reference_passes_the_scenario_of(name: str, tmp_path: Path) -> None:
-    """The unbroken reference passes the scenario each newer mutant fails (so the
-    mutant's failure is its defect, not the scenario's), with the same options."""
-    mutant = MUTANTS[name]
-    [scenario] = select(load_catalogue(), [mutant.scenario])
-    scenario = replace(scenario, stack={**scenario.stack, **mutant.stack})
+@pytest.mark.parametrize("scenario_name", NEW_SCENARIOS)
+def test_reference_passes_the_scenario_of_the_newer_mutants(
+    scenario_name: str, tmp_path: Path
+) -> None:
+    """The unbroken reference passes the scenarios the newer mutants fail (so each
+    mutant's failure is its defect, not the scenario's): postgres-down (final reads,
+    SIGTERM), redis-latency (two outages: the breaker in each)."""
+    [scenario] = select(load_catalogue(), [scenario_name])
     options = RunOptions(report_dir=tmp_path, provider="local", quick=True)
     summary, _ = run_catalogue([scenario], options)
     [result] = summary.scenarios
