@@ -32,6 +32,7 @@ from scenarios.report import (
     write_junit_xml,
     write_results_json,
 )
+from scenarios.run.final_read import FinalReadPlan, read_after_stop, read_live
 from scenarios.run.prometheus import (
     EXPECTATION,
     collect_alerts,
@@ -271,16 +272,24 @@ async def run_scenario(
                 resolve_within_s=resolve_within_s,
                 urls=targets.urls,
             )
+        final = scenario.final_read()
+        if final is not None:  # every written key, everywhere, converges (bounded)
+            say("final reads", 0.94)
+            live = await read_live(FinalReadPlan.of(final, targets, stack), history)
         # the truth is read after a graceful (SIGTERM) stop: what the service flushes, or
         # loses, at shutdown counts
         say("stopping target", 0.95)
         await asyncio.to_thread(targets.stop)
+        final_reads = (
+            await asyncio.to_thread(read_after_stop, live, scenario_dir) if final else None
+        )
         truth = Truth(
             audit_rows=await asyncio.to_thread(read_truth, stack, options.truth_query),
             audit_pending=pending,
             audit_full=await asyncio.to_thread(read_audit_rows, stack),
             beneficios=await asyncio.to_thread(read_beneficios, stack),
             alerts=alerts,
+            final_reads=final_reads,
         )
         checks = run_checkers(scenario.checkers(), history, truth)
     except Exception as exc:

@@ -47,6 +47,7 @@ from scenarios.checkers import (
     WriteAvailabilityChecker,
 )
 from scenarios.checkers.alerts import AlertsChecker
+from scenarios.checkers.final_read import FinalReadChecker
 from scenarios.checkers.metrics import MetricsChecker
 from scenarios.faults import FaultError, FaultSpec
 from scenarios.workload import WorkloadError, WorkloadSpec
@@ -64,7 +65,10 @@ EXPECTATIONS = (
     "beneficios",
     "alerts",
     "metrics",
+    "final_read",
 )
+WRITES = ("cache_put", "cache_delete", "beneficio_put")
+"""A workload with any of these gets the final-read check by default (see `checkers`)."""
 PHASES = ("baseline", "fault", "between", "recovery")
 STACK_OPTIONS = (
     "redis_aof",
@@ -141,7 +145,16 @@ class Scenario:
         rest = [
             _checker(kind, opts) for kind, opts in self.expect.items() if kind != "steady_state"
         ]
+        if "final_read" not in self.expect and any(self.workload.mix.get(f) for f in WRITES):
+            # on by default wherever keys are written (before the named ones: the last
+            # checker stays the last expectation's)
+            return [steady, FinalReadChecker(), *rest]
         return [steady, *rest]
+
+    def final_read(self) -> FinalReadChecker | None:
+        """The final-read check of this scenario, if it has one (the runner's phase)."""
+        found = [c for c in self.checkers() if isinstance(c, FinalReadChecker)]
+        return found[0] if found else None
 
 
 def _checker(kind: str, options: Mapping[str, Any]) -> Checker:
@@ -153,6 +166,8 @@ def _checker(kind: str, options: Mapping[str, Any]) -> Checker:
         return AuditChecker(**_with_tuple(_with_tuple(options, "fs"), "exempt_windows"))
     if kind == "beneficios":
         return BeneficiosChecker(**options)
+    if kind == "final_read":
+        return FinalReadChecker(**options)
     if kind == "write_availability":
         return WriteAvailabilityChecker.from_options(options)
     if kind == "cache_availability":

@@ -89,6 +89,9 @@ def test_mutant_is_flagged_by_its_checker(name: str, run_pool: RunPool) -> None:
     if mutant.reason is not None:
         assert re.search(mutant.reason, failed[mutant.checker]), failed[mutant.checker]
 
+    if mutant.only:  # nothing else sees it: the intended checker is the one that must
+        assert set(failed) == {mutant.checker}, failed
+
     if mutant.loses:  # flagged for the intended reason: acknowledged events lost
         [audit] = [check for check in result.failed_checks if check.checker == "audit"]
         counts = audit.details["counts"]
