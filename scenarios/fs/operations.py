@@ -260,7 +260,7 @@ class ForgetfulOperations(mfusepy.Operations):  # type: ignore[misc]
             if existing is not None:
                 if flags & os.O_EXCL:
                     raise OSError(errno.EEXIST, path)
-                return self._open_handle(self.state.nodes[existing])
+                return self._open_existing(self.state.nodes[existing], path, flags)
             node = self.state.create(parent, name, stat.S_IMODE(mode), is_dir=False)
             return self._open_handle(node)
 
@@ -269,7 +269,15 @@ class ForgetfulOperations(mfusepy.Operations):  # type: ignore[misc]
             node = self._node(path)
             if node.is_dir:
                 raise OSError(errno.EISDIR, path)
-            return self._open_handle(node)
+            return self._open_existing(node, path, flags)
+
+    def _open_existing(self, node: Node, path: str, flags: int) -> int:
+        """Open a file that exists; O_TRUNC empties it first (an unsynced change, like a
+        write: the kernel passes O_TRUNC here instead of a separate truncate)."""
+        if flags & os.O_TRUNC:
+            self.faults.check("truncate", path)
+            self.state.truncate(node, 0)
+        return self._open_handle(node)
 
     def release(self, path: str | None, fh: int) -> int:
         with self._mutex:

@@ -64,6 +64,23 @@ def test_truncate_then_extend_reads_zeros_durably(tmp_path: Path) -> None:
         assert (mount.config.backing / "f").read_bytes() == want
 
 
+def test_open_with_o_trunc_empties_the_file_until_a_cut_undoes_it(tmp_path: Path) -> None:
+    """open(..., "w") of an existing file empties it (the kernel passes O_TRUNC to open);
+    the truncation is unsynced, so a power cut brings the durable bytes back."""
+    with forgetful_mount(tmp_path) as mount:
+        root = mount.mountpoint
+        (root / "f").write_bytes(b"x" * 18)
+        _fsync(root / "f")
+        _fsync(root)
+        with open(root / "f", "w"):
+            pass
+        assert (root / "f").read_bytes() == b""
+        (root / "f").write_bytes(b"new")  # O_CREAT | O_TRUNC on an existing name
+        assert (root / "f").read_bytes() == b"new"
+        mount.power_cut()
+        assert (root / "f").read_bytes() == b"x" * 18
+
+
 def test_torn_cut_keeps_a_prefix_of_the_last_write(tmp_path: Path) -> None:
     """A torn cut leaves a strict prefix of the last unsynced write, seeded."""
     with forgetful_mount(tmp_path) as mount:
