@@ -32,13 +32,18 @@ def version_of(value: JSON) -> int | None:
 
 
 def read_failed(op: Op) -> bool:
-    """A read failed unless it answered: a 404 miss is an answer, a 5xx is not."""
+    """A read failed unless it answered: a 404 miss is an answer, a 5xx is not, and
+    neither is a 200 without a value (no integer `v`: no write sends that)."""
     if op.status == 404:
         return False
-    return op.outcome != "ok" or (op.status is not None and op.status >= 500)
+    if op.outcome != "ok" or (op.status is not None and op.status >= 500):
+        return True
+    return version_of(op.response) is None
 
 
 def _reason(op: Op) -> str:
+    if op.outcome == "ok" and op.status is not None and op.status < 300:
+        return "no value"
     if op.status is not None and op.status >= 500:
         return f"http {op.status}"
     if op.outcome == "info":

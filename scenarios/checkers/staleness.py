@@ -16,7 +16,11 @@ The legacy form `bound_s` is an absolute bound everywhere (no fault excuses anyt
 A window is relevant to a read when its target is one of `targets` (default: redis) for
 every instance, or `<target>.<instance>` (e.g. `redis.i2`) for that instance's reads; a
 replicated Redis node's proxy (`redis.peer`, `redis.n1`) is relevant to every instance.
-Reads without a version (404 misses included) are ignored here.
+A 404 miss is not judged here (see `cache_availability`). A 200 read is judged whole: it
+must carry a value that some write sent (all of it, not just its `v`: a value with the
+right version and other fields changed, or with no integer `v` at all, is
+`never_written`). A write answered 5xx may have landed (its outcome is unknown to the
+client), so reading its value is not `never_written`; a 4xx or a refused connection did not.
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ class Stale:
     """One read behind a newer acknowledged write."""
 
     op: Op
-    version: int
+    version: int | None
+    """The version read; None for a value without an integer `v`."""
     lag_s: float
     """Seconds since the clock of the newer write started (completion or heal)."""
     during_fault: bool
@@ -93,7 +98,7 @@ class StalenessChecker:
     def check(self, history: History, truth: Truth) -> CheckResult:
         write_ops = history.ops_for(*self.write_fs)
         writes = _writes_by_key(write_ops, history.ops_for(*self.delete_fs))
-        tried = written_versions(write_ops)
+        tried = written_values(write_ops)
         windows = [] if self.bound_s is not None else list(history.fault_windows())
         checked = {"during_fault": 0, "after_heal": 0}
         behind: list[Stale] = []
@@ -101,14 +106,18 @@ class StalenessChecker:
         versioned: list[float] = []
         seen: dict[tuple[int, str], list[Write]] = defaultdict(list)
         for op in history.ops_for(*self.read_fs):
-            v = version_of(op.response) if op.outcome == "ok" else None
-            if v is None or op.key is None:
+            if op.outcome != "ok" or op.status == 404 or op.key is None:
+                continue
+            v = version_of(op.response)
+            during = any(w.contains(op.start) for w in windows if self._relevant(w, op.instance))
+            key = key_of(op)
+            if v is None:  # a 200 with no integer version: no write sent that
+                never.append(Stale(op, None, 0.0, during, "never_written"))
                 continue
             versioned.append(op.start)
-            during = any(w.contains(op.start) for w in windows if self._relevant(w, op.instance))
             checked["during_fault" if during else "after_heal"] += 1
-            key = key_of(op)
-            if v not in tried.get(key, ()):
+            sent = tried.get(key, {})
+            if v not in sent or not _same_value(op, sent[v]):
                 never.append(Stale(op, v, 0.0, during, "never_written"))
             clock, deleted = self._lag_clock(op, v, during, writes.get(key, []), windows)
             if clock is not None and clock < op.start:
@@ -334,11 +343,36 @@ def _writes_by_key(writes: Sequence[Op], deletes: Sequence[Op]) -> dict[str, lis
     return dict(by_key)
 
 
-def written_versions(writes: Sequence[Op]) -> dict[str, set[int]]:
-    """Per key, the versions some write tried and did not definitely fail (ok or unknown)."""
-    out: dict[str, set[int]] = defaultdict(set)
+def written_values(writes: Sequence[Op]) -> dict[str, dict[int, JSON]]:
+    """Per key and version, the request of a write that did not definitely fail: ok,
+    unknown, or answered 5xx (it may have landed); not a 4xx or a refused connection."""
+    out: dict[str, dict[int, JSON]] = defaultdict(dict)
     for op in writes:
         v = version_of(op.request)
-        if op.key is not None and v is not None and op.outcome != "fail":
-            out[key_of(op)].add(v)
+        if op.key is None or v is None or _definitely_failed(op):
+            continue
+        out[key_of(op)][v] = op.request
     return dict(out)
+
+
+def _definitely_failed(op: Op) -> bool:
+    """The write did not happen: refused with a 4xx, or its connection was refused."""
+    if op.outcome != "fail":
+        return False
+    return op.status is None or op.status < 500
+
+
+# the fields of a read that must equal what the write of its version sent
+_VALUE_FIELDS = {"cache": None, "beneficio": ("nome", "valor", "v")}
+
+
+def _same_value(read: Op, request: JSON) -> bool:
+    """The read's value is the one the write sent: a cache value whole, a beneficio's
+    written fields (the row adds its id)."""
+    response, namespace = read.response, read.f.split("_", 1)[0]
+    if not isinstance(response, dict) or not isinstance(request, dict):
+        return False
+    fields = _VALUE_FIELDS.get(namespace)
+    if fields is None:
+        return response.get("value") == request.get("value")
+    return all(response.get(name) == request.get(name) for name in fields)

@@ -1,8 +1,8 @@
 """Write availability: the share of writes refused or left unknown, per kind and segment.
 
 `write_availability = { audit = 0.0, beneficio_put = { fault = 0.05 } }`: for each
-operation kind, the largest share of its writes that may be refused (an HTTP error other
-than the 422s the workload provokes on purpose, a refused connection) or unknown (a
+operation kind, the largest share of its writes that may be refused (any HTTP error: the
+workload's requests are all valid, so a 422 counts too; a refused connection) or unknown (a
 timeout, a reset), either one number for every segment or per phase (`baseline`, `fault`
 = each fault window on its own, `recovery`). A write belongs to the segment of its start.
 Each judged segment needs `min_evidence` writes of that kind (a service that stops
@@ -28,16 +28,17 @@ from scenarios.history import JSON, History, Op
 
 WRITE_KINDS = ("audit", "beneficio_put", "cache_put", "cache_delete")
 SEGMENT_PHASES = ("baseline", "fault", "recovery")
-PROVOKED = frozenset({422})
 
 
 def refused_or_unknown(op: Op) -> str | None:
-    """ "refused" / "unknown" for a write that was not accepted; None when it was."""
+    """ "refused" / "unknown" for a write that was not accepted; None when it was. The
+    workload's requests are valid by construction, so a 4xx (a 422 included) is a
+    refusal like a 5xx."""
     if op.outcome == "ok":
         return None
     if op.outcome == "info":
         return "unknown"
-    return None if op.status in PROVOKED else "refused"
+    return "refused"
 
 
 def _phase(seg: Segment) -> str:

@@ -106,6 +106,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     scenarios = _drop_unsupported(scenarios, provider, args.all)
     if not scenarios:
         return 2
+    known = {check.name for scenario in scenarios for check in scenario.checkers()}
+    unknown = sorted(set(args.skip_check) - known)
+    if unknown:
+        print(
+            f"stormproof: --skip-check {', '.join(unknown)}: no such check in these scenarios "
+            f"(they have: {', '.join(sorted(known))})",
+            file=sys.stderr,
+        )
+        return 2
     options = RunOptions(
         report_dir=args.report,
         target=target,
@@ -116,6 +125,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         allow_reset=args.allow_reset,
         prometheus=args.with_prometheus,
         jobs=args.jobs,
+        skip_checks=frozenset(args.skip_check),
     )
     console = Console(stderr=True)
     started = time.monotonic()
@@ -241,6 +251,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     run.add_argument("--schedule", default=None, help="JSON list of {at_s, fault, duration_s}")
     run.add_argument("--seed", type=int, default=0, help="the workload's random seed")
+    run.add_argument(
+        "--skip-check",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a check not to run (repeatable), e.g. alerts, metrics, prometheus_alerts for a "
+        "service without the reference's operator surface (docs/contract.md)",
+    )
     run.add_argument(
         "--jobs",
         type=_positive_int,

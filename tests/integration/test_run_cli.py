@@ -80,6 +80,16 @@ def test_unknown_scenario_and_bad_usage(tmp_path: Path) -> None:
     assert nothing.returncode == 2 and "nothing to run" in nothing.stderr
 
 
+def test_an_unknown_check_to_skip_is_refused_in_one_line(tmp_path: Path) -> None:
+    """--skip-check names a check of the chosen scenarios, or nothing starts (a typo must
+    not silently keep, or drop, a check)."""
+    result = _run("run", "redis-down", "--skip-check", "alert", "--report", str(tmp_path / "r"))
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "--skip-check alert: no such check" in line and "alerts" in line
+    assert not (tmp_path / "r").exists()
+
+
 def test_list_shows_the_catalogue() -> None:
     """`stormproof list` names every catalogue scenario."""
     result = _run("list")

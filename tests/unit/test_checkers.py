@@ -239,7 +239,7 @@ def test_cache_availability_flags_5xx_and_unknown_reads() -> None:
     """The broken variant: a cache that raises (500) or hangs (info) while Redis is down."""
     s = Synth()
     window = FaultWindow("redis-down", "redis", 5, 10, "down")
-    s.op("cache_get", 1, 1.01, status=200, key="a")
+    s.op("cache_get", 1, 1.01, status=200, key="a", response={"value": {"v": 1}})
     s.op("cache_get", 6, 6.01, "fail", status=500, key="a")
     s.op("cache_get", 7, 9.0, "info", key="a")
     s.op("beneficio_get", 8, 8.01, "ok", status=502, key="z")
@@ -253,6 +253,18 @@ def test_cache_availability_flags_5xx_and_unknown_reads() -> None:
     )
     assert tolerant.passed
     assert_json_safe(result)
+
+
+def test_a_200_read_without_a_value_is_a_failed_read() -> None:
+    """An independent target answered `{"value": null}` (200) for every read while Redis
+    was down: that is no answer, not a hit (it used to pass as one)."""
+    s = Synth()
+    window = FaultWindow("redis-down", "redis", 5, 10, "down")
+    s.op("cache_get", 1, 1.01, status=200, key="a", response={"key": "a", "value": {"v": 1}})
+    s.op("cache_get", 6, 6.01, status=200, key="a", response={"key": "a", "value": None})
+    result = CacheAvailabilityChecker(min_evidence=0).check(s.history(window), NO_TRUTH)
+    assert not result.passed
+    assert result.details["failed_by_reason"] == {"no value": 1}
 
 
 # --- staleness -------------------------------------------------------------------------

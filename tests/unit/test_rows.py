@@ -33,6 +33,26 @@ def test_a_row_with_a_changed_field_is_corrupted_even_with_its_event_id_kept() -
     assert AuditChecker(min_evidence=0).check(s.history(), intact).passed
 
 
+def test_a_payload_kept_as_json_text_is_compared_parsed() -> None:
+    """A text column holding the JSON that was sent is intact (the contract asks for the
+    same JSON, not a json/jsonb column); text holding other JSON is corrupted."""
+    s = Synth()
+    good = audit(s, "e1", {"n": 0.25})
+    other = audit(s, "e2", {"n": 0.5})
+    truth = Truth(
+        {"e1": 1, "e2": 1},
+        0,
+        audit_full={
+            "e1": [{**good, "payload": '{"n": 0.25}'}],
+            "e2": [{**other, "payload": '{"n": "0.5"}'}],
+        },
+    )
+    result = AuditChecker(min_evidence=0).check(s.history(), truth)
+    assert not result.passed
+    assert result.details["samples"]["corrupted"] == ["e2"]
+    assert result.details["corrupted_fields"] == {"payload": 1}
+
+
 def test_unread_rows_are_not_a_pass() -> None:
     """Without the stored rows, row comparison cannot show anything: a failure."""
     s = Synth()

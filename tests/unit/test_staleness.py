@@ -176,16 +176,50 @@ def test_a_write_through_the_cut_off_instance_is_excused_until_its_heal() -> Non
 
 
 def test_a_read_of_a_version_nobody_wrote_fails() -> None:
-    """A value no write ever carried (or only a definitely failed one) is invented."""
+    """A value no write ever carried (or only a definitely failed one: a 4xx) is invented;
+    a write answered 5xx may have landed, so reading its value is not."""
     s = Synth()
     put(s, 1.0, 1)
-    s.op("cache_put", 2.0, 2.01, "fail", key="k", request={"value": {"v": 2}}, status=500)
-    get(s, 3.0, 2, instance="i1")  # only a failed write carried v2
+    s.op("cache_put", 2.0, 2.01, "fail", key="k", request={"value": {"v": 2}}, status=422)
+    s.op("cache_put", 2.1, 2.2, "fail", key="k", request={"value": {"v": 3}}, status=503)
+    get(s, 3.0, 2, instance="i1")  # only a refused write carried v2
     get(s, 3.5, 7, instance="i1")  # nobody wrote v7
+    get(s, 3.6, 3, instance="i1")  # the 503'd write landed after all: allowed
     result = relative().check(s.history(), NO_TRUTH)
     assert not result.passed
     assert result.details["never_written"]["count"] == 2
     assert result.summary.startswith("2 reads of a never-written version")
+
+
+def test_a_value_with_the_right_version_and_other_fields_changed_is_never_written() -> None:
+    """The whole value is judged, not just its `v` (an independent target kept `v` and
+    changed the rest)."""
+    s = Synth()
+    put(s, 1.0, 1)
+    s.op(
+        "cache_get",
+        2.0,
+        2.01,
+        key="k",
+        status=200,
+        instance="i1",
+        response={"key": "k", "value": {"v": 1, "by": -1}, "source": "l2"},
+    )
+    result = relative().check(s.history(), NO_TRUTH)
+    assert not result.passed
+    assert result.details["never_written"]["count"] == 1
+
+
+def test_a_200_read_without_an_integer_version_is_never_written() -> None:
+    """`{"value": null}` or `"v": "1"` answered 200: no write sent that (they used to be
+    skipped as unversioned reads)."""
+    s = Synth()
+    put(s, 1.0, 1)
+    for n, value in enumerate(({"key": "k", "value": None}, {"key": "k", "value": {"v": "1"}})):
+        s.op("cache_get", 2.0 + n, 2.01 + n, key="k", status=200, instance="i1", response=value)
+    result = relative().check(s.history(), NO_TRUTH)
+    assert not result.passed
+    assert result.details["never_written"]["count"] == 2
 
 
 def test_stale_after_an_overwrite_fails_without_any_fault() -> None:

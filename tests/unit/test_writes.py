@@ -55,12 +55,24 @@ def test_all_audit_writes_refused_during_the_fault_fail_with_the_refused_share()
     assert (row["refused"], row["unknown"], row["writes"]) == (40, 0, 40)
 
 
-def test_unknown_outcomes_count_and_provoked_422s_do_not() -> None:
-    """Timeouts are unknown (not accepted); 422s the workload provokes are not refusals."""
+def test_a_422_to_a_valid_request_is_a_refusal() -> None:
+    """The workload sends only valid requests: a service answering 422 while a dependency
+    is down (an independent target did, for beneficio updates) refuses the write."""
     s = Synth()
     writes(s, 0, 10)
     writes(s, 10, 15)
     writes(s, 15, 20, status=422, outcome="fail")
+    writes(s, 20, 30)
+    result = WriteAvailabilityChecker.from_options({"audit": 0.0}).check(s.history(WINDOW), Truth())
+    assert not result.passed
+    assert "20 refused + 0 unknown of 40 in fault window 1" in result.summary
+
+
+def test_unknown_outcomes_count() -> None:
+    """Timeouts are unknown (not accepted), and count against the bound."""
+    s = Synth()
+    writes(s, 0, 10)
+    writes(s, 10, 20)
     writes(s, 20, 30)
     ok = WriteAvailabilityChecker.from_options({"audit": 0.0}).check(s.history(WINDOW), Truth())
     assert ok.passed, ok.summary
