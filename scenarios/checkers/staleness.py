@@ -103,6 +103,7 @@ class StalenessChecker:
         checked = {"during_fault": 0, "after_heal": 0}
         behind: list[Stale] = []
         never: list[Stale] = []
+        forgot: list[Stale] = []  # reads during a fault behind the instance's own change
         versioned: list[float] = []
         seen: dict[tuple[int, str], list[Write]] = defaultdict(list)
         for op in history.ops_for(*self.read_fs):
@@ -123,6 +124,10 @@ class StalenessChecker:
             if clock is not None and clock < op.start:
                 kind = "resurrected" if deleted else "stale"
                 behind.append(Stale(op, v, op.start - clock, during, kind))
+                if during:  # excused by the fault, unless it was this instance's own change
+                    own_lag = _own_lag(op, v, writes.get(key, []))
+                    if own_lag is not None and own_lag > self.after_bound:
+                        forgot.append(Stale(op, v, own_lag, during, "own_change_lost"))
             else:  # not behind any write: behind what this worker saw before?
                 mine = seen[(op.process, key)]
                 clock, _ = self._lag_clock(op, v, during, mine, windows)
@@ -136,6 +141,7 @@ class StalenessChecker:
         ]
         late_after = [s for s in behind if not s.during_fault and s.lag_s > self.after_bound]
         failing = late_after + never + ([] if during_bound is None else late_during)
+        failing += [s for s in forgot if s not in failing]
         judged = [g for g in segments(history) if g.label == "recovery"] or [
             Segment("the run", 0.0, history.duration + 1e-9)
         ]
@@ -152,6 +158,7 @@ class StalenessChecker:
             "resurrected": _category([s for s in late_after if s.kind == "resurrected"], False),
             "non_monotonic": _category([s for s in late_after if s.kind == "non_monotonic"], False),
             "never_written": _category(never, False),
+            "own_change_lost": _category(forgot, False),
             "worst_staleness_s": max((s.lag_s for s in failing), default=0.0),
             "stale_marked_by_target": sum(1 for s in failing if _source(s.op) == "stale"),
             "samples": [_sample(s) for s in _worst(failing)],
@@ -159,7 +166,7 @@ class StalenessChecker:
         return CheckResult(
             self.name,
             not failing and not evidence,
-            "; ".join([*evidence, self._summary(late_during, late_after, never, checked)]),
+            "; ".join([*evidence, self._summary(late_during, late_after, never, forgot, checked)]),
             details,
             self._thresholds(),
         )
@@ -208,12 +215,18 @@ class StalenessChecker:
         during: list[Stale],
         after: list[Stale],
         never: list[Stale],
+        forgot: list[Stale],
         checked: dict[str, int],
     ) -> str:
         total = sum(checked.values())
         parts = []
         if never:
             parts.append(f"{len(never)} reads of a never-written version")
+        if forgot:
+            parts.append(
+                f"{len(forgot)} reads during a fault behind the same instance's own "
+                f"acknowledged write or delete (> {self.after_bound}s)"
+            )
         if self.bound_s is not None:
             late = during + after
             if not late:
@@ -257,6 +270,17 @@ class StalenessChecker:
             "during_fault": self.during_fault if self.during_fault is not None else "bounded",
             "targets": list(self.targets),
         }
+
+
+def _own_lag(read: Op, version: int, writes: Sequence[Write]) -> float | None:
+    """Seconds since the reader's own instance acknowledged a newer write or a delete of
+    the key (None: it did not). No fault excuses that: the instance holds its own change."""
+    own = [
+        w
+        for w in writes
+        if w.instance == read.instance and w.version > version and w.end < read.start
+    ]
+    return read.start - min(w.end for w in own) if own else None
 
 
 def _clock(completed: float, windows: Sequence[FaultWindow], bound: float) -> float:

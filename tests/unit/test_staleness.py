@@ -317,3 +317,23 @@ def test_a_replicated_node_window_covers_every_instance(target: str) -> None:
     assert result.details["stale_during_fault"]["count"] == 2
     assert result.details["stale_after_heal"]["count"] == 1
     assert not result.passed
+
+
+def test_during_a_fault_an_instance_must_still_see_its_own_changes() -> None:
+    """A cut-off instance may serve what it holds, but not a value older than its own
+    acknowledged write or delete (an independent target kept a deleted key in L1 and
+    served it from the same instance during the outage); another instance's change
+    stays excused."""
+    window = FaultWindow("redis-down", "redis", 3.0, 9.0, "down")
+    s = Synth()
+    s.op("cache_put", 1.0, 1.01, key="k", request={"value": {"v": 1}}, status=204, instance="i1")
+    s.op("cache_delete", 4.0, 4.01, key="k", status=204, instance="i1")
+    get(s, 6.0, 1, instance="i1")  # its own delete, 2 s before: lost
+    s.op("cache_put", 1.0, 1.01, key="m", request={"value": {"v": 1}}, status=204, instance="i1")
+    s.op("cache_put", 4.0, 4.01, key="m", request={"value": {"v": 2}}, status=204, instance="i2")
+    get(s, 6.0, 1, instance="i1", key="m")  # another instance's overwrite: allowed
+    result = relative().check(s.history(window), NO_TRUTH)
+    assert not result.passed
+    lost = result.details["own_change_lost"]
+    assert lost["count"] == 1 and lost["samples"][0]["key"] == "k"  # type: ignore[index]
+    assert "1 reads during a fault behind the same instance's own" in result.summary
