@@ -152,6 +152,33 @@ def _empty_cache_fallback() -> None:
     HybridCache.get = get  # type: ignore[method-assign]
 
 
+def _null_value_fallback() -> None:
+    from reference.cache import HybridCache
+    from reference.cache._common import CacheResult
+
+    original = HybridCache.get
+
+    async def get(self: HybridCache, key: str) -> Any:
+        if self._l2_outage:  # Redis is out: "found", with no value (200 {"value": null})
+            return CacheResult(None, "stale")
+        return await original(self, key)
+
+    HybridCache.get = get  # type: ignore[method-assign]
+
+
+def _delete_keeps_l1_in_outage() -> None:
+    from reference.cache import HybridCache
+
+    original = HybridCache.delete
+
+    async def delete(self: HybridCache, key: str) -> bool:
+        if self._l2_outage:  # Redis is out: acknowledged, and L1 keeps the value
+            return True
+        return await original(self, key)
+
+    HybridCache.delete = delete  # type: ignore[method-assign]
+
+
 def _stale_after_overwrite() -> None:
     from reference.cache import HybridCache
 
@@ -477,6 +504,24 @@ MUTANTS: dict[str, Mutant] = {
             "cache-availability",
             patch=_empty_cache_fallback,
             reason=r"[1-9]\d* misses of written keys in the fault phase \(max 0\)",
+        ),
+        Mutant(
+            "null-value-fallback",
+            "reads answer 200 with no value while Redis is out (an independent target's "
+            "fallback) instead of serving L1",
+            "redis-down",
+            "cache-availability",
+            patch=_null_value_fallback,
+            reason=r"[1-9]\d* of \d+ reads failed",
+        ),
+        Mutant(
+            "delete-keeps-l1-in-outage",
+            "a delete during a Redis outage is acknowledged and this instance's L1 keeps "
+            "serving the value",
+            "redis-down",
+            "staleness",
+            patch=_delete_keeps_l1_in_outage,
+            reason=r"[1-9]\d* reads during a fault behind the same instance's own",
         ),
         Mutant(
             "stale-after-overwrite",
