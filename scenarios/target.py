@@ -7,20 +7,19 @@ journal directory; its output goes to `<run_dir>/target-<id>.log`.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import re
 import secrets
 import shlex
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
+from reference.clock import SYSTEM_CLOCK, Clock
 from scenarios.ports import free_port
 from scenarios.stack.base import StackUrls
 from scenarios.stack.process import ManagedProcess
@@ -192,9 +191,9 @@ class TargetGroup:
         self.stop()
 
 
-async def wait_healthy(urls: Sequence[str], timeout_s: float) -> None:
+async def wait_healthy(urls: Sequence[str], timeout_s: float, clock: Clock = SYSTEM_CLOCK) -> None:
     """Wait until every URL's /health says HEALTHY; TimeoutError after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
+    deadline = clock.monotonic() + timeout_s
     async with httpx.AsyncClient(timeout=2.0) as client:
         for url in urls:
             while True:
@@ -202,24 +201,26 @@ async def wait_healthy(urls: Sequence[str], timeout_s: float) -> None:
                     response = await client.get(f"{url}/health")
                     if response.json().get("status") == "HEALTHY":
                         break
-                if time.monotonic() > deadline:
+                if clock.monotonic() > deadline:
                     raise TimeoutError(f"{url} not HEALTHY within {timeout_s:.0f}s")
-                await asyncio.sleep(0.1)
+                await clock.sleep(0.1)
 
 
-async def settle(targets: TargetGroup, timeout_s: float, *, admin: bool = True) -> int | None:
+async def settle(
+    targets: TargetGroup, timeout_s: float, *, admin: bool = True, clock: Clock = SYSTEM_CLOCK
+) -> int | None:
     """After healing: wait for HEALTHY, run recovery until the audit backlog is empty
     (`admin=False`: never call POST /admin/recovery; the service's own job must drain it).
 
     Returns the backlog left (journal + queue) when time ran out, 0 when drained,
     None when the target never answered the backlog endpoint.
     """
-    deadline = time.monotonic() + timeout_s
+    deadline = clock.monotonic() + timeout_s
     headers = {"Authorization": f"Bearer {targets.admin_token}"}
     pending: int | None = None
     async with httpx.AsyncClient(timeout=5.0, headers=headers) as client:
         with contextlib.suppress(TimeoutError):
-            await wait_healthy(targets.urls, max(1.0, timeout_s / 2))
+            await wait_healthy(targets.urls, max(1.0, timeout_s / 2), clock)
         while True:
             total = 0
             answered = True
@@ -233,6 +234,6 @@ async def settle(targets: TargetGroup, timeout_s: float, *, admin: bool = True) 
                     answered = False
             if answered:
                 pending = total
-            if pending == 0 or time.monotonic() > deadline:
+            if pending == 0 or clock.monotonic() > deadline:
                 return pending
-            await asyncio.sleep(0.25)
+            await clock.sleep(0.25)
