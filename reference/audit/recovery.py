@@ -50,6 +50,7 @@ from reference.audit.journal_format import (
     ZERO_MAC,
     CorruptRegion,
     JournalRecord,
+    RecordIndex,
     SegmentScan,
     list_segments,
     quarantine,
@@ -287,15 +288,16 @@ class RecoveryJob:
         if checkpoint and (checkpoint.segment, checkpoint.first_record) == (path.name, identity):
             start = checkpoint.offset
         rejected = {region.offset for region in verdict.bad_records}
-        records = [r for r in scan.records if r.offset >= start and r.offset not in rejected]
+        chosen = _to_replay(scan.records, start, rejected)
         # resumed after a crash: the first batch may be in the table already
         can_conflict = start > 0
-        for first in range(0, len(records), self.batch_size):
-            batch = records[first : first + self.batch_size]
+        for first in range(0, len(chosen), self.batch_size):
+            batch = chosen[first : first + self.batch_size]
             if not await self._replay_batch(scan, batch, totals, can_conflict):
                 return False
             can_conflict = False
-            await self._checkpoint(Checkpoint(path.name, batch[-1].end, identity))
+            end = scan.records[batch[-1]].end
+            await self._checkpoint(Checkpoint(path.name, end, identity))
         await self._anchor(scan)
         await asyncio.to_thread(_remove_segment, path)
         await self._checkpoint(None)
@@ -340,20 +342,21 @@ class RecoveryJob:
     async def _replay_batch(
         self,
         scan: SegmentScan,
-        batch: Sequence[JournalRecord],
+        batch: Sequence[int],
         totals: _Totals,
         can_conflict: bool = False,
     ) -> bool:
+        """Replay the records at positions `batch` of `scan` in one transaction."""
         timeout = self.batch_timeout_s
         try:
             inserted = await self.store.copy_replay_json(
-                [r.payload for r in batch], "file", can_conflict=can_conflict, timeout_s=timeout
+                _payloads(scan.records, batch), "file", can_conflict=can_conflict, timeout_s=timeout
             )
         except _REPLAY_POISON as exc:
             if getattr(exc, "connection_invalidated", False):
                 raise
             _log.warning("recovery: %s batch rejected (%s); validating", scan.path.name, exc)
-            events, bad = _validate(batch)
+            events, bad = _validate([scan.records[i] for i in batch])
             if bad and not await self._quarantine(scan, bad, totals):
                 return False
             inserted = await self.store.copy_replay(events, "file", timeout_s=timeout)
@@ -459,7 +462,7 @@ def _count_unreplayed(directory: Path, memo: dict[str, _ScanSummary] | None = No
                     stat.st_size,
                     stat.st_mtime_ns,
                     _identity(scan),
-                    tuple(r.offset for r in scan.records),
+                    tuple(_offsets(scan.records)),
                 )
                 memo[path.name] = summary
         except OSError:
@@ -482,6 +485,28 @@ def _identity(scan: SegmentScan) -> str:
     if not scan.records:
         return ""
     return hashlib.sha256(scan.records[0].payload).hexdigest()[:32]
+
+
+def _to_replay(records: Sequence[JournalRecord], start: int, rejected: set[int]) -> Sequence[int]:
+    """Positions of the records to replay: from byte `start` on, none of `rejected`."""
+    if not start and not rejected:
+        return range(len(records))
+    offsets = _offsets(records)
+    return [i for i, o in enumerate(offsets) if o >= start and o not in rejected]
+
+
+def _offsets(records: Sequence[JournalRecord]) -> Sequence[int]:
+    """Where each record starts (without making the records of a `RecordIndex`)."""
+    if isinstance(records, RecordIndex):
+        return records.offsets()
+    return [r.offset for r in records]
+
+
+def _payloads(records: Sequence[JournalRecord], positions: Sequence[int]) -> list[bytes]:
+    """The payloads of the records at `positions` (a range without making the records)."""
+    if isinstance(records, RecordIndex):
+        return records.payloads(positions)
+    return [records[i].payload for i in positions]
 
 
 def _validate(batch: Sequence[JournalRecord]) -> tuple[list[AuditEvent], list[CorruptRegion]]:
