@@ -67,7 +67,7 @@ def chain_verdict(scan: SegmentScan, directory: Path) -> ChainVerdict:
     bad_offsets = {b.offset for b in scan.breaks}
     bad = tuple(
         CorruptRegion(r.offset, r.end - r.offset, "HMAC chain: record does not verify")
-        for r in scan.records
+        for r in (scan.records if bad_offsets else ())  # records are made on demand
         if r.offset in bad_offsets
     )
     reports += [f"@{b.offset}: {b.reason}" for b in scan.breaks]
