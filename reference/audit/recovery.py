@@ -273,7 +273,10 @@ class RecoveryJob:
         except OSError as exc:
             _log.error("recovery: cannot read %s: %s", path.name, exc)
             return False
-        verdict = await asyncio.to_thread(chain_verdict, scan, self.directory)
+        if scan.breaks:  # records to look through: off the event loop
+            verdict = await asyncio.to_thread(chain_verdict, scan, self.directory)
+        else:  # one small file read (the anchor), like the checkpoint's below
+            verdict = chain_verdict(scan, self.directory)
         if verdict.reports:
             self._chain_broken(scan, verdict.reports)
         if verdict.forged:
@@ -291,17 +294,28 @@ class RecoveryJob:
         chosen = _to_replay(scan.records, start, rejected)
         # resumed after a crash: the first batch may be in the table already
         can_conflict = start > 0
+        last: Checkpoint | None = None
         for first in range(0, len(chosen), self.batch_size):
+            if last is not None:
+                await self._checkpoint(last)
             batch = chosen[first : first + self.batch_size]
             if not await self._replay_batch(scan, batch, totals, can_conflict):
                 return False
             can_conflict = False
-            end = scan.records[batch[-1]].end
-            await self._checkpoint(Checkpoint(path.name, end, identity))
-        await self._anchor(scan)
-        await asyncio.to_thread(_remove_segment, path)
-        await self._checkpoint(None)
+            last = Checkpoint(path.name, scan.records[batch[-1]].end, identity)
+        # the last checkpoint, the anchor, the removal, the cleared checkpoint: in that
+        # order, in one trip to a worker thread
+        await asyncio.to_thread(self._finish_segment, scan, last)
         return True
+
+    def _finish_segment(self, scan: SegmentScan, last: Checkpoint | None) -> None:
+        """After the segment's last commit (on a worker thread): checkpoint it, record it as
+        the chain's anchor, delete it, clear the checkpoint."""
+        if last is not None:
+            self._save_progress(last)
+        self._anchor(scan)
+        _remove_segment(scan.path)
+        self._save_progress(None)
 
     def _chain_broken(self, scan: SegmentScan, reports: Sequence[str]) -> None:
         for report in reports:
@@ -317,25 +331,28 @@ class RecoveryJob:
         _remove_segment(path)
         return True
 
-    async def _anchor(self, scan: SegmentScan) -> None:
+    def _anchor(self, scan: SegmentScan) -> None:
         """Record the replayed segment as the chain's new anchor (a failure only weakens
         the next check, like a lost checkpoint)."""
         sequence = scan.header.sequence if scan.header else segment_sequence(scan.path)
         if sequence is None:
             return
-        anchor = ChainAnchor(sequence, scan.last_mac or ZERO_MAC)
         try:
-            await asyncio.to_thread(write_anchor, self.directory, anchor)
+            write_anchor(self.directory, ChainAnchor(sequence, scan.last_mac or ZERO_MAC))
         except OSError as exc:
             _log.warning("recovery: chain anchor not saved (%s)", exc)
 
     async def _checkpoint(self, checkpoint: Checkpoint | None) -> None:
+        """Save progress on a worker thread (see `_save_progress`)."""
+        await asyncio.to_thread(self._save_progress, checkpoint)
+
+    def _save_progress(self, checkpoint: Checkpoint | None) -> None:
         """Save progress; a failure (a full disk) only means replaying more next time.
 
         Going on matters: on a full disk, deleting replayed segments is what frees space.
         """
         try:
-            await asyncio.to_thread(self.save_checkpoint, checkpoint)
+            self.save_checkpoint(checkpoint)
         except OSError as exc:
             _log.warning("recovery: checkpoint not saved (%s); continuing", exc)
 
