@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import psycopg
@@ -174,10 +174,13 @@ class AuditStore:
         *,
         can_conflict: bool = False,
         timeout_s: float | None = None,
+        before_commit: Callable[[], Awaitable[None]] | None = None,
     ) -> int:
         """`copy_replay` for canonical event JSON (as the journal stores it): one typed
         COPY (`reference.audit.drain`), straight into the table unless a row is already
         there (or `can_conflict` says one may be), then through a staging table.
+        `before_commit` is awaited once the rows are copied, before the commit (an error
+        there rolls the batch back).
 
         Raises `UndecodableRecord` when a document is not an event object, and the
         database's data error when a value is invalid (nothing is written then); callers
@@ -185,13 +188,26 @@ class AuditStore:
         """
         if not docs:
             return 0
+        held = [docs]  # let go once copied: `before_commit` may wait a while
+        del docs
 
         async def op(conn: AsyncConnection) -> int:
+            if not held:
+                raise RuntimeError("replay batch already released")  # never sent twice
             raw = await conn.get_raw_connection()
             pg: psycopg.AsyncConnection[object] = raw.driver_connection  # type: ignore[assignment]
-            return await copy_into(
-                pg, self.table, docs, path, on_conflict=self.ON_CONFLICT, can_conflict=can_conflict
+            added = await copy_into(
+                pg,
+                self.table,
+                held[0],
+                path,
+                on_conflict=self.ON_CONFLICT,
+                can_conflict=can_conflict,
             )
+            if before_commit is not None:
+                held.clear()
+                await before_commit()
+            return added
 
         return await run_bounded(self.engine, op, timeout_s or self.op_timeout_s)
 
