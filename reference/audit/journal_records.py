@@ -63,10 +63,11 @@ class RecordIndex(Sequence[JournalRecord]):
     `end` and `mac` read one field without making them.
     """
 
-    __slots__ = ("_data", "_ends", "_offsets", "_starts")
+    __slots__ = ("_data", "_ends", "_macs", "_offsets", "_starts")
 
     def __init__(self, data: bytes) -> None:
         self._data = data
+        self._macs = False  # whether any record carries a MAC
         self._offsets = array("q")
         self._starts = array("q")  # where each payload starts (after the frame and MAC)
         self._ends = array("q")
@@ -89,6 +90,7 @@ class RecordIndex(Sequence[JournalRecord]):
                 start = pos + FRAME_BYTES
             elif magic == RECORD_MAGIC_MAC:
                 start = pos + FRAME_BYTES + MAC_BYTES
+                self._macs = True
             else:
                 break
             end = start + length
@@ -108,6 +110,7 @@ class RecordIndex(Sequence[JournalRecord]):
 
     def add(self, offset: int, start: int, end: int) -> None:
         """Add one record checked by the caller (the careful path after a corrupt region)."""
+        self._macs = self._macs or start - offset != FRAME_BYTES
         self._offsets.append(offset)
         self._starts.append(start)
         self._ends.append(end)
@@ -183,6 +186,8 @@ class RecordIndex(Sequence[JournalRecord]):
 
     def last_mac(self) -> bytes | None:
         """The MAC of the last record that carries one."""
+        if not self._macs:
+            return None
         for i in range(len(self) - 1, -1, -1):
             mac = self.mac(i)
             if mac is not None:
