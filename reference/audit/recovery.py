@@ -63,8 +63,8 @@ from reference.audit.recovery_files import (
     write_checkpoint,
 )
 from reference.audit.recovery_records import (
+    Payloads,
     anchor_of,
-    payloads,
     read_after,
     to_replay,
     validate,
@@ -423,7 +423,7 @@ class RecoveryJob:
         timeout = self.batch_timeout_s
         try:
             inserted = await self.store.copy_replay_json(
-                payloads(scan.records, batch),
+                Payloads(scan.records, batch),
                 "file",
                 can_conflict=can_conflict,
                 timeout_s=timeout,

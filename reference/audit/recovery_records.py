@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from pathlib import Path
+from typing import overload
 
 from reference.audit.chain_anchor import ChainAnchor
 from reference.audit.event import AuditEvent, InvalidAuditEvent
@@ -18,7 +19,7 @@ from reference.audit.journal_format import (
     segment_sequence,
 )
 
-__all__ = ["anchor_of", "payloads", "read_after", "record_offsets", "to_replay", "validate"]
+__all__ = ["Payloads", "anchor_of", "read_after", "record_offsets", "to_replay", "validate"]
 
 
 def anchor_of(scan: SegmentScan) -> ChainAnchor | None:
@@ -58,11 +59,30 @@ def record_offsets(records: Sequence[JournalRecord]) -> Sequence[int]:
     return [r.offset for r in records]
 
 
-def payloads(records: Sequence[JournalRecord], positions: Sequence[int]) -> list[bytes]:
-    """The payloads of the records at `positions` (a range without making the records)."""
-    if isinstance(records, RecordIndex):
-        return records.payloads(positions)
-    return [records[i].payload for i in positions]
+class Payloads(Sequence[bytes]):
+    """The payloads of the records at `positions`, copied out a slice at a time: the drain
+    encodes a batch chunk by chunk, so its payloads are never all copied at once."""
+
+    __slots__ = ("_positions", "_records")
+
+    def __init__(self, records: Sequence[JournalRecord], positions: Sequence[int]) -> None:
+        self._records = records
+        self._positions = positions
+
+    def __len__(self) -> int:
+        return len(self._positions)
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[bytes]: ...
+    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
+        if not isinstance(index, slice):
+            return self._records[self._positions[index]].payload
+        part = self._positions[index]
+        if isinstance(self._records, RecordIndex):
+            return self._records.payloads(part)
+        return [self._records[i].payload for i in part]
 
 
 def validate(batch: Sequence[JournalRecord]) -> tuple[list[AuditEvent], list[CorruptRegion]]:

@@ -188,24 +188,14 @@ class AuditStore:
         """
         if not docs:
             return 0
-        held = [docs]  # let go once copied: `before_commit` may wait a while
-        del docs
 
         async def op(conn: AsyncConnection) -> int:
-            if not held:
-                raise RuntimeError("replay batch already released")  # never sent twice
             raw = await conn.get_raw_connection()
             pg: psycopg.AsyncConnection[object] = raw.driver_connection  # type: ignore[assignment]
             added = await copy_into(
-                pg,
-                self.table,
-                held[0],
-                path,
-                on_conflict=self.ON_CONFLICT,
-                can_conflict=can_conflict,
+                pg, self.table, docs, path, on_conflict=self.ON_CONFLICT, can_conflict=can_conflict
             )
             if before_commit is not None:
-                held.clear()
                 await before_commit()
             return added
 
