@@ -12,11 +12,14 @@ One run (`run_once`):
 3. replays segments oldest first, in batches (a typed COPY, `reference.audit.drain`: into
    the table directly, or through a staging table with ON CONFLICT DO NOTHING when a row
    is already there), reading the next segment meanwhile (at most two segments in
-   memory); after each committed batch, records the progress (segment,
-   byte offset, identity of the segment) in a checkpoint file replaced atomically (write a
-   temporary file, fsync, rename, fsync the directory). A checkpoint that cannot be written
-   (a full disk) does not stop the run: it only means more replay after a crash;
-4. deletes each fully replayed segment before the next one (oldest first), quarantining
+   memory). A segment's last commit and its tail (step 4) run while the next segment is
+   copied, on another connection; commits stay in segment order (each waits for the one
+   before it, and rolls back when that one failed). After each committed batch, records
+   the progress (segment, byte offset, identity of the segment) in a checkpoint file
+   replaced atomically (write a temporary file, fsync, rename, fsync the directory). A
+   checkpoint that cannot be written (a full disk) does not stop the run: it only means
+   more replay after a crash;
+4. deletes each fully replayed segment before the next one's (oldest first), quarantining
    corrupt regions and records that are not valid events (counted, never fatal; a segment
    whose bad bytes could not be copied out is kept);
 5. re-drives the queue (`QueueWorker.drain`: pending, stuck and new entries) when a worker
