@@ -187,11 +187,14 @@ class RecoveryJob:
                 if not isinstance(cause, _SegmentKept):
                     raise cause from None
                 # else: a segment must stay; the run stops there
+        except asyncio.CancelledError:
+            await self._end_pending(cancel=True)
+            raise
         finally:
             for read in reads:
                 read.cancel()
             await asyncio.gather(*reads, return_exceptions=True)
-            await self._abandon_pending()
+            await self._end_pending(cancel=False)
             os.close(lock_fd)
             if self._metrics is not None:
                 self._metrics.record_recovery_replayed(totals.replayed)
@@ -358,11 +361,14 @@ class RecoveryJob:
                 if self._pending is pending:
                     self._pending = None
 
-    async def _abandon_pending(self) -> None:
-        """A run that ends early: the commit in flight is cancelled (its segment stays)."""
+    async def _end_pending(self, cancel: bool) -> None:
+        """A run that ends on an error: the previous segment's commit in flight finishes
+        (bounded by its timeout; its own error is not the run's), or, when the run is
+        cancelled, is cancelled too (its segment stays, replayed again next time)."""
         pending, self._pending = self._pending, None
         if pending is not None:
-            pending.cancel()
+            if cancel:
+                pending.cancel()
             await asyncio.gather(pending, return_exceptions=True)
 
     def _finish_segment(
