@@ -6,6 +6,8 @@ meanwhile must not commit past that failure: the run raises the first segment's 
 nothing is in the table, every segment is still there, and the next run replays every
 event exactly once. A variant whose commits do not wait for the previous segment's is
 flagged by the same check (the second segment's rows land while the first's did not).
+And when a later segment fails, the commit in flight before it still lands; a variant
+that cancels it is flagged.
 """
 
 from __future__ import annotations
@@ -140,3 +142,62 @@ async def test_a_failed_commit_stops_the_segments_after_it(
         assert await rows_per_event(stormproof_stack, store.table) == {
             e.event_id: 1 for e in events
         }
+
+
+class CopyLost(RuntimeError):
+    """The injected failure of the second segment's COPY."""
+
+
+def _slow_first_commit_then_second_fails(store: AuditStore) -> None:
+    """The first batch's commit waits a while; the second batch fails before copying."""
+    original = store.copy_replay_json
+    calls = 0
+
+    async def replay(docs: Sequence[bytes], path: str = "file", **kw: Any) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise CopyLost("second segment's COPY lost")
+        if calls == 1:
+            hook: Hook | None = kw.get("before_commit")
+
+            async def slow() -> None:
+                if hook is not None:
+                    await hook()
+                await asyncio.sleep(0.5)  # still committing when the second one fails
+
+            kw["before_commit"] = slow
+        return await original(docs, path, **kw)
+
+    store.copy_replay_json = replay  # type: ignore[method-assign]
+
+
+class CancelsCommits(RecoveryJob):
+    """Broken variant: a run that fails cancels the previous segment's commit in flight."""
+
+    async def _end_pending(self, cancel: bool) -> None:
+        await super()._end_pending(cancel=True)
+
+
+@pytest.mark.parametrize("variant", ["reference", "cancels"])
+async def test_a_later_failure_keeps_the_commit_in_flight(
+    stormproof_stack: Stack, tmp_path: Path, variant: str
+) -> None:
+    """Reference: the second segment's failure is the run's error, and the first segment's
+    commit, in flight meanwhile, still lands (its rows there, the segment removed). The
+    variant that cancels it loses that progress, and the check says so."""
+    journal_dir = tmp_path / "journal"
+    _journal(journal_dir)
+    where = _segment_of(journal_dir)
+    job_type = RecoveryJob if variant == "reference" else CancelsCommits
+    async with fresh_store(stormproof_stack, op_timeout_s=30) as store:
+        _slow_first_commit_then_second_fails(store)
+        with pytest.raises(CopyLost):
+            await job_type(RecoveryConfig(journal_dir, batch_size=10_000), store).run_once()
+        landed = sorted({where[event_id] for event_id in await _rows(stormproof_stack, store)})
+        segments = len(list_segments(journal_dir))
+    if variant == "cancels":  # flagged: the first segment's commit was thrown away
+        assert landed == [] and segments == len(set(where.values())), (landed, segments)
+        return
+    assert landed == [1]
+    assert segments == len(set(where.values())) - 1
