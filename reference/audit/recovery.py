@@ -442,11 +442,12 @@ class RecoveryJob:
             if getattr(exc, "connection_invalidated", False):
                 raise
             _log.warning("recovery: %s batch rejected (%s); validating", scan.path.name, exc)
-            await self._settle()  # commits stay in segment order
             events, bad = validate([scan.records[i] for i in batch])
             if bad and not await self._quarantine(scan, bad, totals):
                 return False
-            inserted = await self.store.copy_replay(events, "file", timeout_s=timeout)
+            inserted = await self.store.copy_replay(
+                events, "file", timeout_s=timeout, before_commit=before_commit
+            )
         totals.replayed += len(batch)
         totals.inserted += inserted
         return True

@@ -160,11 +160,19 @@ class AuditStore:
         return await run_bounded(self.engine, op, timeout_s or self.op_timeout_s)
 
     async def copy_replay(
-        self, events: Sequence[AuditEvent], path: str = "file", *, timeout_s: float | None = None
+        self,
+        events: Sequence[AuditEvent],
+        path: str = "file",
+        *,
+        timeout_s: float | None = None,
+        before_commit: Callable[[], Awaitable[None]] | None = None,
     ) -> int:
         """Replay a batch of events (idempotent); returns how many rows were new."""
         return await self.copy_replay_json(
-            [event.to_json_bytes() for event in events], path, timeout_s=timeout_s
+            [event.to_json_bytes() for event in events],
+            path,
+            timeout_s=timeout_s,
+            before_commit=before_commit,
         )
 
     async def copy_replay_json(

@@ -201,3 +201,23 @@ async def test_a_later_failure_keeps_the_commit_in_flight(
         return
     assert landed == [1]
     assert segments == len(set(where.values())) - 1
+
+
+async def test_a_record_that_is_not_an_event_in_a_later_segment(
+    stormproof_stack: Stack, tmp_path: Path
+) -> None:
+    """The second segment holds a record that is not an event while the first one commits:
+    that batch is validated, the record quarantined, every event lands exactly once, and
+    no segment is left."""
+    journal_dir = tmp_path / "journal"
+    events = [AuditEvent.new("a", "update", "e", str(i), {"i": i}) for i in range(1200)]
+    docs = [e.to_json_bytes() for e in events]
+    docs.insert(600, b'{"not": "an event"}')  # in the middle segment
+    frame = len(encode_record(docs[0])) + 8
+    write_segments(journal_dir, docs, 84 + frame * PER_SEGMENT)
+    assert len(list_segments(journal_dir)) >= SEGMENTS
+    async with fresh_store(stormproof_stack, op_timeout_s=30) as store:
+        result = await RecoveryJob(RecoveryConfig(journal_dir, batch_size=10_000), store).run_once()
+        assert (result.replayed, result.quarantined, result.remaining) == (len(docs), 1, 0)
+        assert await _rows(stormproof_stack, store) == {e.event_id: 1 for e in events}
+    assert list_segments(journal_dir) == []
