@@ -307,9 +307,10 @@ class RecoveryJob:
         can_conflict: bool,
         checkpoint: Checkpoint,
     ) -> bool:
-        """Replay a segment's last batch; return once its rows are copied, leaving its
-        commit and the segment's tail (`_finish_segment`) to run while the next segment is
-        copied. Commits stay in segment order: this one waits for the previous one's."""
+        """Replay a segment's last batch; return once its rows are all sent, leaving
+        PostgreSQL's taking them, the commit and the segment's tail (`_finish_segment`) to
+        run while the next segment is copied. Commits stay in segment order: this one waits
+        for the previous one's."""
         previous = self._pending
         copied = asyncio.Event()
 
@@ -322,7 +323,7 @@ class RecoveryJob:
                     raise _PreviousFailed(exc) from exc
 
         replay = asyncio.create_task(
-            self._replay_batch(scan, batch, totals, can_conflict, before_commit)
+            self._replay_batch(scan, batch, totals, can_conflict, before_commit, copied.set)
         )
         signal = asyncio.create_task(copied.wait())
         try:
@@ -426,6 +427,7 @@ class RecoveryJob:
         totals: _Totals,
         can_conflict: bool = False,
         before_commit: Callable[[], Awaitable[None]] | None = None,
+        sent: Callable[[], None] | None = None,
     ) -> bool:
         """Replay the records at positions `batch` of `scan` in one transaction
         (`before_commit`: see `AuditStore.copy_replay_json`)."""
@@ -437,6 +439,7 @@ class RecoveryJob:
                 can_conflict=can_conflict,
                 timeout_s=timeout,
                 before_commit=before_commit,
+                sent=sent,
             )
         except _REPLAY_POISON as exc:
             if getattr(exc, "connection_invalidated", False):

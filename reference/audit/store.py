@@ -183,12 +183,14 @@ class AuditStore:
         can_conflict: bool = False,
         timeout_s: float | None = None,
         before_commit: Callable[[], Awaitable[None]] | None = None,
+        sent: Callable[[], None] | None = None,
     ) -> int:
         """`copy_replay` for canonical event JSON (as the journal stores it): one typed
         COPY (`reference.audit.drain`), straight into the table unless a row is already
         there (or `can_conflict` says one may be), then through a staging table.
         `before_commit` is awaited once the rows are copied, before the commit (an error
-        there rolls the batch back).
+        there rolls the batch back); `sent` is called once the rows are all handed to the
+        connection (see `copy_into`).
 
         Raises `UndecodableRecord` when a document is not an event object, and the
         database's data error when a value is invalid (nothing is written then); callers
@@ -201,7 +203,13 @@ class AuditStore:
             raw = await conn.get_raw_connection()
             pg: psycopg.AsyncConnection[object] = raw.driver_connection  # type: ignore[assignment]
             added = await copy_into(
-                pg, self.table, docs, path, on_conflict=self.ON_CONFLICT, can_conflict=can_conflict
+                pg,
+                self.table,
+                docs,
+                path,
+                on_conflict=self.ON_CONFLICT,
+                can_conflict=can_conflict,
+                sent=sent,
             )
             if before_commit is not None:
                 await before_commit()
