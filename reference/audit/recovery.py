@@ -12,9 +12,10 @@ One run (`run_once`):
 3. replays segments oldest first, in batches (a typed COPY, `reference.audit.drain`: into
    the table directly, or through a staging table with ON CONFLICT DO NOTHING when a row
    is already there), reading the next segment meanwhile (at most two segments in
-   memory). A segment's last commit and its tail (step 4) run while the next segment is
-   copied, on another connection; commits stay in segment order (each waits for the one
-   before it, and rolls back when that one failed). After each committed batch, records
+   memory). Once a segment's last rows are all sent, PostgreSQL's taking them, the commit
+   and the segment's tail (step 4) run while the next segment is copied, on another
+   connection; commits stay in segment order (each waits for the one before it, and
+   rolls back when that one failed). After each committed batch, records
    the progress (segment, byte offset, identity of the segment) in a checkpoint file
    replaced atomically (write a temporary file, fsync, rename, fsync the directory). A
    checkpoint that cannot be written (a full disk) does not stop the run: it only means
