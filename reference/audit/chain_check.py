@@ -57,8 +57,12 @@ def anchor_link(anchor: ChainAnchor | None, scan: SegmentScan) -> str | None:
     return None
 
 
-def chain_verdict(scan: SegmentScan, directory: Path) -> ChainVerdict:
-    """The verdict on `scan` (read with the key when there is one) in `directory`."""
+def chain_verdict(
+    scan: SegmentScan, directory: Path, anchor: ChainAnchor | None = None
+) -> ChainVerdict:
+    """The verdict on `scan` (read with the key when there is one) in `directory`;
+    `anchor` is the chain's anchor when the caller knows it better than the disk does
+    (the previous segment's, not written yet), else it is read from `directory`."""
     reports: list[str] = []
     header_breaks = [b for b in scan.breaks if b.offset == 0]
     if header_breaks:
@@ -67,11 +71,11 @@ def chain_verdict(scan: SegmentScan, directory: Path) -> ChainVerdict:
     bad_offsets = {b.offset for b in scan.breaks}
     bad = tuple(
         CorruptRegion(r.offset, r.end - r.offset, "HMAC chain: record does not verify")
-        for r in scan.records
+        for r in (scan.records if bad_offsets else ())  # records are made on demand
         if r.offset in bad_offsets
     )
     reports += [f"@{b.offset}: {b.reason}" for b in scan.breaks]
-    link = anchor_link(read_anchor(directory), scan)
+    link = anchor_link(anchor or read_anchor(directory), scan)
     if link:
         reports.append(link)
     return ChainVerdict(bad_records=bad, reports=tuple(reports))

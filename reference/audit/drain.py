@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import psycopg
 
@@ -138,28 +138,29 @@ async def copy_into(
     *,
     on_conflict: str,
     can_conflict: bool = False,
+    sent: Callable[[], None] | None = None,
 ) -> int:
     """COPY `docs` into `table` inside the caller's transaction; returns rows added.
 
     `on_conflict` is the clause that makes a replay idempotent (the store's); with it
-    empty (a variant without an idempotency key) every row is simply appended.
+    empty (a variant without an idempotency key) every row is simply appended. `sent` is
+    called once every row is handed to the connection, before PostgreSQL has taken them
+    all (a hint: the caller may start on the next batch meanwhile).
     """
     rows = _Rows(docs, path)
     async with conn.cursor() as cur:
         if not can_conflict or not on_conflict:
             await cur.execute("SAVEPOINT replay_direct")
             try:
-                await _copy(cur, table, rows)
+                await _copy(cur, table, rows, sent)
             except psycopg.errors.UniqueViolation:
                 await cur.execute("ROLLBACK TO SAVEPOINT replay_direct")
-            else:
-                copied = cur.rowcount
-                await cur.execute("RELEASE SAVEPOINT replay_direct")
-                return max(0, copied)
+            else:  # the savepoint is left to the commit (one round trip fewer)
+                return max(0, cur.rowcount)
         await cur.execute(
             f"CREATE TEMP TABLE {_STAGE} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP"
         )
-        await _copy(cur, _STAGE, rows)
+        await _copy(cur, _STAGE, rows, sent)
         await cur.execute(
             f"INSERT INTO {table} ({COPY_COLUMNS}) SELECT {COPY_COLUMNS} FROM {_STAGE} "
             f"{on_conflict}"
@@ -167,7 +168,14 @@ async def copy_into(
         return max(0, cur.rowcount)
 
 
-async def _copy(cur: psycopg.AsyncCursor[object], table: str, rows: _Rows) -> None:
+async def _copy(
+    cur: psycopg.AsyncCursor[object],
+    table: str,
+    rows: _Rows,
+    sent: Callable[[], None] | None = None,
+) -> None:
     async with cur.copy(f"COPY {table} ({COPY_COLUMNS}) FROM STDIN") as copy:
         for chunk in rows:  # encoded while PostgreSQL takes the chunk sent before
             await copy.write(chunk)
+        if sent is not None:  # PostgreSQL still has buffered rows to take
+            sent()

@@ -23,28 +23,64 @@ import os
 import re
 import struct
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from reference.audit._fs import fsync_dir, make_dirs, write_all
+from reference.audit.journal_records import (
+    FRAME_BYTES,
+    MAC_BYTES,
+    MAX_RECORD_BYTES,
+    RECORD_MAGIC,
+    RECORD_MAGIC_MAC,
+    JournalRecord,
+    RecordIndex,
+    chain_mac,
+)
+
+__all__ = [
+    "FRAME_BYTES",
+    "HEADER_BYTES",
+    "MAC_BYTES",
+    "MAX_RECORD_BYTES",
+    "RECORD_MAGIC",
+    "RECORD_MAGIC_MAC",
+    "ZERO_MAC",
+    "ChainBreak",
+    "CorruptRegion",
+    "JournalFormatError",
+    "JournalRecord",
+    "RecordIndex",
+    "SegmentHeader",
+    "SegmentScan",
+    "chain_mac",
+    "decode_header",
+    "encode_header",
+    "encode_record",
+    "frame_size",
+    "hmac_key_from_text",
+    "list_segments",
+    "quarantine",
+    "quarantine_path",
+    "quarantine_segment",
+    "read_segment",
+    "segment_name",
+    "segment_sequence",
+]
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 SEGMENT_MAGIC = b"SPJS"
-RECORD_MAGIC = b"SPJR"
-RECORD_MAGIC_MAC = b"SPJM"
 FLAG_HMAC = 0x1
-MAC_BYTES = 32
 ZERO_MAC = bytes(MAC_BYTES)
-MAX_RECORD_BYTES = 4 * 1024 * 1024
 MIN_HMAC_KEY_BYTES = 16
 
 _HEADER_FIELDS = struct.Struct(">4sHHQ32s32s")
 _CRC = struct.Struct(">I")
 _FRAME = struct.Struct(">4sII")
 HEADER_BYTES = _HEADER_FIELDS.size + _CRC.size
-FRAME_BYTES = _FRAME.size
 _SEGMENT_NAME = re.compile(r"^seg-(\d{8,})\.journal$")
 _HEADER_MAC_LABEL = b"SPJ-header"
 
@@ -62,16 +98,6 @@ class SegmentHeader:
     hmac: bool = False
     header_mac: bytes = ZERO_MAC
     version: int = FORMAT_VERSION
-
-
-@dataclass(frozen=True)
-class JournalRecord:
-    """One intact record: its payload and where it sits in the segment."""
-
-    offset: int
-    end: int
-    payload: bytes
-    mac: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -99,7 +125,8 @@ class SegmentScan:
     path: Path
     size: int
     header: SegmentHeader | None
-    records: tuple[JournalRecord, ...]
+    records: Sequence[JournalRecord]
+    """A `RecordIndex` when read from disk: records made on demand."""
     corrupt: tuple[CorruptRegion, ...]
     breaks: tuple[ChainBreak, ...] = ()
 
@@ -111,9 +138,15 @@ class SegmentScan:
     @property
     def last_mac(self) -> bytes | None:
         """The MAC the next segment must chain from (None when the segment is unchained)."""
-        for record in reversed(self.records):
-            if record.mac is not None:
-                return record.mac
+        records = self.records
+        if isinstance(records, RecordIndex):
+            mac = records.last_mac()
+            if mac is not None:
+                return mac
+        else:
+            for record in reversed(records):
+                if record.mac is not None:
+                    return record.mac
         if self.header is not None and self.header.hmac:
             return self.header.prev_mac
         return None
@@ -146,13 +179,6 @@ def list_segments(directory: Path) -> list[tuple[int, Path]]:
         if sequence is not None and entry.is_file(follow_symlinks=False):
             found.append((sequence, Path(entry.path)))
     return sorted(found)
-
-
-def chain_mac(key: bytes, prev_mac: bytes, payload: bytes) -> bytes:
-    """HMAC-SHA256(key, prev_mac || payload)."""
-    mac = hmac.new(key, prev_mac, hashlib.sha256)
-    mac.update(payload)
-    return mac.digest()
 
 
 def frame_size(payload_len: int, with_mac: bool) -> int:
@@ -220,27 +246,27 @@ def read_segment(path: Path, hmac_key: bytes | None = None) -> SegmentScan:
     records, regions = _scan_records(data, HEADER_BYTES)
     corrupt.extend(regions)
     breaks = _check_chain(path, data, header, records, hmac_key) if hmac_key else []
-    return SegmentScan(path, len(data), header, tuple(records), tuple(corrupt), tuple(breaks))
+    return SegmentScan(path, len(data), header, records, tuple(corrupt), tuple(breaks))
 
 
-def _scan_records(data: bytes, start: int) -> tuple[list[JournalRecord], list[CorruptRegion]]:
-    records: list[JournalRecord] = []
+def _scan_records(data: bytes, start: int) -> tuple[RecordIndex, list[CorruptRegion]]:
+    records = RecordIndex(data)
     corrupt: list[CorruptRegion] = []
     bad_start: int | None = None
     bad_reason = ""
     pos = start
     while pos < len(data):
         if bad_start is None:  # the common case, in a tight loop: intact records in a row
-            pos = _scan_intact(data, pos, records)
+            pos = records.scan_intact(pos)
             if pos >= len(data):
                 break
-        record, problem = _try_frame(data, pos)
-        if record is not None:
+        found, problem = _try_frame(data, pos)
+        if found is not None:
             if bad_start is not None:
                 corrupt.append(_region(data, bad_start, pos, bad_reason))
                 bad_start = None
-            records.append(record)
-            pos = record.end
+            records.add(pos, *found)
+            pos = found[1]
             continue
         if bad_start is None:
             bad_start, bad_reason = pos, problem
@@ -250,33 +276,8 @@ def _scan_records(data: bytes, start: int) -> tuple[list[JournalRecord], list[Co
     return records, corrupt
 
 
-def _scan_intact(data: bytes, pos: int, records: list[JournalRecord]) -> int:
-    """Append the intact records from `pos` on; return where the first one that is not
-    (or the end) starts. `_try_frame`'s checks inlined: recovery reads every record here."""
-    unpack, pack, crc32 = _FRAME.unpack_from, _CRC.pack, zlib.crc32
-    append, size = records.append, len(data)
-    while pos + FRAME_BYTES <= size:
-        magic, length, crc = unpack(data, pos)
-        if magic == RECORD_MAGIC:
-            mac_len = 0
-        elif magic == RECORD_MAGIC_MAC:
-            mac_len = MAC_BYTES
-        else:
-            break
-        body = pos + FRAME_BYTES
-        end = body + mac_len + length
-        if length > MAX_RECORD_BYTES or end > size:
-            break
-        mac = data[body : body + mac_len]
-        payload = data[body + mac_len : end]
-        if crc32(payload, crc32(mac, crc32(pack(length)))) != crc:
-            break
-        append(JournalRecord(pos, end, payload, mac if mac_len else None))
-        pos = end
-    return pos
-
-
-def _try_frame(data: bytes, pos: int) -> tuple[JournalRecord | None, str]:
+def _try_frame(data: bytes, pos: int) -> tuple[tuple[int, int] | None, str]:
+    """(payload start, end) of an intact record at `pos`, else None and why not."""
     if len(data) - pos < FRAME_BYTES:
         return None, "truncated record header"
     magic, length, crc = _FRAME.unpack_from(data, pos)
@@ -293,7 +294,7 @@ def _try_frame(data: bytes, pos: int) -> tuple[JournalRecord | None, str]:
     payload = data[body + mac_len : end]
     if zlib.crc32(payload, zlib.crc32(mac, zlib.crc32(_CRC.pack(length)))) != crc:
         return None, "record CRC mismatch"
-    return JournalRecord(pos, end, payload, mac if mac_len else None), ""
+    return (body + mac_len, end), ""
 
 
 def _next_magic(data: bytes, pos: int) -> int:
@@ -326,7 +327,7 @@ def _check_chain(
     path: Path,
     data: bytes,
     header: SegmentHeader | None,
-    records: list[JournalRecord],
+    records: RecordIndex,
     key: bytes,
 ) -> list[ChainBreak]:
     if header is None:
@@ -337,21 +338,8 @@ def _check_chain(
     expected_header = _header_mac(key, data[: _HEADER_FIELDS.size - MAC_BYTES])
     if not hmac.compare_digest(expected_header, header.header_mac):
         breaks.append(ChainBreak(path, 0, "header MAC mismatch (header edited or wrong key)"))
-    prev, prev_end = header.prev_mac, HEADER_BYTES
-    for record in records:
-        after_gap = record.offset != prev_end
-        prev_end = record.end
-        if record.mac is None:
-            breaks.append(ChainBreak(path, record.offset, "record carries no MAC"))
-            continue
-        if not hmac.compare_digest(chain_mac(key, prev, record.payload), record.mac):
-            reason = (
-                "MAC mismatch after a corrupt region (chain unverifiable across it)"
-                if after_gap
-                else "MAC mismatch: record edited, or records before it deleted"
-            )
-            breaks.append(ChainBreak(path, record.offset, reason))
-        prev = record.mac
+    for offset, reason in records.chain_breaks(key, header.prev_mac, HEADER_BYTES):
+        breaks.append(ChainBreak(path, offset, reason))
     return breaks
 
 

@@ -12,11 +12,15 @@ One run (`run_once`):
 3. replays segments oldest first, in batches (a typed COPY, `reference.audit.drain`: into
    the table directly, or through a staging table with ON CONFLICT DO NOTHING when a row
    is already there), reading the next segment meanwhile (at most two segments in
-   memory); after each committed batch, records the progress (segment,
-   byte offset, identity of the segment) in a checkpoint file replaced atomically (write a
-   temporary file, fsync, rename, fsync the directory). A checkpoint that cannot be written
-   (a full disk) does not stop the run: it only means more replay after a crash;
-4. deletes each fully replayed segment before the next one (oldest first), quarantining
+   memory). Once a segment's last rows are all sent, PostgreSQL's taking them, the commit
+   and the segment's tail (step 4) run while the next segment is copied, on another
+   connection; commits stay in segment order (each waits for the one before it, and
+   rolls back when that one failed). After each committed batch, records
+   the progress (segment, byte offset, identity of the segment) in a checkpoint file
+   replaced atomically (write a temporary file, fsync, rename, fsync the directory). A
+   checkpoint that cannot be written (a full disk) does not stop the run: it only means
+   more replay after a crash;
+4. deletes each fully replayed segment before the next one's (oldest first), quarantining
    corrupt regions and records that are not valid events (counted, never fatal; a segment
    whose bad bytes could not be copied out is kept);
 5. re-drives the queue (`QueueWorker.drain`: pending, stuck and new entries) when a worker
@@ -30,35 +34,45 @@ segment re-created with the same name after its namesake was deleted is not skip
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
-import hashlib
-import json
 import logging
 import os
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reference.audit._fs import atomic_replace, fsync_dir
 from reference.audit.chain_anchor import ChainAnchor, write_anchor
 from reference.audit.chain_check import chain_verdict
 from reference.audit.drain import UndecodableRecord
-from reference.audit.event import AuditEvent, InvalidAuditEvent
-from reference.audit.journal import Journal, JournalWriteError, writer_alive
+from reference.audit.journal import Journal, JournalWriteError
 from reference.audit.journal_format import (
-    ZERO_MAC,
     CorruptRegion,
-    JournalRecord,
     SegmentScan,
-    list_segments,
     quarantine,
     quarantine_path,
     quarantine_segment,
     read_segment,
-    segment_sequence,
 )
 from reference.audit.queue import QueueWorker
+from reference.audit.recovery_files import (
+    CHECKPOINT_FILE,
+    RECOVERY_LOCK_FILE,
+    Checkpoint,
+    ScanSummary,
+    count_unreplayed,
+    read_checkpoint,
+    remove_segment,
+    segment_identity,
+    segments_without_live_writer,
+    try_lock,
+    write_checkpoint,
+)
+from reference.audit.recovery_records import (
+    Payloads,
+    anchor_of,
+    read_after,
+    to_replay,
+    validate,
+)
 from reference.audit.store import POISON_ERRORS, AuditStore
 from reference.clock import SYSTEM_CLOCK, Clock
 from reference.metrics import ResilienceMetrics
@@ -74,21 +88,10 @@ __all__ = [
     "write_checkpoint",
 ]
 
-CHECKPOINT_FILE = "recovery.checkpoint"
-RECOVERY_LOCK_FILE = ".recovery.lock"
 _log = logging.getLogger(__name__)
 _REPLAY_POISON = (*POISON_ERRORS, UndecodableRecord)
 """A batch to validate record by record: the database rejected a value, or a record is
 not an event object (found while encoding the COPY rows)."""
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """Bytes of `segment` already replayed; `first_record` identifies that segment."""
-
-    segment: str
-    offset: int
-    first_record: str
 
 
 @dataclass(frozen=True)
@@ -102,37 +105,6 @@ class RecoveryResult:
     inserted: int = 0
     redriven: int = 0
     busy: bool = False
-
-
-def read_checkpoint(directory: Path) -> Checkpoint | None:
-    """The saved checkpoint, or None when absent or unreadable (then replay from the start)."""
-    path = directory / CHECKPOINT_FILE
-    try:
-        data = json.loads(path.read_bytes())
-        return Checkpoint(str(data["segment"]), int(data["offset"]), str(data["first_record"]))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        _log.warning("recovery: ignoring unreadable checkpoint %s: %s", path, exc)
-        return None
-
-
-def write_checkpoint(directory: Path, checkpoint: Checkpoint | None) -> None:
-    """Atomically replace the checkpoint (None removes it); durable when this returns."""
-    path = directory / CHECKPOINT_FILE
-    if checkpoint is None:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-            fsync_dir(directory)
-        return
-    data = json.dumps(
-        {
-            "segment": checkpoint.segment,
-            "offset": checkpoint.offset,
-            "first_record": checkpoint.first_record,
-        }
-    ).encode()
-    atomic_replace(path, data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,13 +151,17 @@ class RecoveryJob:
         self.redrive_timeout_s = config.redrive_timeout_s
         self._clock = clock
         self._metrics = metrics
-        self._scans: dict[str, _ScanSummary] = {}
+        self._scans: dict[str, ScanSummary] = {}
         """Per segment file, what `backlog` learnt from reading it (re-read on change)."""
+        self._pending: asyncio.Task[None] | None = None
+        """The previous segment's commit and tail, running while the next one is copied."""
+        self._pending_anchor: ChainAnchor | None = None
+        """The anchor that tail writes (the next segment's chain is checked against it)."""
 
     async def run_once(self) -> RecoveryResult:
         """One run; raises when the database fails mid-way (progress so far is kept)."""
         started = self._clock.monotonic()
-        lock_fd = await asyncio.to_thread(_try_lock, self.directory)
+        lock_fd = await asyncio.to_thread(try_lock, self.directory)
         if lock_fd is None:
             return RecoveryResult(0, await self.backlog(), 0, busy=True)
         totals = _Totals()
@@ -195,18 +171,31 @@ class RecoveryJob:
             # Read the next segment (in a thread) while the database takes this one; never
             # more than those two in memory, whatever the backlog.
             key = self.config.hmac_key
-            reads = [_read(s, key) for s in segments[:1]]
-            for number, segment in enumerate(segments):
-                current = reads.pop(0)
-                if number + 1 < len(segments):
-                    reads.append(_read(segments[number + 1], key))
-                if not await self._replay_segment(segment, totals, current):
-                    break
-                del current  # replayed: let its records go
+            reads = [read_after(s, key) for s in segments[:1]]
+            try:
+                for number, segment in enumerate(segments):
+                    current = reads.pop(0)
+                    if number + 1 < len(segments):  # once the previous segment committed
+                        reads.append(read_after(segments[number + 1], key, self._pending))
+                    if not await self._replay_segment(segment, totals, current):
+                        break
+                    del current  # replayed: let its records go
+                await self._settle()  # the last segment's commit and tail
+            except (_SegmentKept, _PreviousFailed) as exc:
+                cause: BaseException = exc
+                while isinstance(cause, _PreviousFailed):
+                    cause = cause.original
+                if not isinstance(cause, _SegmentKept):
+                    raise cause from None
+                # else: a segment must stay; the run stops there
+        except asyncio.CancelledError:
+            await self._end_pending(cancel=True)
+            raise
         finally:
             for read in reads:
                 read.cancel()
             await asyncio.gather(*reads, return_exceptions=True)
+            await self._end_pending(cancel=False)
             os.close(lock_fd)
             if self._metrics is not None:
                 self._metrics.record_recovery_replayed(totals.replayed)
@@ -237,7 +226,7 @@ class RecoveryJob:
 
     async def backlog(self) -> int:
         """Intact records in segments not yet replayed (the live segment included)."""
-        count = await asyncio.to_thread(_count_unreplayed, self.directory, self._scans)
+        count = await asyncio.to_thread(count_unreplayed, self.directory, self._scans)
         if self._metrics is not None:
             self._metrics.set_journal_backlog(count)
         return count
@@ -259,7 +248,7 @@ class RecoveryJob:
             except TimeoutError:  # a stuck disk: replay what was sealed before
                 _log.warning("recovery: journal rotation timed out")
             return journal.sealed_segments()
-        return await asyncio.to_thread(_segments_without_live_writer, self.directory)
+        return await asyncio.to_thread(segments_without_live_writer, self.directory)
 
     async def _replay_segment(
         self, path: Path, totals: _Totals, read: Awaitable[SegmentScan] | None = None
@@ -272,7 +261,12 @@ class RecoveryJob:
         except OSError as exc:
             _log.error("recovery: cannot read %s: %s", path.name, exc)
             return False
-        verdict = await asyncio.to_thread(chain_verdict, scan, self.directory)
+        # the previous segment's anchor may not be on disk yet: its tail may still run
+        anchor = self._pending_anchor if self._pending is not None else None
+        if scan.breaks:  # records to look through: off the event loop
+            verdict = await asyncio.to_thread(chain_verdict, scan, self.directory, anchor)
+        else:  # one small file read (the anchor), like the checkpoint's below
+            verdict = chain_verdict(scan, self.directory, anchor)
         if verdict.reports:
             self._chain_broken(scan, verdict.reports)
         if verdict.forged:
@@ -281,25 +275,115 @@ class RecoveryJob:
             return False
         if verdict.bad_records and not await self._quarantine(scan, verdict.bad_records, totals):
             return False
-        identity = _identity(scan)
+        identity = segment_identity(scan)
         checkpoint = read_checkpoint(self.directory)
         start = 0
         if checkpoint and (checkpoint.segment, checkpoint.first_record) == (path.name, identity):
             start = checkpoint.offset
         rejected = {region.offset for region in verdict.bad_records}
-        records = [r for r in scan.records if r.offset >= start and r.offset not in rejected]
+        chosen = to_replay(scan.records, start, rejected)
         # resumed after a crash: the first batch may be in the table already
         can_conflict = start > 0
-        for first in range(0, len(records), self.batch_size):
-            batch = records[first : first + self.batch_size]
-            if not await self._replay_batch(scan, batch, totals, can_conflict):
+        last: Checkpoint | None = None
+        for first in range(0, len(chosen), self.batch_size):
+            if last is not None:
+                await self._settle()  # its tail writes the checkpoint file too
+                await self._checkpoint(last)
+            batch = chosen[first : first + self.batch_size]
+            last = Checkpoint(path.name, scan.records[batch[-1]].end, identity)
+            if first + self.batch_size >= len(chosen):
+                return await self._replay_last(scan, batch, totals, can_conflict, last)
+            if not await self._replay_batch(scan, batch, totals, can_conflict, self._settle):
                 return False
             can_conflict = False
-            await self._checkpoint(Checkpoint(path.name, batch[-1].end, identity))
-        await self._anchor(scan)
-        await asyncio.to_thread(_remove_segment, path)
-        await self._checkpoint(None)
+        await self._settle()
+        await asyncio.to_thread(self._finish_segment, path, anchor_of(scan), None)
         return True
+
+    async def _replay_last(
+        self,
+        scan: SegmentScan,
+        batch: Sequence[int],
+        totals: _Totals,
+        can_conflict: bool,
+        checkpoint: Checkpoint,
+    ) -> bool:
+        """Replay a segment's last batch; return once its rows are all sent, leaving
+        PostgreSQL's taking them, the commit and the segment's tail (`_finish_segment`) to
+        run while the next segment is copied. Commits stay in segment order: this one waits
+        for the previous one's."""
+        previous = self._pending
+        copied = asyncio.Event()
+
+        async def before_commit() -> None:
+            copied.set()
+            if previous is not None:
+                try:
+                    await previous
+                except BaseException as exc:  # not this connection's: never retried
+                    raise _PreviousFailed(exc) from exc
+
+        replay = asyncio.create_task(
+            self._replay_batch(scan, batch, totals, can_conflict, before_commit, copied.set)
+        )
+        signal = asyncio.create_task(copied.wait())
+        try:
+            await asyncio.wait({replay, signal}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            replay.cancel()
+            await asyncio.gather(replay, return_exceptions=True)
+            raise
+        finally:
+            signal.cancel()
+        if replay.done() and not replay.result():  # raises the batch's error, if any
+            return False
+        anchor = self._pending_anchor = anchor_of(scan)
+        self._pending = asyncio.create_task(self._complete(replay, scan.path, anchor, checkpoint))
+        return True
+
+    async def _complete(
+        self,
+        replay: asyncio.Task[bool],
+        path: Path,
+        anchor: ChainAnchor | None,
+        checkpoint: Checkpoint,
+    ) -> None:
+        """The background half of `_replay_last`: the commit, then the segment's tail."""
+        if not await replay:
+            raise _SegmentKept(path.name)
+        await asyncio.to_thread(self._finish_segment, path, anchor, checkpoint)
+
+    async def _settle(self) -> None:
+        """Wait for the previous segment's commit and tail; raise what failed there."""
+        pending = self._pending
+        if pending is not None:
+            try:
+                await pending
+            finally:
+                if self._pending is pending:
+                    self._pending = None
+
+    async def _end_pending(self, cancel: bool) -> None:
+        """A run that ends on an error: the previous segment's commit in flight finishes
+        (bounded by its timeout; its own error is not the run's), or, when the run is
+        cancelled, is cancelled too (its segment stays, replayed again next time)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            if cancel:
+                pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)
+
+    def _finish_segment(
+        self, path: Path, anchor: ChainAnchor | None, last: Checkpoint | None
+    ) -> None:
+        """After the segment's last commit (on a worker thread): checkpoint it, record it as
+        the chain's anchor, delete it, clear the checkpoint."""
+        if last is not None:
+            self._save_progress(last)
+        if anchor is not None:
+            self._anchor(anchor)
+        remove_segment(path)
+        self._save_progress(None)
 
     def _chain_broken(self, scan: SegmentScan, reports: Sequence[str]) -> None:
         for report in reports:
@@ -312,51 +396,62 @@ class RecoveryJob:
         (nothing of it replayed). False (keep it, stop) when the copy failed."""
         if not quarantine_segment(path, self.directory, "chain"):
             return False
-        _remove_segment(path)
+        remove_segment(path)
         return True
 
-    async def _anchor(self, scan: SegmentScan) -> None:
+    def _anchor(self, anchor: ChainAnchor) -> None:
         """Record the replayed segment as the chain's new anchor (a failure only weakens
         the next check, like a lost checkpoint)."""
-        sequence = scan.header.sequence if scan.header else segment_sequence(scan.path)
-        if sequence is None:
-            return
-        anchor = ChainAnchor(sequence, scan.last_mac or ZERO_MAC)
         try:
-            await asyncio.to_thread(write_anchor, self.directory, anchor)
+            write_anchor(self.directory, anchor)
         except OSError as exc:
             _log.warning("recovery: chain anchor not saved (%s)", exc)
 
     async def _checkpoint(self, checkpoint: Checkpoint | None) -> None:
+        """Save progress on a worker thread (see `_save_progress`)."""
+        await asyncio.to_thread(self._save_progress, checkpoint)
+
+    def _save_progress(self, checkpoint: Checkpoint | None) -> None:
         """Save progress; a failure (a full disk) only means replaying more next time.
 
         Going on matters: on a full disk, deleting replayed segments is what frees space.
         """
         try:
-            await asyncio.to_thread(self.save_checkpoint, checkpoint)
+            self.save_checkpoint(checkpoint)
         except OSError as exc:
             _log.warning("recovery: checkpoint not saved (%s); continuing", exc)
 
     async def _replay_batch(
         self,
         scan: SegmentScan,
-        batch: Sequence[JournalRecord],
+        batch: Sequence[int],
         totals: _Totals,
         can_conflict: bool = False,
+        before_commit: Callable[[], Awaitable[None]] | None = None,
+        sent: Callable[[], None] | None = None,
     ) -> bool:
+        """Replay the records at positions `batch` of `scan` in one transaction
+        (`before_commit`: see `AuditStore.copy_replay_json`)."""
         timeout = self.batch_timeout_s
         try:
             inserted = await self.store.copy_replay_json(
-                [r.payload for r in batch], "file", can_conflict=can_conflict, timeout_s=timeout
+                Payloads(scan.records, batch),
+                "file",
+                can_conflict=can_conflict,
+                timeout_s=timeout,
+                before_commit=before_commit,
+                sent=sent,
             )
         except _REPLAY_POISON as exc:
             if getattr(exc, "connection_invalidated", False):
                 raise
             _log.warning("recovery: %s batch rejected (%s); validating", scan.path.name, exc)
-            events, bad = _validate(batch)
+            events, bad = validate([scan.records[i] for i in batch])
             if bad and not await self._quarantine(scan, bad, totals):
                 return False
-            inserted = await self.store.copy_replay(events, "file", timeout_s=timeout)
+            inserted = await self.store.copy_replay(
+                events, "file", timeout_s=timeout, before_commit=before_commit
+            )
         totals.replayed += len(batch)
         totals.inserted += inserted
         return True
@@ -382,122 +477,20 @@ class RecoveryJob:
             return 0
 
 
+class _SegmentKept(Exception):
+    """A segment's last batch could not be replayed in the background: stop the run."""
+
+
+class _PreviousFailed(Exception):
+    """The previous segment's commit or tail failed (`original`): this batch rolls back."""
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(repr(original))
+        self.original = original
+
+
 @dataclass
 class _Totals:
     replayed: int = 0
     inserted: int = 0
     quarantined: int = 0
-
-
-def _read(path: Path, key: bytes | None) -> asyncio.Task[SegmentScan]:
-    """Read `path` (checking MACs with `key`) in a thread, as a task (so it starts now)."""
-    return asyncio.create_task(asyncio.to_thread(read_segment, path, key))
-
-
-def _try_lock(directory: Path) -> int | None:
-    """An fd holding the recovery lock, or None when another run holds it."""
-    if not directory.is_dir():
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(directory / RECOVERY_LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _segments_without_live_writer(directory: Path) -> list[Path]:
-    """All segments, minus the newest while some process holds the journal's writer lock.
-
-    Listed first, probed second: a writer that starts after the listing only ever writes
-    to a newer segment than any listed.
-    """
-    try:
-        segments = [path for _, path in list_segments(directory)]
-    except FileNotFoundError:
-        return []
-    if segments and writer_alive(directory):
-        segments.pop()
-    return segments
-
-
-@dataclass(frozen=True)
-class _ScanSummary:
-    """A segment's record offsets and identity, valid while its size and mtime hold."""
-
-    size: int
-    mtime_ns: int
-    identity: str
-    offsets: tuple[int, ...]
-
-
-def _count_unreplayed(directory: Path, memo: dict[str, _ScanSummary] | None = None) -> int:
-    """Intact records not yet replayed. `memo` spares re-reading unchanged segments: the
-    backlog is asked for by every /metrics scrape and alert evaluation."""
-    memo = {} if memo is None else memo
-    try:
-        segments = list_segments(directory)
-    except FileNotFoundError:
-        return 0
-    checkpoint = read_checkpoint(directory)
-    total = 0
-    seen = set()
-    for _, path in segments:
-        try:
-            stat = path.stat()
-            summary = memo.get(path.name)
-            if summary is None or (summary.size, summary.mtime_ns) != (
-                stat.st_size,
-                stat.st_mtime_ns,
-            ):
-                scan = read_segment(path)
-                summary = _ScanSummary(
-                    stat.st_size,
-                    stat.st_mtime_ns,
-                    _identity(scan),
-                    tuple(r.offset for r in scan.records),
-                )
-                memo[path.name] = summary
-        except OSError:
-            continue
-        seen.add(path.name)
-        offsets = summary.offsets
-        if checkpoint and (checkpoint.segment, checkpoint.first_record) == (
-            path.name,
-            summary.identity,
-        ):
-            offsets = tuple(o for o in offsets if o >= checkpoint.offset)
-        total += len(offsets)
-    for gone in set(memo) - seen:
-        del memo[gone]
-    return total
-
-
-def _identity(scan: SegmentScan) -> str:
-    """A segment's identity: the hash of its first intact record (event ids are unique)."""
-    if not scan.records:
-        return ""
-    return hashlib.sha256(scan.records[0].payload).hexdigest()[:32]
-
-
-def _validate(batch: Sequence[JournalRecord]) -> tuple[list[AuditEvent], list[CorruptRegion]]:
-    events: list[AuditEvent] = []
-    bad: list[CorruptRegion] = []
-    for record in batch:
-        try:
-            events.append(AuditEvent.from_json_bytes(record.payload))
-        except InvalidAuditEvent as exc:
-            bad.append(CorruptRegion(record.offset, record.end - record.offset, str(exc)))
-    return events, bad
-
-
-def _remove_segment(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        return
-    fsync_dir(path.parent)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import psycopg
@@ -160,11 +160,19 @@ class AuditStore:
         return await run_bounded(self.engine, op, timeout_s or self.op_timeout_s)
 
     async def copy_replay(
-        self, events: Sequence[AuditEvent], path: str = "file", *, timeout_s: float | None = None
+        self,
+        events: Sequence[AuditEvent],
+        path: str = "file",
+        *,
+        timeout_s: float | None = None,
+        before_commit: Callable[[], Awaitable[None]] | None = None,
     ) -> int:
         """Replay a batch of events (idempotent); returns how many rows were new."""
         return await self.copy_replay_json(
-            [event.to_json_bytes() for event in events], path, timeout_s=timeout_s
+            [event.to_json_bytes() for event in events],
+            path,
+            timeout_s=timeout_s,
+            before_commit=before_commit,
         )
 
     async def copy_replay_json(
@@ -174,10 +182,15 @@ class AuditStore:
         *,
         can_conflict: bool = False,
         timeout_s: float | None = None,
+        before_commit: Callable[[], Awaitable[None]] | None = None,
+        sent: Callable[[], None] | None = None,
     ) -> int:
         """`copy_replay` for canonical event JSON (as the journal stores it): one typed
         COPY (`reference.audit.drain`), straight into the table unless a row is already
         there (or `can_conflict` says one may be), then through a staging table.
+        `before_commit` is awaited once the rows are copied, before the commit (an error
+        there rolls the batch back); `sent` is called once the rows are all handed to the
+        connection (see `copy_into`).
 
         Raises `UndecodableRecord` when a document is not an event object, and the
         database's data error when a value is invalid (nothing is written then); callers
@@ -189,9 +202,18 @@ class AuditStore:
         async def op(conn: AsyncConnection) -> int:
             raw = await conn.get_raw_connection()
             pg: psycopg.AsyncConnection[object] = raw.driver_connection  # type: ignore[assignment]
-            return await copy_into(
-                pg, self.table, docs, path, on_conflict=self.ON_CONFLICT, can_conflict=can_conflict
+            added = await copy_into(
+                pg,
+                self.table,
+                docs,
+                path,
+                on_conflict=self.ON_CONFLICT,
+                can_conflict=can_conflict,
+                sent=sent,
             )
+            if before_commit is not None:
+                await before_commit()
+            return added
 
         return await run_bounded(self.engine, op, timeout_s or self.op_timeout_s)
 

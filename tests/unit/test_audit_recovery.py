@@ -17,11 +17,14 @@ from reference.audit.recovery import (
     Checkpoint,
     RecoveryConfig,
     RecoveryJob,
-    _identity,
-    _segments_without_live_writer,
-    _try_lock,
     read_checkpoint,
     write_checkpoint,
+)
+from reference.audit.recovery_files import (
+    count_unreplayed,
+    segment_identity,
+    segments_without_live_writer,
+    try_lock,
 )
 from reference.audit.store import AuditStore
 from reference.clock import SYSTEM_CLOCK
@@ -96,11 +99,11 @@ def test_clearing_the_checkpoint_removes_it(tmp_path: Path) -> None:
 
 def test_recovery_lock_excludes_a_second_holder(tmp_path: Path) -> None:
     """The flock is exclusive across file descriptors, and released on close."""
-    first = _try_lock(tmp_path)
+    first = try_lock(tmp_path)
     assert first is not None
-    assert _try_lock(tmp_path) is None
+    assert try_lock(tmp_path) is None
     os.close(first)
-    again = _try_lock(tmp_path)
+    again = try_lock(tmp_path)
     assert again is not None
     os.close(again)
 
@@ -111,7 +114,7 @@ async def test_busy_run_returns_at_once_without_replaying(tmp_path: Path) -> Non
     for i in range(10):
         await journal.append(_event(i))
     await journal.close()
-    held = _try_lock(tmp_path)
+    held = try_lock(tmp_path)
     assert held is not None
     try:
         result = await RecoveryJob(RecoveryConfig(tmp_path), _offline_store()).run_once()
@@ -131,7 +134,9 @@ async def test_backlog_counts_records_past_the_checkpoint(tmp_path: Path) -> Non
     scan = read_segment(segment)
     job = RecoveryJob(RecoveryConfig(tmp_path), _offline_store())
     assert await job.backlog() == 10
-    write_checkpoint(tmp_path, Checkpoint(segment.name, scan.records[3].end, _identity(scan)))
+    write_checkpoint(
+        tmp_path, Checkpoint(segment.name, scan.records[3].end, segment_identity(scan))
+    )
     assert await job.backlog() == 6
     write_checkpoint(tmp_path, Checkpoint(segment.name, scan.records[3].end, "f" * 32))
     assert await job.backlog() == 10  # a checkpoint for another segment of that name
@@ -145,16 +150,16 @@ async def test_live_writers_newest_segment_is_not_taken(tmp_path: Path) -> None:
             await journal.append(_event(i))
         segments = [p for _, p in list_segments(tmp_path)]
         assert len(segments) >= 3
-        assert _segments_without_live_writer(tmp_path) == segments[:-1]
+        assert segments_without_live_writer(tmp_path) == segments[:-1]
         assert journal.active_segment == segments[-1]
     finally:
         await journal.close()
-    assert _segments_without_live_writer(tmp_path) == segments
+    assert segments_without_live_writer(tmp_path) == segments
 
 
 def test_no_directory_no_segments(tmp_path: Path) -> None:
     """A journal directory that does not exist yet has nothing to replay."""
-    assert _segments_without_live_writer(tmp_path / "absent") == []
+    assert segments_without_live_writer(tmp_path / "absent") == []
 
 
 def test_job_rejects_bad_parameters(tmp_path: Path) -> None:
@@ -168,20 +173,18 @@ def test_job_rejects_bad_parameters(tmp_path: Path) -> None:
 async def test_backlog_memo_follows_growing_and_removed_segments(tmp_path: Path) -> None:
     """The remembered per-segment counts are refreshed when a segment grows, and forgotten
     when it is removed: the backlog stays exact however often it is asked."""
-    from reference.audit.recovery import _count_unreplayed
-
     journal = Journal(JournalConfig(tmp_path, fsync=False), SYSTEM_CLOCK)
     await journal.open()
     memo: dict[str, object] = {}
     for n in range(3):
         await journal.append(AuditEvent.new("a", "b", "c", str(n)).to_json_bytes())
-    assert _count_unreplayed(tmp_path, memo) == 3  # type: ignore[arg-type]
-    assert _count_unreplayed(tmp_path, memo) == 3  # type: ignore[arg-type]
+    assert count_unreplayed(tmp_path, memo) == 3  # type: ignore[arg-type]
+    assert count_unreplayed(tmp_path, memo) == 3  # type: ignore[arg-type]
     await journal.append(AuditEvent.new("a", "b", "c", "3").to_json_bytes())
-    assert _count_unreplayed(tmp_path, memo) == 4  # type: ignore[arg-type]
+    assert count_unreplayed(tmp_path, memo) == 4  # type: ignore[arg-type]
     sealed = await journal.rotate()
     await journal.close()
     assert sealed is not None
     sealed.unlink()
-    assert _count_unreplayed(tmp_path, memo) == 0  # type: ignore[arg-type]
+    assert count_unreplayed(tmp_path, memo) == 0  # type: ignore[arg-type]
     assert sealed.name not in memo
