@@ -335,5 +335,5 @@ def test_during_a_fault_an_instance_must_still_see_its_own_changes() -> None:
     result = relative().check(s.history(window), NO_TRUTH)
     assert not result.passed
     lost = result.details["own_change_lost"]
-    assert lost["count"] == 1 and lost["samples"][0]["key"] == "k"  # type: ignore[index]
+    assert lost["count"] == 1 and lost["samples"][0]["key"] == "k"
     assert "1 reads during a fault behind the same instance's own" in result.summary
