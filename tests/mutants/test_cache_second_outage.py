@@ -67,7 +67,7 @@ def test_second_outage_misses_old_keys_on_the_reference_and_new_ones_on_the_vari
     heal are counted and fail it, for the intended reason."""
     reference, history = run(tmp_path / "reference", TargetSpec())
     assert reference.passed, reference.summary
-    assert reference.details["written_misses_by_phase"]["fault"] > 0  # type: ignore[index]
+    assert reference.details["written_misses_by_phase"]["fault"] > 0
     assert judged_in(history) == []
 
     command = (sys.executable, "-m", "tests.mutants.serve", MUTANT)

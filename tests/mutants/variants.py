@@ -624,9 +624,9 @@ def _forgets_l1_writes_after_reconnect() -> None:
     def forgetful_fill(self: HybridCache, key: str, value: Any, ttl: float, stamp: int) -> bool:
         return False if reconnects.get(self.instance_id) else fill(self, key, value, ttl, stamp)
 
-    HybridCache.flush_on_reconnect = counting  # type: ignore[method-assign]
+    HybridCache.flush_on_reconnect = counting  # type: ignore[method-assign,assignment]
     HybridCache.set = forgetful_set  # type: ignore[method-assign]
-    HybridCache._fill = forgetful_fill  # type: ignore[method-assign]
+    HybridCache._fill = forgetful_fill  # type: ignore[method-assign,assignment]
 
 
 SCHEDULE_MUTANTS: dict[str, PropertyMutant] = {
