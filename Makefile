@@ -14,7 +14,7 @@ run: bootstrap
 # the local images (built once); see scripts/docker-session and scripts/docker-daemon.
 test:
 	@scripts/bootstrap --test
-	@PATH="$(CURDIR)/.tools/bin:$$PATH" scripts/bootstrap --docker -- $(PY) -m pytest $(PYTEST_ARGS)
+	@PATH="$(CURDIR)/.tools/bin:$$PATH" scripts/bootstrap --docker -- $(PY) -m pytest --durations=25 $(PYTEST_ARGS)
 
 # What a nightly CI job adds: the full catalogue (every time x3), the long property searches.
 test-nightly:

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import NoReturn
 from urllib.parse import SplitResult, parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
+from reference.sentinel import SentinelConfig, sentinel_config_from_env
+
 __all__ = [
     "ConfigError",
     "LogFormat",
@@ -162,6 +164,9 @@ class Settings:
     audit_timeout_s: float = 1.0
     audit_redis_url: str | None = None
     audit_queue_accept_unsafe: bool = False
+    audit_queue_min_replicas: int = 0
+    cache_min_replicas: int = 0
+    redis_sentinels: SentinelConfig | None = None
     audit_journal_max_pending_bytes: int = 8 * 1024 * 1024
     metrics_enabled: bool = True
     alerts_enabled: bool = True
@@ -242,6 +247,9 @@ class Settings:
             audit_timeout_s=r.millis("AUDITORIA_TIMEOUT_MS", 1000, minimum=1),
             audit_redis_url=r.optional_url("AUDITORIA_REDIS_URL", _check_redis_url),
             audit_queue_accept_unsafe=r.boolean("AUDITORIA_QUEUE_ACCEPT_UNSAFE", False),
+            audit_queue_min_replicas=r.integer("AUDITORIA_QUEUE_MIN_REPLICAS", 0, minimum=0),
+            cache_min_replicas=r.integer("CACHE_MIN_REPLICAS", 0, minimum=0),
+            redis_sentinels=sentinel_config_from_env(r.raw, ConfigError),
             audit_journal_max_pending_bytes=r.integer(
                 "AUDITORIA_JOURNAL_MAX_PENDING_BYTES",
                 8 * 1024 * 1024,
@@ -287,6 +295,8 @@ class Settings:
                 out[f.name] = _MASK
             elif isinstance(value, Path | StrEnum):
                 out[f.name] = str(value)
+            elif isinstance(value, SentinelConfig):
+                out[f.name] = value.describe()
             elif f.name == "alert_webhook_url" and value is not None:
                 out[f.name] = redact_opaque_url(value)
             elif f.name.endswith("_url") and value is not None:

@@ -25,6 +25,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.maint_notifications import MaintNotificationsConfig
 
+from reference.sentinel import FollowingConnection, SentinelConfig, make_sentinel_redis
+
 
 def make_redis(
     url: str,
@@ -34,27 +36,32 @@ def make_redis(
     max_connections: int = 64,
     decode_responses: bool = False,
     connection_class: type[AbstractConnection] | None = None,
+    sentinel: SentinelConfig | None = None,
 ) -> aioredis.Redis:
     """An asyncio client: `timeout_s` for connect and for each command, zero retries.
     `connection_class` replaces the one the URL's scheme implies (it must fit the scheme:
-    see `connection_class_for`)."""
-    extra: dict[str, Any] = {}
+    see `connection_class_for`). With `sentinel`, `url` is ignored: the client follows the
+    primary the Sentinels name (reference/sentinel.py; `connection_class` must then derive
+    from FollowingConnection)."""
+    kwargs: dict[str, Any] = {
+        "password": password or None,
+        "socket_timeout": timeout_s,
+        "socket_connect_timeout": timeout_s,
+        "retry": Retry(NoBackoff(), 0),
+        "retry_on_timeout": False,
+        "retry_on_error": [],
+        "health_check_interval": 0,
+        "max_connections": max_connections,
+        "decode_responses": decode_responses,
+        "maint_notifications_config": MaintNotificationsConfig(enabled=False),
+    }
+    if sentinel is not None:
+        return make_sentinel_redis(
+            sentinel, kwargs, connection_class=connection_class or FollowingConnection
+        )
     if connection_class is not None:
-        extra["connection_class"] = connection_class
-    return aioredis.Redis.from_url(
-        url,
-        **extra,
-        password=password or None,
-        socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s,
-        retry=Retry(NoBackoff(), 0),
-        retry_on_timeout=False,
-        retry_on_error=[],
-        health_check_interval=0,
-        max_connections=max_connections,
-        decode_responses=decode_responses,
-        maint_notifications_config=MaintNotificationsConfig(enabled=False),
-    )
+        kwargs["connection_class"] = connection_class
+    return aioredis.Redis.from_url(url, **kwargs)
 
 
 def connection_class_for(url: str) -> type[AbstractConnection]:

@@ -37,10 +37,10 @@ BENCHES: dict[str, Callable[..., int]] = {
 def _stack(args: argparse.Namespace) -> int:
     state_dir: Path = args.state_dir
     if args.action == "up":
-        print(control.stack_up(state_dir, args.provider))
+        print(control.stack_up(state_dir, args.provider, args.redis))
         return 0
     if args.action == "smoke":
-        with open_stack(args.provider) as stack:
+        with open_stack(args.provider, redis_mode=args.redis) as stack:
             print(f"stack up ({stack.provider}): {stack.urls.toxiproxy_url}")
             for line in smoke_test(stack):
                 print(f"  ok  {line}")
@@ -79,6 +79,13 @@ def register_stack(commands: Commands) -> None:
         "smoke: up, prove both proxies, down",
     )
     stack.add_argument("--provider", default=None, help="local | external | docker")
+    stack.add_argument(
+        "--redis",
+        default="single",
+        choices=("single", "replicated"),
+        help="replicated: a primary, 2 replicas and 3 Sentinels (local provider; "
+        "docs/redis-replication.md)",
+    )
     stack.add_argument(
         "--state-dir", type=Path, default=DEFAULT_STATE_DIR, help="where stack.env is written"
     )

@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 NETWORK_TARGETS = ("redis", "postgres")
 # A per-instance proxy is named like "redis.i2" (scenarios with per-instance proxies).
 _INSTANCE_PROXY = re.compile(r"^(redis|postgres)\.i[1-9]$")
+# The replicated Redis (scenarios/stack/replicated.py): node proxies "redis.n1", peer
+# proxies "redis.peer", "redis.n1.peer"; node and Sentinel processes "redis.n1", "sentinel.2".
+_REPLICATED_PROXY = re.compile(r"^redis(\.n[1-9])?\.peer$|^redis\.n[1-9]$")
+_REPLICATED_PROCESS = re.compile(r"^(redis\.n[1-9]|sentinel\.[1-9])$")
 PROCESS_TARGETS = ("redis", "postgres", "target")
 
 # kind -> (toxic type, default attributes, streams); "down" and "flapping" are handled apart.
@@ -90,7 +94,10 @@ class FaultSpec:
         targets = DISK_TARGETS if self.kind in DISK_KINDS else targets
         targets = DATA_TARGETS if self.kind in DATA_KINDS else targets
         per_instance = self.kind in NETWORK_KINDS and _INSTANCE_PROXY.match(self.target)
-        if self.target not in targets and not per_instance:
+        replicated = (self.kind in NETWORK_KINDS and _REPLICATED_PROXY.match(self.target)) or (
+            self.kind in PROCESS_KINDS and _REPLICATED_PROCESS.match(self.target)
+        )
+        if self.target not in targets and not per_instance and not replicated:
             raise FaultError(
                 f"fault {self.kind!r} cannot target {self.target!r} (choose {', '.join(targets)})"
             )

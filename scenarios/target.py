@@ -129,6 +129,7 @@ class TargetGroup:
                 **inherited_env(),
                 "REDIS_URL": urls.redis_url,
                 "DATABASE_URL": urls.database_url,
+                **urls.sentinel_env(),
                 "AUDITORIA_BACKUP_PATH": str(backup),
                 "HOST": "127.0.0.1",
                 "PORT": str(port),

@@ -30,6 +30,8 @@ def reset_state(stack: Stack) -> None:
     with psycopg.connect(stack.urls.database_direct_url, autocommit=True, connect_timeout=5) as c:
         for table in RESET_TABLES:
             c.execute(f"DROP TABLE IF EXISTS {table}")
+    if stack.redis_set is not None:
+        stack.redis_set.reset()  # node 0 (redis_direct_url) the primary again
     client = redis.Redis.from_url(stack.urls.redis_direct_url, socket_timeout=5)
     try:
         client.flushall()

@@ -24,11 +24,13 @@ import redis.asyncio as aioredis
 
 from reference.audit.event import AuditEvent, InvalidAuditEvent
 from reference.audit.store import DeadLetter
+from reference.sentinel import recheck_primary
 
 __all__ = [
     "EVENT_FIELD",
     "AuditQueue",
     "Batch",
+    "NotReplicated",
     "StreamEntry",
     "as_text",
     "classify",
@@ -42,16 +44,51 @@ MAX_REASON_CHARS = 500
 _UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
 
 
-class AuditQueue:
-    """The producer: one XADD per event, no trimming."""
+class NotReplicated(Exception):
+    """WAIT saw fewer replicas than required take the entry in time: not acknowledged
+    (a failover may lose it; the event goes to the next path, `event_id` absorbs the
+    duplicate if the entry survives after all)."""
 
-    def __init__(self, redis: aioredis.Redis, stream: str) -> None:
+    def __init__(self, entry_id: str, replicas: int, required: int) -> None:
+        super().__init__(f"entry {entry_id} on {replicas} of {required} replica(s) in time")
+        self.entry_id = entry_id
+        self.replicas = replicas
+
+
+class AuditQueue:
+    """The producer: one XADD per event, no trimming. With `min_replicas` > 0 the XADD is
+    followed, on the same connection, by `WAIT min_replicas wait_timeout`: the event is
+    acknowledged only when that many replicas have it (asynchronous replication would
+    otherwise lose it in a failover). Not a consensus write: see docs/redis-replication.md."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        stream: str,
+        *,
+        min_replicas: int = 0,
+        wait_timeout_s: float = 0.25,
+    ) -> None:
+        if min_replicas < 0 or wait_timeout_s <= 0:
+            raise ValueError("min_replicas must be >= 0 and wait_timeout_s > 0")
         self.redis = redis
         self.stream = stream
+        self.min_replicas = min_replicas
+        self.wait_timeout_ms = max(1, round(wait_timeout_s * 1000))
 
     async def publish(self, event: AuditEvent) -> str:
-        """XADD the event; returns the entry id. Bound it from outside (it may hang)."""
-        entry_id = await self.redis.xadd(self.stream, {EVENT_FIELD: event.to_json_bytes()})
+        """XADD the event (then WAIT, see the class); returns the entry id, or raises
+        NotReplicated. Bound it from outside (it may hang)."""
+        fields: dict[Any, Any] = {EVENT_FIELD: event.to_json_bytes()}
+        if self.min_replicas == 0:
+            return as_text(await self.redis.xadd(self.stream, fields))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xadd(self.stream, fields)
+            pipe.execute_command("WAIT", self.min_replicas, self.wait_timeout_ms)
+            entry_id, replicas = await pipe.execute()
+        if int(replicas) < self.min_replicas:
+            await recheck_primary(self.redis)  # cut off from its replicas: replaced?
+            raise NotReplicated(as_text(entry_id), int(replicas), self.min_replicas)
         return as_text(entry_id)
 
 

@@ -37,6 +37,9 @@ class CacheConfig:
     stale_window_s: float = 300.0
     op_timeout_s: float = 0.25
     disabled: bool = False
+    min_replicas: int = 0
+    """Writes and deletes count as reaching L2 only once WAIT saw this many replicas take
+    them (CACHE_MIN_REPLICAS; a replicated Redis: docs/redis-replication.md)."""
 
 
 @dataclass(frozen=True, slots=True)

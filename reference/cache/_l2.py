@@ -19,7 +19,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from enum import Enum
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -31,6 +31,7 @@ from reference.deadlines import Deadlines
 from reference.errors import describe
 from reference.invalidation import SubscriberTiming, encode_message
 from reference.metrics import ResilienceMetrics
+from reference.sentinel import recheck_primary
 
 T = TypeVar("T")
 _log = logging.getLogger("reference.cache")
@@ -39,6 +40,13 @@ _log = logging.getLogger("reference.cache")
 class _L2(Enum):
     MISS = "miss"
     DOWN = "down"
+
+
+class NotReplicated(Exception):
+    """WAIT saw fewer replicas than required take a cache write or delete in time."""
+
+    def __init__(self, replicas: int, required: int) -> None:
+        super().__init__(f"on {replicas} of {required} replica(s) in time")
 
 
 class _L2Gateway(_L1Store):
@@ -61,6 +69,9 @@ class _L2Gateway(_L1Store):
         self._prefix = config.key_prefix
         self.channel = f"{self._prefix}invalidate"
         self._op_timeout_s = config.op_timeout_s
+        self._min_replicas = config.min_replicas
+        # WAIT gets half the op's budget: the write's own round trip fits in the rest
+        self._wait_ms = max(1, round(config.op_timeout_s * 500))
         # Every L2 operation is cut off at the op timeout (within a tenth of it), without
         # the per-call timer of asyncio.timeout (see reference/deadlines.py).
         self._deadlines = Deadlines(self._op_timeout_s)
@@ -144,9 +155,25 @@ class _L2Gateway(_L1Store):
             pipe = redis.pipeline(transaction=False)
             pipe.set(self._prefix + key, payload, px=millis, nx=nx)
             pipe.publish(self.channel, self._message(key, op))
-            return await pipe.execute()
+            return await self._replicated(await self._waited(pipe).execute())
 
         return await self._guarded_l2(write)
+
+    def _waited(self, pipe: Any) -> Any:
+        """`pipe` followed by WAIT when writes must reach replicas (`min_replicas`)."""
+        if self._min_replicas:
+            pipe.execute_command("WAIT", self._min_replicas, self._wait_ms)
+        return pipe
+
+    async def _replicated(self, replies: list[Any]) -> list[Any]:
+        """The replies, or NotReplicated when WAIT saw too few replicas (the write then
+        counts as not reaching L2: the key awaits its resync, see _trust.py; the Sentinels
+        are asked whether the primary changed, reference/sentinel.py)."""
+        if self._min_replicas and int(replies[-1]) < self._min_replicas:
+            if self._redis is not None:
+                await recheck_primary(self._redis)
+            raise NotReplicated(int(replies[-1]), self._min_replicas)
+        return replies
 
     async def _l2_delete(self, key: str) -> bool:
         redis = self._redis
@@ -157,7 +184,7 @@ class _L2Gateway(_L1Store):
             pipe = redis.pipeline(transaction=False)
             pipe.delete(self._prefix + key)
             pipe.publish(self.channel, self._message(key, "delete"))
-            return await pipe.execute()
+            return await self._replicated(await self._waited(pipe).execute())
 
         return await self._guarded_l2(remove)
 

@@ -157,7 +157,13 @@ class Components:
             worker_redis = redis_client(
                 settings, max(2.0, settings.redis_op_timeout_s), max_connections=4, guard=guard
             )
-            queue = AuditQueue(queue_redis, settings.audit_queue_stream)
+            queue = AuditQueue(
+                queue_redis,
+                settings.audit_queue_stream,
+                min_replicas=settings.audit_queue_min_replicas,
+                # half the attempt's budget: the XADD's own round trip fits in the rest
+                wait_timeout_s=settings.audit_timeout_s / 2,
+            )
             worker = QueueWorker(
                 worker_redis,
                 store,

@@ -26,6 +26,7 @@ from reference.clock import SYSTEM_CLOCK, Clock
 from reference.config import Settings
 from reference.logs import configure_logging
 from reference.redis_client import connection_class_for, make_redis
+from reference.sentinel import FollowingConnection
 
 __all__ = [
     "Breakers",
@@ -79,6 +80,7 @@ def cache_config(settings: Settings) -> CacheConfig:
         stale_window_s=settings.cache_stale_window_s,
         op_timeout_s=settings.redis_op_timeout_s,
         disabled=settings.disable_redis,
+        min_replicas=settings.cache_min_replicas,
     )
 
 
@@ -94,16 +96,22 @@ def redis_client(
     every new connection is checked by `guard` before it is used."""
     password = settings.redis_password.reveal() if settings.redis_password else None
     url = settings.redis_url
+    # Sentinel (REDIS_SENTINEL_URLS): every client follows the primary it names, except
+    # the audit queue's when AUDITORIA_REDIS_URL gives it a Redis of its own
+    sentinel = settings.redis_sentinels
     connection_class = None
     if guard is not None:
         url = settings.audit_redis_url or settings.redis_url
-        connection_class = guarded_connection_class(guard, connection_class_for(url))
+        sentinel = None if settings.audit_redis_url else sentinel
+        base = FollowingConnection if sentinel is not None else connection_class_for(url)
+        connection_class = guarded_connection_class(guard, base)
     return make_redis(
         url,
         timeout_s,
         password=password,
         max_connections=max_connections,
         connection_class=connection_class,
+        sentinel=sentinel,
     )
 
 
@@ -175,6 +183,8 @@ def log_secrets(settings: Settings) -> list[str]:
         for s in (settings.redis_password, settings.admin_token, settings.audit_hmac_key)
         if s is not None
     ]
+    if settings.redis_sentinels is not None and settings.redis_sentinels.sentinel_password:
+        found.append(settings.redis_sentinels.sentinel_password)
     for url in (settings.redis_url, settings.database_url, settings.audit_redis_url or ""):
         password = _url_password(url)
         if password:

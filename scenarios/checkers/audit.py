@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from scenarios.checkers.base import CheckResult, Truth, samples
 from scenarios.checkers.evidence import DEFAULT_MIN_EVIDENCE, Segment, segments, shortfalls
+from scenarios.checkers.queue_failover import queue_failover
 from scenarios.history import JSON, History, Op
 
 CATEGORIES = (
@@ -147,6 +148,10 @@ class AuditChecker:
             "insufficient_evidence": evidence,
             "acks_per_path_per_segment": per_segment,
             "corrupted_fields": dict(corrupted_fields),
+            # first queue write refused -> first taken again, after the first Redis fault
+            "queue_failover": queue_failover(
+                history.ops_for("audit"), history.fault_windows(), _path
+            ),
             "rows_compared": None
             if truth.audit_full is None or not self.compare_rows
             else sum(len(r) for r in truth.audit_full.values()),

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Protocol
 from scenarios.history import JSON, History
 
 if TYPE_CHECKING:
+    from scenarios.checkers.final_read import FinalReads
     from scenarios.checkers.prometheus import AlertTimeline
 
 MAX_SAMPLES = 20
@@ -30,6 +31,8 @@ class Truth:
     audit_full: Mapping[str, Sequence[Mapping[str, JSON]]] | None = None
     """Optional: event_id -> its rows ({"actor", "action", "entity", "entity_id",
     "payload"}) as read from the database; None when not read."""
+    final_reads: FinalReads | None = None
+    """Optional: the final-read phase's observations (scenarios/run/final_read.py)."""
 
 
 @dataclass(frozen=True)

@@ -183,6 +183,7 @@ class BreakerTimelineChecker:
         if window.end is None:
             if self.close_within_s is not None:
                 problems.append(f"fault {window.name!r} was never healed")
+            row["problems"] = list(problems)
             return row, problems
         after = max(window.end, opened_at if opened_at is not None else window.end)
         closed_at = next((t for t, s in obs if after <= t < until and s == "CLOSED"), None)
@@ -195,6 +196,7 @@ class BreakerTimelineChecker:
                 problems.append(
                     f"closed {closed_at - window.end:.2f}s after healing > {self.close_within_s}s"
                 )
+        row["problems"] = list(problems)  # this window's verdict (the report's table)
         return row, problems
 
 

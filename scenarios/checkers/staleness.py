@@ -14,12 +14,14 @@ faults in force, so the expectation has two parts:
 
 The legacy form `bound_s` is an absolute bound everywhere (no fault excuses anything).
 A window is relevant to a read when its target is one of `targets` (default: redis) for
-every instance, or `<target>.<instance>` (e.g. `redis.i2`) for that instance's reads.
+every instance, or `<target>.<instance>` (e.g. `redis.i2`) for that instance's reads; a
+replicated Redis node's proxy (`redis.peer`, `redis.n1`) is relevant to every instance.
 Reads without a version (404 misses included) are ignored here.
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +32,9 @@ from scenarios.checkers.evidence import DEFAULT_MIN_EVIDENCE, Segment, segments,
 from scenarios.history import JSON, FaultWindow, History, Op
 
 ALLOWED = "allowed"
+
+
+_INSTANCE = re.compile(r"i[1-9][0-9]*")
 
 
 @dataclass(frozen=True)
@@ -183,7 +188,10 @@ class StalenessChecker:
         return reader or self._relevant(window, write.instance)
 
     def _relevant(self, window: FaultWindow, instance: str | None) -> bool:
-        base, _, only = window.target.partition(".")
+        base, _, rest = window.target.partition(".")
+        # "redis.i2": instance 2's own proxy; "redis.peer", "redis.n1": a node of the
+        # replicated Redis (scenarios/stack/replicated.py), in front of every instance
+        only = rest if _INSTANCE.fullmatch(rest) else ""
         return base in self.targets and (not only or only == instance)
 
     def _summary(

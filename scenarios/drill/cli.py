@@ -10,7 +10,7 @@ from pathlib import Path
 from scenarios.checkers import CheckResult
 from scenarios.drill.runbook import RUNBOOK, check_runbook, write_runbook
 from scenarios.drill.spec import DRILLS_FILE, DrillError, Step, load_drills, select_drills
-from scenarios.run.cli import default_provider
+from scenarios.run.cli import provider_allowed
 from scenarios.run.runner import RunOptions
 from scenarios.stack.errors import StackError
 from scenarios.target import TargetSpec
@@ -53,13 +53,8 @@ def cmd_drill(args: argparse.Namespace) -> int:
     except (DrillError, ValueError) as exc:
         print(f"stormproof: {exc}", file=sys.stderr)
         return 2
-    provider = default_provider(args.provider)
-    if provider == "external" and not args.allow_reset:
-        print(
-            "stormproof: a drill drops audit_log and flushes Redis first; pass --allow-reset "
-            "to do that on an external stack",
-            file=sys.stderr,
-        )
+    provider = provider_allowed(args, "a drill drops audit_log and flushes Redis first")
+    if provider is None:
         return 2
     options = RunOptions(
         report_dir=args.report,

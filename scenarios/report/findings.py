@@ -4,7 +4,8 @@ Rows come from the checks' details: lost / duplicated / unexpected / corrupted r
 beneficios), insufficient evidence (any checker), the steady-state
 problems (INVALID), refused and unknown writes per segment, the staleness categories
 (stale during a fault / after the heal, resurrected, non-monotonic, never written) and
-the misses of written keys per phase. A category with nothing in it is left out.
+the misses of written keys per phase, and the final reads' (stale, resurrected, diverged,
+missing, error, late, disagree, after the stop). A category with nothing in it is left out.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ def findings(checks: tuple[CheckResult, ...]) -> list[Finding]:
                     samples = d.get("samples")
                     few = samples.get(category) if isinstance(samples, Mapping) else None
                     rows.append(Finding(category, check.checker, n, _brief(few), True))
+        if check.checker == "final_read" and isinstance(counts, Mapping):
+            rows += _final_reads(check.checker, counts, d.get("samples"))
         per_kind = d.get("per_kind")
         if isinstance(per_kind, Mapping):
             rows += _writes(check.checker, per_kind)
@@ -106,6 +109,22 @@ def _writes(checker: str, per_kind: Mapping[str, JSON]) -> list[Finding]:
                 if n:
                     detail = f"{kind} in {segment}: {n} of {row.get('writes')}"
                     rows.append(Finding(f"{what} write", checker, n, detail, over))
+    return rows
+
+
+def _final_reads(checker: str, counts: Mapping[str, JSON], samples: JSON) -> list[Finding]:
+    """The final-read categories: stale, resurrected, diverged, missing, error, late,
+    disagree, after_stop (scenarios/checkers/final_read.py)."""
+    rows = []
+    for category, n in counts.items():
+        few = samples.get(category) if isinstance(samples, Mapping) else None
+        where = ", ".join(
+            f"{x.get('source')}:{x.get('kind')}/{x.get('key')}"
+            for x in (few if isinstance(few, list) else [])[:3]
+            if isinstance(x, Mapping)
+        )
+        if isinstance(n, int) and n:
+            rows.append(Finding(f"final read: {category}", checker, n, where, True))
     return rows
 
 

@@ -18,6 +18,7 @@ from markupsafe import Markup
 
 from scenarios.checkers.phases import PHASES
 from scenarios.history import JSON, FaultWindow, History
+from scenarios.report.breakers import BreakerRow, breaker_rows
 from scenarios.report.findings import Finding, findings
 from scenarios.report.results import RunSummary, ScenarioResult
 from scenarios.report.series import PlotSeries, series_from_history
@@ -40,6 +41,7 @@ class ScenarioView:
     phases: tuple[Mapping[str, JSON], ...] = ()
     audit: Mapping[str, JSON] | None = None
     findings: tuple[Finding, ...] = ()
+    breakers: tuple[BreakerRow, ...] = ()
 
 
 def render_html_report(summary: RunSummary, histories: Mapping[str, History] | None = None) -> str:
@@ -96,6 +98,7 @@ def _view(i: int, result: ScenarioResult, history: History | None) -> ScenarioVi
         tuple(phases),
         audit,
         tuple(findings(result.checks)),
+        tuple(breaker_rows(result.checks)),
     )
 
 

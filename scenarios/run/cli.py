@@ -56,9 +56,29 @@ def resolve(args: argparse.Namespace) -> list[Scenario]:
     return chosen
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return int(text)
+
+
 def default_provider(given: str | None) -> str:
     """--provider, else $STORMPROOF_STACK, else local (no Docker needed)."""
     return given or os.environ.get("STORMPROOF_STACK") or "local"
+
+
+def provider_allowed(args: argparse.Namespace, resets: str) -> str | None:
+    """The provider to use, or None (said on stderr) when it is an external stack that
+    `resets` (what the command would wipe) and --allow-reset was not given."""
+    provider = default_provider(args.provider)
+    if provider == "external" and not args.allow_reset:
+        print(
+            f"stormproof: {resets}; pass --allow-reset to do that on an external stack",
+            file=sys.stderr,
+        )
+        return None
+    return provider
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -78,13 +98,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (ScenarioError, FaultError, ValueError) as exc:
         print(f"stormproof: {exc}", file=sys.stderr)
         return 2
-    provider = default_provider(args.provider)
-    if provider == "external" and not args.allow_reset:
-        print(
-            "stormproof: a run drops audit_log/beneficios and flushes Redis before each "
-            "scenario; pass --allow-reset to do that on an external stack",
-            file=sys.stderr,
-        )
+    provider = provider_allowed(
+        args, "a run drops audit_log/beneficios and flushes Redis before each scenario"
+    )
+    if provider is None:
         return 2
     scenarios = _drop_unsupported(scenarios, provider, args.all)
     if not scenarios:
@@ -98,6 +115,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         truth_query=args.truth_query,
         allow_reset=args.allow_reset,
         prometheus=args.with_prometheus,
+        jobs=args.jobs,
     )
     console = Console(stderr=True)
     started = time.monotonic()
@@ -181,12 +199,8 @@ def cmd_property(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"stormproof: {exc}", file=sys.stderr)
         return 2
-    provider = default_provider(args.provider)
-    if provider == "external" and not args.allow_reset:
-        print(
-            "stormproof: pass --allow-reset to run property examples on an external stack",
-            file=sys.stderr,
-        )
+    provider = provider_allowed(args, "property examples drop the tables and flush Redis")
+    if provider is None:
         return 2
     replay: list[str] = []
     if args.target_cmd:
@@ -230,6 +244,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     run.add_argument("--schedule", default=None, help="JSON list of {at_s, fault, duration_s}")
     run.add_argument("--seed", type=int, default=0, help="the workload's random seed")
+    run.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=1,
+        help="scenarios run at once, each on stacks of its own (default 1; local/docker)",
+    )
     run.add_argument(
         "--instances", type=int, default=1, help="target instances for --schedule (1-8)"
     )

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +32,7 @@ from scenarios.report import (
     write_junit_xml,
     write_results_json,
 )
+from scenarios.run.final_read import FinalReadPlan, read_after_stop, read_live
 from scenarios.run.prometheus import (
     EXPECTATION,
     collect_alerts,
@@ -69,6 +71,8 @@ class RunOptions:
     """Allow dropping the tables and flushing Redis on an external stack."""
     prometheus: bool = False
     """Run a Prometheus scraping the targets for every scenario (`--with-prometheus`)."""
+    jobs: int = 1
+    """Scenarios run at once, each lane on stacks of its own (`--jobs`)."""
 
 
 def run_catalogue(
@@ -76,20 +80,77 @@ def run_catalogue(
     options: RunOptions,
     progress: Callable[[int, Scenario], Progress] | None = None,
 ) -> tuple[RunSummary, Path]:
-    """Run scenarios in order on shared stacks; write results, JUnit XML and HTML report."""
+    """Run scenarios on shared stacks, `options.jobs` at a time (each lane on its own
+    stacks); write results (in the given order), JUnit XML and HTML report."""
+    if options.jobs < 1:
+        raise ValueError("jobs must be at least 1")
+    if options.jobs > 1 and options.provider == "external":
+        raise StackError("an external stack is one stack: run its scenarios with jobs = 1")
     started = time.monotonic()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     # absolute: the stack, its disks and Prometheus get paths under it, used from other cwds
     run_dir = (options.report_dir / datetime.now(UTC).strftime("run-%Y%m%dT%H%M%S")).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
-    results: list[ScenarioResult] = []
-    histories: dict[str, History] = {}
-    stacks: dict[tuple[bool, str, bool], Stack] = {}
+    done: dict[int, tuple[ScenarioResult, History | None]] = {}
     try:
-        for number, scenario in enumerate(scenarios):
+        lanes = _lanes(scenarios, options.jobs)
+        if len(lanes) <= 1:
+            for lane in lanes:
+                _run_lane(lane, options, run_dir, progress, done)
+        else:
+            with ThreadPoolExecutor(max_workers=len(lanes), thread_name_prefix="lane") as pool:
+                running = [
+                    pool.submit(_run_lane, lane, options, run_dir, progress, done) for lane in lanes
+                ]
+                for future in running:
+                    future.result()
+    finally:
+        results = [done[number][0] for number in sorted(done)]
+        histories = {
+            result.name: history
+            for result, history in (done[number] for number in sorted(done))
+            if history is not None
+        }
+        summary = RunSummary.of(results, time.monotonic() - started, started_at)
+        write_results_json(run_dir, summary)
+        write_junit_xml(run_dir / "junit.xml", summary)
+        write_html_report(run_dir / "report.html", summary, histories)
+    return summary, run_dir
+
+
+Lane = list[tuple[int, Scenario]]
+
+
+def _lanes(scenarios: Sequence[Scenario], jobs: int) -> list[Lane]:
+    """Scenarios (with their positions) split into at most `jobs` lanes of about equal
+    length: longest first, each to the lane that ends soonest; a lane keeps the order."""
+    lanes: list[Lane] = [[] for _ in range(min(jobs, len(scenarios)))]
+    if len(lanes) == 1:
+        return [list(enumerate(scenarios))]
+    totals = [0.0] * len(lanes)
+    by_length = sorted(enumerate(scenarios), key=lambda pair: -pair[1].duration_s)
+    for number, scenario in by_length:
+        shortest = totals.index(min(totals))
+        lanes[shortest].append((number, scenario))
+        totals[shortest] += scenario.duration_s
+    return [sorted(lane, key=lambda pair: pair[0]) for lane in lanes]
+
+
+def _run_lane(
+    lane: Lane,
+    options: RunOptions,
+    run_dir: Path,
+    progress: Callable[[int, Scenario], Progress] | None,
+    done: dict[int, tuple[ScenarioResult, History | None]],
+) -> None:
+    """Run one lane's scenarios in order on stacks of its own, closed at the end."""
+    stacks: dict[tuple[bool, str, bool, str], Stack] = {}
+    try:
+        for number, scenario in lane:
             aof = bool(scenario.stack.get("redis_aof", True))
             appendfsync = str(scenario.stack.get("redis_appendfsync", "always"))
-            key = (aof, appendfsync, wants_prometheus(scenario, options.prometheus))
+            redis_mode = str(scenario.stack.get("redis", "single"))
+            key = (aof, appendfsync, wants_prometheus(scenario, options.prometheus), redis_mode)
             if key not in stacks:
                 stacks[key] = open_stack(
                     options.provider,
@@ -97,22 +158,15 @@ def run_catalogue(
                     redis_aof=aof,
                     redis_appendfsync=appendfsync,
                     prometheus=key[2],
+                    redis_mode=redis_mode,
                 )
             report = progress(number, scenario) if progress else None
-            result, history = asyncio.run(
+            done[number] = asyncio.run(
                 run_scenario(scenario, stacks[key], options, run_dir / scenario.name, report)
             )
-            results.append(result)
-            if history is not None:
-                histories[scenario.name] = history
     finally:
         for stack in stacks.values():
             stack.close()
-        summary = RunSummary.of(results, time.monotonic() - started, started_at)
-        write_results_json(run_dir, summary)
-        write_junit_xml(run_dir / "junit.xml", summary)
-        write_html_report(run_dir / "report.html", summary, histories)
-    return summary, run_dir
 
 
 async def run_scenario(
@@ -218,16 +272,24 @@ async def run_scenario(
                 resolve_within_s=resolve_within_s,
                 urls=targets.urls,
             )
+        final = scenario.final_read()
+        if final is not None:  # every written key, everywhere, converges (bounded)
+            say("final reads", 0.94)
+            live = await read_live(FinalReadPlan.of(final, targets, stack), history)
         # the truth is read after a graceful (SIGTERM) stop: what the service flushes, or
         # loses, at shutdown counts
         say("stopping target", 0.95)
         await asyncio.to_thread(targets.stop)
+        final_reads = (
+            await asyncio.to_thread(read_after_stop, live, scenario_dir) if final else None
+        )
         truth = Truth(
             audit_rows=await asyncio.to_thread(read_truth, stack, options.truth_query),
             audit_pending=pending,
             audit_full=await asyncio.to_thread(read_audit_rows, stack),
             beneficios=await asyncio.to_thread(read_beneficios, stack),
             alerts=alerts,
+            final_reads=final_reads,
         )
         checks = run_checkers(scenario.checkers(), history, truth)
     except Exception as exc:

@@ -47,6 +47,7 @@ from scenarios.checkers import (
     WriteAvailabilityChecker,
 )
 from scenarios.checkers.alerts import AlertsChecker
+from scenarios.checkers.final_read import FinalReadChecker
 from scenarios.checkers.metrics import MetricsChecker
 from scenarios.faults import FaultError, FaultSpec
 from scenarios.workload import WorkloadError, WorkloadSpec
@@ -64,7 +65,10 @@ EXPECTATIONS = (
     "beneficios",
     "alerts",
     "metrics",
+    "final_read",
 )
+WRITES = ("cache_put", "cache_delete", "beneficio_put")
+"""A workload with any of these gets the final-read check by default (see `checkers`)."""
 PHASES = ("baseline", "fault", "between", "recovery")
 STACK_OPTIONS = (
     "redis_aof",
@@ -72,6 +76,7 @@ STACK_OPTIONS = (
     "redis_appendfsync",
     "redis_config",
     "prometheus",
+    "redis",
 )
 OBSERVED: dict[str, type[AlertsChecker] | type[MetricsChecker]] = {
     "alerts": AlertsChecker,
@@ -140,7 +145,16 @@ class Scenario:
         rest = [
             _checker(kind, opts) for kind, opts in self.expect.items() if kind != "steady_state"
         ]
+        if "final_read" not in self.expect and any(self.workload.mix.get(f) for f in WRITES):
+            # on by default wherever keys are written (before the named ones: the last
+            # checker stays the last expectation's)
+            return [steady, FinalReadChecker(), *rest]
         return [steady, *rest]
+
+    def final_read(self) -> FinalReadChecker | None:
+        """The final-read check of this scenario, if it has one (the runner's phase)."""
+        found = [c for c in self.checkers() if isinstance(c, FinalReadChecker)]
+        return found[0] if found else None
 
 
 def _checker(kind: str, options: Mapping[str, Any]) -> Checker:
@@ -152,6 +166,8 @@ def _checker(kind: str, options: Mapping[str, Any]) -> Checker:
         return AuditChecker(**_with_tuple(_with_tuple(options, "fs"), "exempt_windows"))
     if kind == "beneficios":
         return BeneficiosChecker(**options)
+    if kind == "final_read":
+        return FinalReadChecker(**options)
     if kind == "write_availability":
         return WriteAvailabilityChecker.from_options(options)
     if kind == "cache_availability":
@@ -289,6 +305,8 @@ def parse_scenario(raw: Mapping[str, Any]) -> Scenario:
         isinstance(v, str | int) and not isinstance(v, bool) for v in redis_config.values()
     ):
         raise ScenarioError(f"{where}: stack.redis_config must be a table of parameter = value")
+    if stack.get("redis", "single") not in ("single", "replicated"):
+        raise ScenarioError(f'{where}: stack.redis must be "single" or "replicated"')
     raw_env = raw.get("target_env", {})
     if not isinstance(raw_env, Mapping):
         raise ScenarioError(f"{where}: target_env must be a table of VARIABLE = value")

@@ -16,6 +16,7 @@ from scenarios.toxiproxy import Proxy, Toxiproxy
 if TYPE_CHECKING:
     from scenarios.fs.disks import StackDisks
     from scenarios.stack.prometheus import PrometheusServer
+    from scenarios.stack.replicated import ReplicatedRedis
 
 REDIS_PROXY = "redis"
 POSTGRES_PROXY = "postgres"
@@ -25,6 +26,11 @@ _ENV_KEYS = {
     "database_url": "DATABASE_URL",
     "redis_direct_url": "REDIS_DIRECT_URL",
     "database_direct_url": "DATABASE_DIRECT_URL",
+}
+_SENTINEL_KEYS = {
+    "redis_sentinel_urls": "REDIS_SENTINEL_URLS",
+    "redis_sentinel_master": "REDIS_SENTINEL_MASTER",
+    "redis_sentinel_address_map": "REDIS_SENTINEL_ADDRESS_MAP",
 }
 
 
@@ -37,10 +43,19 @@ class StackUrls:
     database_url: str
     redis_direct_url: str
     database_direct_url: str
+    redis_sentinel_urls: str = ""
+    """A replicated Redis: its Sentinels (comma-separated redis:// URLs), else empty."""
+    redis_sentinel_master: str = ""
+    redis_sentinel_address_map: str = ""
+    """`announced=reachable` address pairs (scenarios/stack/replicated.py)."""
 
     def as_env(self) -> dict[str, str]:
         """The URLs as environment variables (stack.env, the target's environment)."""
-        return {var: getattr(self, attr) for attr, var in _ENV_KEYS.items()}
+        return {var: getattr(self, attr) for attr, var in _ENV_KEYS.items()} | self.sentinel_env()
+
+    def sentinel_env(self) -> dict[str, str]:
+        """REDIS_SENTINEL_* for a replicated Redis (empty for a single node)."""
+        return {var: getattr(self, a) for a, var in _SENTINEL_KEYS.items() if getattr(self, a)}
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], source: str = "environment") -> StackUrls:
@@ -52,7 +67,8 @@ class StackUrls:
             value = env[var]
             if "://" not in value:
                 raise StackError(f"{source}: {var} is not a URL: {value!r}")
-        return cls(**{attr: env[var] for attr, var in _ENV_KEYS.items()})
+        sentinel = {attr: env[var] for attr, var in _SENTINEL_KEYS.items() if env.get(var)}
+        return cls(**{attr: env[var] for attr, var in _ENV_KEYS.items()}, **sentinel)
 
 
 class Service(Protocol):
@@ -96,6 +112,8 @@ class Stack:
     _closers: list[object] = field(default_factory=list, repr=False)
     prometheus: PrometheusServer | None = None
     """A Prometheus scraping the targets (started on request: `open_stack(prometheus=True)`)."""
+    redis_set: ReplicatedRedis | None = None
+    """The replicated Redis (`--redis replicated`): healed and reset with the stack."""
 
     def proxy(self, name: str) -> Proxy:
         """The named Toxiproxy proxy."""
@@ -120,6 +138,8 @@ class Stack:
         self.toxiproxy.reset()
         if self.disks is not None:
             self.disks.heal()
+        if self.redis_set is not None:
+            self.redis_set.heal()  # one primary again, every other node its replica
 
     def close(self) -> None:
         """Stop everything this stack started (idempotent)."""

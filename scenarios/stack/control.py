@@ -61,7 +61,7 @@ def read_state(state_dir: Path) -> StackState | None:
     return state
 
 
-def stack_up(state_dir: Path, provider: str | None) -> str:
+def stack_up(state_dir: Path, provider: str | None, redis_mode: str = "single") -> str:
     """Start the daemon and wait for its stack.env; returns what to tell the user."""
     resolve_provider(provider, os.environ)  # bad names fail here, before anything starts
     running = read_state(state_dir)
@@ -73,6 +73,8 @@ def stack_up(state_dir: Path, provider: str | None) -> str:
     argv = [sys.executable, "-m", "scenarios.stack.daemon", "--state-dir", str(state_dir)]
     if provider:
         argv += ["--provider", provider]
+    if redis_mode != "single":
+        argv += ["--redis", redis_mode]
     with open(log_path, "w") as log:
         daemon = subprocess.Popen(
             argv,

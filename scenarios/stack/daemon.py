@@ -1,6 +1,6 @@
 """`stormproof stack up` in the background: hold a stack until SIGTERM, then tear it down.
 
-Run as `python -m scenarios.stack.daemon --state-dir DIR [--provider NAME]`.
+Run as `python -m scenarios.stack.daemon --state-dir DIR [--provider NAME] [--redis MODE]`.
 """
 
 from __future__ import annotations
@@ -26,12 +26,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scenarios.stack.daemon")
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--provider", default=None)
+    parser.add_argument("--redis", default="single", choices=("single", "replicated"))
     args = parser.parse_args(argv)
     state_dir: Path = args.state_dir.resolve()
     install_sigterm_cleanup()
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        stack = open_stack(args.provider, base_dir=state_dir / "run")
+        stack = open_stack(args.provider, base_dir=state_dir / "run", redis_mode=args.redis)
     except StackError as exc:
         print(f"stack: {exc}", file=sys.stderr, flush=True)
         return 1

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import redis
@@ -19,6 +20,9 @@ from scenarios.stack.base import POSTGRES_PROXY, REDIS_PROXY, Stack, StackUrls, 
 from scenarios.stack.errors import StackError
 from scenarios.stack.process import ManagedProcess
 from scenarios.toxiproxy import ProxySpec, Toxiproxy, ToxiproxyError
+
+if TYPE_CHECKING:
+    from scenarios.stack.replicated import ReplicatedRedis
 
 DB_USER = "stormproof"
 DB_NAME = "stormproof"
@@ -82,9 +86,14 @@ class LocalStack:
         *,
         redis_aof: bool = True,
         redis_appendfsync: str = "always",
+        redis_mode: str = "single",
     ) -> None:
+        if redis_mode not in REDIS_MODES:
+            raise StackError(f"unknown Redis mode {redis_mode!r} (choose one of {REDIS_MODES})")
+        self._redis_mode = redis_mode
         self._base_parent = base_dir
         self._redis_aof = redis_aof
+        self._redis_set: ReplicatedRedis | None = None
         self._redis_appendfsync = redis_appendfsync
         self._disks: StackDisks | None = None
         self._timeout = startup_timeout_s
@@ -125,35 +134,8 @@ class LocalStack:
         self._disks = StackDisks(root)
         self._disks.start()
         redis_dir = self._disks.path("redis")
-        self._spawn(
-            ManagedProcess(
-                "redis-server",
-                [
-                    redis_bin,
-                    "--port",
-                    str(redis_port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--dir",
-                    str(redis_dir),
-                    "--appendonly",
-                    "yes" if self._redis_aof else "no",
-                    "--appendfsync",
-                    self._redis_appendfsync,
-                    "--save",
-                    "",
-                    "--daemonize",
-                    "no",
-                    "--protected-mode",
-                    "no",
-                    "--maxclients",
-                    "2000",
-                ],
-                log_path=root / "redis.log",
-                ready=lambda: _redis_ready(redis_direct),
-            )
-        )
-
+        if self._redis_mode == "single":
+            self._spawn_redis(redis_bin, redis_port, redis_dir, redis_direct)
         pg_user = "postgres" if os.geteuid() == 0 else None
         pgdata = self._init_postgres(initdb, pg_user)
         self._spawn(
@@ -201,16 +183,22 @@ class LocalStack:
         )
         client = Toxiproxy(tp_url)
         redis_listen, pg_listen = free_port(), free_port()
-        try:
-            client.populate(
-                [
-                    ProxySpec(REDIS_PROXY, f"127.0.0.1:{redis_listen}", f"127.0.0.1:{redis_port}"),
-                    ProxySpec(POSTGRES_PROXY, f"127.0.0.1:{pg_listen}", f"127.0.0.1:{pg_port}"),
-                ]
+        specs = [ProxySpec(POSTGRES_PROXY, f"127.0.0.1:{pg_listen}", f"127.0.0.1:{pg_port}")]
+        if self._redis_mode == "single":
+            redis_proxy = ProxySpec(
+                REDIS_PROXY, f"127.0.0.1:{redis_listen}", f"127.0.0.1:{redis_port}"
             )
+            specs.insert(0, redis_proxy)
+        try:
+            client.populate(specs)
+            if self._redis_mode == "replicated":
+                self._start_replicated(client)
         except ToxiproxyError as exc:
             client.close()
             raise StackError(str(exc)) from exc
+        except BaseException:
+            client.close()
+            raise
         urls = StackUrls(
             toxiproxy_url=tp_url,
             redis_url=f"redis://127.0.0.1:{redis_listen}/0",
@@ -218,11 +206,11 @@ class LocalStack:
             redis_direct_url=redis_direct,
             database_direct_url=pg_direct,
         )
-        names = {
-            "redis": self._processes[0],
-            "postgres": self._processes[1],
-            "toxiproxy": self._processes[2],
-        }
+        names = {"redis": self._processes[0]} if self._redis_mode == "single" else {}
+        names |= {"postgres": self._named("postgres"), "toxiproxy": self._named("toxiproxy-server")}
+        if self._redis_set is not None:
+            urls = self._redis_set.urls(urls)
+            names |= self._redis_set.services()
         return track(
             Stack(
                 provider="local",
@@ -231,6 +219,58 @@ class LocalStack:
                 services=names,
                 disks=self._disks,
                 _closers=[self],
+                redis_set=self._redis_set,
+            )
+        )
+
+    def _named(self, name: str) -> ManagedProcess:
+        return next(p for p in self._processes if p.name == name)
+
+    def _start_replicated(self, client: Toxiproxy) -> None:
+        """The replicated Redis (scenarios/stack/replicated.py) behind `client`'s proxies."""
+        from scenarios.stack.replicated import ReplicatedRedis, ReplicationConfig
+
+        assert self.root is not None
+        self._redis_set = ReplicatedRedis(
+            ReplicationConfig(appendfsync=self._redis_appendfsync),
+            self.root,
+            client,
+            self._spawn,
+            find_binary("redis-server", "STORMPROOF_REDIS_SERVER", []),
+            find_binary("redis-sentinel", "STORMPROOF_REDIS_SENTINEL", []),
+            self._timeout,
+        )
+        self._redis_set.start()
+
+    def _spawn_redis(self, redis_bin: str, redis_port: int, redis_dir: Path, url: str) -> None:
+        """The single redis-server (the default Redis mode)."""
+        assert self.root is not None
+        self._spawn(
+            ManagedProcess(
+                "redis-server",
+                [
+                    redis_bin,
+                    "--port",
+                    str(redis_port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--dir",
+                    str(redis_dir),
+                    "--appendonly",
+                    "yes" if self._redis_aof else "no",
+                    "--appendfsync",
+                    self._redis_appendfsync,
+                    "--save",
+                    "",
+                    "--daemonize",
+                    "no",
+                    "--protected-mode",
+                    "no",
+                    "--maxclients",
+                    "2000",
+                ],
+                log_path=self.root / "redis.log",
+                ready=lambda: _redis_ready(url),
             )
         )
 
@@ -310,6 +350,8 @@ class LocalStack:
 
 
 _PG_ROOT_PREFIX = "stormproof-pg-"
+REDIS_MODES = ("single", "replicated")
+"""`--redis`: one redis-server, or a primary, replicas and Sentinels (replicated.py)."""
 
 
 def _sweep_stale_pg_roots() -> None:
@@ -325,8 +367,15 @@ def _sweep_stale_pg_roots() -> None:
 
 
 def start_local_stack(
-    base_dir: Path | None = None, *, redis_aof: bool = True, redis_appendfsync: str = "always"
+    base_dir: Path | None = None,
+    *,
+    redis_aof: bool = True,
+    redis_appendfsync: str = "always",
+    redis_mode: str = "single",
 ) -> Stack:
     """A local stack; `redis_aof=False` or `redis_appendfsync="everysec"` is a deliberately
-    unsafe Redis (harness self-test)."""
-    return LocalStack(base_dir, redis_aof=redis_aof, redis_appendfsync=redis_appendfsync).start()
+    unsafe Redis (harness self-test); `redis_mode="replicated"` a primary, replicas and
+    Sentinels (scenarios/stack/replicated.py)."""
+    return LocalStack(
+        base_dir, redis_aof=redis_aof, redis_appendfsync=redis_appendfsync, redis_mode=redis_mode
+    ).start()

@@ -35,10 +35,19 @@ def open_stack(
     redis_aof: bool = True,
     redis_appendfsync: str = "always",
     prometheus: bool = False,
+    redis_mode: str = "single",
 ) -> Stack:
     """Start (or attach to) a stack; raises StackError with one line when it cannot.
-    `prometheus=True` also starts our own Prometheus (`stack.prometheus`), stopped with it."""
-    stack = _open(name, env, base_dir, redis_aof=redis_aof, redis_appendfsync=redis_appendfsync)
+    `prometheus=True` also starts our own Prometheus (`stack.prometheus`), stopped with it.
+    `redis_mode="replicated"`: a primary, replicas and Sentinels (local provider only)."""
+    stack = _open(
+        name,
+        env,
+        base_dir,
+        redis_aof=redis_aof,
+        redis_appendfsync=redis_appendfsync,
+        redis_mode=redis_mode,
+    )
     if prometheus:
         from scenarios.stack.prometheus import attach_prometheus
 
@@ -53,9 +62,12 @@ def _open(
     *,
     redis_aof: bool,
     redis_appendfsync: str,
+    redis_mode: str = "single",
 ) -> Stack:
     env = os.environ if env is None else env
     provider = resolve_provider(name, env)
+    if redis_mode != "single" and provider != "local":
+        raise StackError(f"the {provider} provider cannot start a {redis_mode} Redis")
     if not redis_aof and provider == "external":
         raise StackError(f"the {provider} provider cannot run Redis without AOF")
     if redis_appendfsync != "always" and provider != "local":
@@ -70,4 +82,6 @@ def _open(
         return open_docker_stack(env, redis_aof=redis_aof)
     from scenarios.stack.local import start_local_stack
 
-    return start_local_stack(base_dir, redis_aof=redis_aof, redis_appendfsync=redis_appendfsync)
+    return start_local_stack(
+        base_dir, redis_aof=redis_aof, redis_appendfsync=redis_appendfsync, redis_mode=redis_mode
+    )

@@ -13,7 +13,13 @@ from scenarios.stack import StackError
 
 pytestmark = pytest.mark.integration
 
-RATIOS = ("queue_vs_xadd", "db_vs_insert", "journal_vs_fsync", "drain_vs_copy")
+RATIOS = (
+    "queue_vs_xadd",
+    "db_vs_insert",
+    "journal_vs_fsync",
+    "drain_vs_copy",
+    "queue_wait_vs_xadd",
+)
 RAW = (
     "queue_events_per_s",
     "xadd_per_s",
@@ -23,6 +29,8 @@ RAW = (
     "fsync_records_per_s",
     "drain_rows_per_s",
     "copy_rows_per_s",
+    "queue_wait_events_per_s",
+    "replicated_xadd_per_s",
 )
 
 

@@ -14,6 +14,7 @@ from scenarios.report import ScenarioResult
 from scenarios.run.catalogue import load_catalogue, select
 from scenarios.run.runner import RunOptions, run_catalogue
 from scenarios.target import TargetSpec
+from tests.mutants.conftest import PlannedRun, RunPool
 from tests.mutants.variants import MUTANTS, Mutant
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -37,12 +38,50 @@ def run_one(
     return result
 
 
+def run_reference(scenario_name: str, report_dir: Path, *, quick: bool = True) -> ScenarioResult:
+    """One catalogue scenario against the unbroken reference."""
+    [scenario] = select(load_catalogue(), [scenario_name])
+    options = RunOptions(report_dir=report_dir, provider="local", quick=quick)
+    summary, _ = run_catalogue([scenario], options)
+    [result] = summary.scenarios
+    return result
+
+
+def mutant_run(name: str, *, quick: bool = True) -> PlannedRun:
+    """The run of mutant `name` on its own scenario."""
+    mutant = MUTANTS[name]
+    mode = "quick" if quick else "full"
+    return PlannedRun(
+        f"{name}-{mode}",
+        lambda report_dir: run_one(mutant, mutant.scenario, report_dir, quick=quick),
+    )
+
+
+FULL_MODE_MUTANT = mutant_run("no-l1-flush-on-reconnect", quick=False)
+FULL_MODE_REFERENCE = PlannedRun(
+    "reference-two-instances-invalidation-full",
+    lambda report_dir: run_reference("two-instances-invalidation", report_dir, quick=False),
+)
+
+
+def planned_run(item: pytest.Item) -> PlannedRun | None:
+    """The scenario run a test of this module needs (started early by the run pool)."""
+    name = getattr(item, "originalname", item.name)
+    if name == "test_mutant_is_flagged_by_its_checker":
+        return mutant_run(item.callspec.params["name"])  # type: ignore[attr-defined]
+    if name == "test_stale_l1_after_reconnect_is_flagged_in_full_mode_after_the_heal":
+        return FULL_MODE_MUTANT
+    if name == "test_reference_passes_two_instances_invalidation_in_full_mode":
+        return FULL_MODE_REFERENCE
+    return None
+
+
 @pytest.mark.parametrize("name", sorted(MUTANTS))
-def test_mutant_is_flagged_by_its_checker(name: str, tmp_path: Path) -> None:
+def test_mutant_is_flagged_by_its_checker(name: str, run_pool: RunPool) -> None:
     """The variant fails its scenario, and the checker meant for it is among the failures,
     for the intended reason (its summary matches the mutant's `reason`)."""
     mutant = MUTANTS[name]
-    result = run_one(mutant, mutant.scenario, tmp_path)
+    result = run_pool.result(mutant_run(name))
     failed = {check.checker: check.summary for check in result.failed_checks}
     assert result.error is None, result.error
     assert not result.passed, f"{name} passed {mutant.scenario}: nothing caught it"
@@ -50,19 +89,22 @@ def test_mutant_is_flagged_by_its_checker(name: str, tmp_path: Path) -> None:
     if mutant.reason is not None:
         assert re.search(mutant.reason, failed[mutant.checker]), failed[mutant.checker]
 
+    if mutant.only:  # nothing else sees it: the intended checker is the one that must
+        assert set(failed) == {mutant.checker}, failed
+
     if mutant.loses:  # flagged for the intended reason: acknowledged events lost
         [audit] = [check for check in result.failed_checks if check.checker == "audit"]
         counts = audit.details["counts"]
         assert isinstance(counts, dict) and int(counts["lost"]) > 0, audit.summary
 
 
-def test_stale_l1_after_reconnect_is_flagged_in_full_mode_after_the_heal(tmp_path: Path) -> None:
+def test_stale_l1_after_reconnect_is_flagged_in_full_mode_after_the_heal(run_pool: RunPool) -> None:
     """Full mode (every time x3: a 12 s cut-off): the L1 kept after reconnecting is still
     flagged, for the after-heal reason, while the stale reads during the longer cut-off
     are allowed (the reference passes the same full-mode scenario in
     tests/integration/test_catalogue_full.py)."""
     mutant = MUTANTS["no-l1-flush-on-reconnect"]
-    result = run_one(mutant, mutant.scenario, tmp_path, quick=False)
+    result = run_pool.result(FULL_MODE_MUTANT)
     failed = {check.checker: check for check in result.failed_checks}
     assert result.error is None, result.error
     assert "staleness" in failed, {c.checker: c.summary for c in result.checks}
@@ -71,14 +113,11 @@ def test_stale_l1_after_reconnect_is_flagged_in_full_mode_after_the_heal(tmp_pat
     assert failed["staleness"].details["stale_after_heal"]["count"] > 0
 
 
-def test_reference_passes_two_instances_invalidation_in_full_mode(tmp_path: Path) -> None:
+def test_reference_passes_two_instances_invalidation_in_full_mode(run_pool: RunPool) -> None:
     """The same full-mode scenario (a 12 s cut-off) passes on the reference in this run:
     its stale reads during the cut-off are allowed, none after the heal (issue 20: the
     bound used to be absolute and failed the reference in full mode)."""
-    [scenario] = select(load_catalogue(), ["two-instances-invalidation"])
-    options = RunOptions(report_dir=tmp_path, provider="local", quick=False)
-    summary, _ = run_catalogue([scenario], options)
-    [result] = summary.scenarios
+    result = run_pool.result(FULL_MODE_REFERENCE)
     assert result.error is None, result.error
     assert result.passed, {c.checker: c.summary for c in result.failed_checks}
 

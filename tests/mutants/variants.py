@@ -24,6 +24,8 @@ class Mutant:
     reason: str | None = None
     """A regular expression the checker's summary must match (the intended reason)."""
     loses: bool = False  # the audit checker must count lost > 0 (not just fail)
+    only: bool = False
+    """The intended checker is the only one that fails (no other check sees it)."""
 
 
 def _half_open_without_limit() -> None:
@@ -81,6 +83,18 @@ def _no_l1_flush_on_reconnect() -> None:
         return None
 
     HybridCache.flush_on_reconnect = flush_on_reconnect  # type: ignore[method-assign,assignment]
+
+
+def _queue_without_wait() -> None:
+    from reference.audit.stream import AuditQueue
+
+    original = AuditQueue.__init__
+
+    def init(self: AuditQueue, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self.min_replicas = 0  # acknowledged once the primary has it: no WAIT
+
+    AuditQueue.__init__ = init  # type: ignore[method-assign]
 
 
 def _health_always_healthy() -> None:
@@ -149,6 +163,81 @@ def _stale_after_overwrite() -> None:
         return await original(self, key, value, ttl_s)
 
     HybridCache.set = set_  # type: ignore[method-assign]
+
+
+def _overwrite_never_reaches_redis() -> None:
+    import json
+
+    from reference.cache import HybridCache
+
+    async def set_(self: HybridCache, key: str, value: Any, ttl_s: float | None = None) -> bool:
+        ttl = self._ttl(ttl_s)
+        payload = json.dumps(value, separators=(",", ":"))
+        with self._lock:
+            self._touch(key)
+            self._put(key, json.loads(payload), ttl)  # L1 holds the new value...
+        # ... but L2 is written with SET NX: an overwrite never replaces what Redis holds
+        # (the invalidation is still published, so other instances drop their L1)
+        return self._synced(key, await self._l2_write(key, payload, ttl, nx=True, op="set"))
+
+    HybridCache.set = set_  # type: ignore[method-assign]
+
+
+def _breaker_first_outage_only() -> None:
+    from reference import breaker as module
+
+    recovered: dict[str, bool] = {}  # per breaker name (the breaker has __slots__)
+    transition, open_ = module.CircuitBreaker._transition, module.CircuitBreaker._open
+
+    def remembering(self: Any, new: Any) -> None:
+        if new is module._CLOSED and self._state is module._HALF_OPEN:
+            recovered[self.name] = True  # its first outage is over
+        transition(self, new)
+
+    def opens_once(self: Any) -> None:
+        if recovered.get(self.name) and self._state is module._CLOSED:
+            self._failures = 0  # after one recovery it never opens again: stays CLOSED
+            return
+        open_(self)
+
+    module.CircuitBreaker._transition = remembering  # type: ignore[method-assign]
+    module.CircuitBreaker._open = opens_once  # type: ignore[method-assign]
+
+
+WRITE_BEHIND_S = 60.0
+"""The write-behind variant's flush interval: longer than any quick scenario, so what it
+acknowledged is all still in memory when the target is stopped."""
+
+
+def _loses_queue_on_sigterm() -> None:
+    import asyncio
+    import os
+
+    from reference.audit.event import AuditEvent
+    from reference.audit.resilient import ResilientAudit
+    from reference.service.components import Components
+
+    honest = ResilientAudit.record
+    buffered: list[AuditEvent] = []
+    flusher: list[asyncio.Task[None]] = []
+
+    async def flush_forever(audit: ResilientAudit) -> None:
+        while True:
+            await asyncio.sleep(WRITE_BEHIND_S)
+            while buffered:
+                await honest(audit, buffered.pop(0))
+
+    async def record(self: ResilientAudit, event: AuditEvent) -> Any:
+        buffered.append(event)  # acknowledged from memory (write-behind)...
+        if not flusher:
+            flusher.append(asyncio.get_running_loop().create_task(flush_forever(self)))
+        return "queue"
+
+    async def stop(self: Components) -> None:
+        os._exit(0)  # ... and at SIGTERM the buffer is dropped instead of flushed
+
+    ResilientAudit.record = record  # type: ignore[method-assign]
+    Components.stop = stop  # type: ignore[method-assign]
 
 
 def _corrupts_one_field() -> None:
@@ -356,6 +445,16 @@ MUTANTS: dict[str, Mutant] = {
             reason=r"[1-9]\d* lost",
         ),
         Mutant(
+            "queue-without-wait",
+            "the queue acknowledges an XADD the primary took, without WAIT for a replica: "
+            "a partitioned old primary takes events that vanish when it rejoins as a replica",
+            "redis-partition",
+            "audit",
+            patch=_queue_without_wait,
+            reason=r"[1-9]\d* lost",
+            loses=True,
+        ),
+        Mutant(
             "refuses-audit-writes-during-faults",
             "no fallback path: audit writes get 503 while Redis is down",
             "redis-down",
@@ -386,6 +485,35 @@ MUTANTS: dict[str, Mutant] = {
             "staleness",
             patch=_stale_after_overwrite,
             reason=r"after heal: [1-9]\d* stale reads",
+        ),
+        Mutant(
+            "overwrite-never-reaches-redis",
+            "a cache overwrite updates this instance's L1 but never Redis (SET NX): the "
+            "instance reads its own fresh L1, Redis keeps the first version",
+            "postgres-down",
+            "final_read",
+            patch=_overwrite_never_reaches_redis,
+            only=True,
+            reason=r"[1-9]\d* keys stale \(older than the last acknowledged write\) "
+            r"\(not converged within 5\.0s\) \[redis: [1-9]\d*\]",
+        ),
+        Mutant(
+            "breaker-first-outage-only",
+            "the Redis breaker opens in the first outage, and after it closed never again",
+            "redis-latency",
+            "breaker",
+            patch=_breaker_first_outage_only,
+            reason=r"^window 2 \(redis-latency\): the breaker never opened$",
+        ),
+        Mutant(
+            "loses-queue-on-sigterm",
+            "audit events are acknowledged from an in-memory write-behind buffer, and the "
+            "SIGTERM stop exits without flushing it (the truth is read after the stop)",
+            "postgres-down",
+            "audit",
+            patch=_loses_queue_on_sigterm,
+            loses=True,
+            reason=r"[1-9]\d* lost",
         ),
         Mutant(
             "corrupts-one-field",

@@ -179,7 +179,9 @@ def test_every_scenario_checks_its_steady_state_first_and_the_verdict_says_inval
     """The steady-state check is always there (tunable by `steady_state`), and a failed
     one makes the scenario's verdict INVALID rather than FAIL."""
     scenario = parse_scenario({"name": "x", "expect": {"steady_state": {"max_errors": 2}}})
-    [steady] = scenario.checkers()
+    # the default workload writes keys: the final-read check comes by default too
+    steady, final = scenario.checkers()
+    assert final.name == "final_read"
     assert steady.name == "steady-state" and steady.max_errors == 2  # type: ignore[attr-defined]
     assert parse_scenario({"name": "y"}).checkers()[0].name == "steady-state"
     s = Synth()

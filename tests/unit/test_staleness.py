@@ -265,3 +265,21 @@ def test_a_miss_of_a_written_key_during_the_fault_is_a_failed_read() -> None:
     assert not result.passed
     assert result.details["written_misses_by_phase"] == {"fault": 1, "recovery": 1}
     assert result.summary.startswith("1 misses of written keys in the fault phase (max 0)")
+
+
+@pytest.mark.parametrize("target", ["redis.peer", "redis.n1", "redis.n2.peer"])
+def test_a_replicated_node_window_covers_every_instance(target: str) -> None:
+    """A fault on a node of the replicated Redis (its peer or client proxy) is in front of
+    every instance: reads inside it are during-fault (allowed) for i1 and i2 alike, and
+    the heal still bounds what comes after (issue 18)."""
+    node = FaultWindow(f"{target}-blackhole", target, 3.0, 7.0, "blackhole")
+    s = Synth()
+    put(s, 1.0, 1)
+    put(s, 3.5, 2)
+    get(s, 6.0, 1, instance="i1")  # inside the window: during (allowed)
+    get(s, 6.5, 1, instance="i2")  # inside the window: during (allowed)
+    get(s, 8.5, 1, instance="i1")  # 1.5 s after the heal, still v1: stale
+    result = relative().check(s.history(node), NO_TRUTH)
+    assert result.details["stale_during_fault"]["count"] == 2
+    assert result.details["stale_after_heal"]["count"] == 1
+    assert not result.passed
