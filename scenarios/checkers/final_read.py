@@ -280,7 +280,7 @@ def _sample(exp: Expected, obs: Observation, source: str) -> dict[str, JSON]:
         "kind": exp.kind,
         "key": exp.key,
         "read": "absent" if obs.state == ABSENT else obs.state,
-        "allowed": sorted("absent" if s == ABSENT else s for s in exp.states),
+        "allowed": ["absent" if s == ABSENT else s for s in sorted(exp.states)],
         "last_acked": "absent" if exp.acked == ABSENT else exp.acked,
         "t": round(obs.t, 3),
         "error": obs.error,
