@@ -146,11 +146,21 @@ class HybridCache(_SingleFlight):
         return self._synced(key, await self._l2_write(key, payload, ttl, nx=False, op="set"))
 
     async def delete(self, key: str) -> bool:
-        """Drop `key` from L1, the stale copies and L2 (publishing an invalidation)."""
+        """Drop `key` from L1, the stale copies and L2 (publishing an invalidation).
+
+        A read that starts after the L1 drop may reach Redis before the DEL (another
+        connection) and fill L1 with the old value, which this instance's own invalidation
+        does not evict: once L2 took the delete, L1 drops the key again (a drop only costs
+        a miss while L2 answers)."""
         with self._lock:
             self._touch(key)
             self._drop(key)
-        return self._synced(key, await self._l2_delete(key))
+        reached = await self._l2_delete(key)
+        if reached:
+            with self._lock:
+                self._touch(key)
+                self._drop(key)
+        return self._synced(key, reached)
 
     # -- lifecycle ----------------------------------------------------------------------
 

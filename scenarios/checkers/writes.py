@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from scenarios.checkers.base import MAX_SAMPLES, CheckResult, Truth
 from scenarios.checkers.evidence import (
     DEFAULT_MIN_EVIDENCE,
-    UNANSWERABLE_TARGETS,
     Segment,
     segments,
+    target_down,
 )
 from scenarios.history import JSON, History, Op
 
@@ -83,7 +83,7 @@ class WriteAvailabilityChecker:
 
     def check(self, history: History, truth: Truth) -> CheckResult:
         where = segments(history)
-        blind = _target_down(history)
+        blind = target_down(history)
         problems: list[str] = []
         table: dict[str, JSON] = {}
         samples: list[dict[str, JSON]] = []
@@ -105,10 +105,10 @@ class WriteAvailabilityChecker:
                 }
                 if limit is None:
                     continue
-                if len(judged) < self.min_evidence:
+                if len(judged) < (required := seg.required(self.min_evidence)):
                     problems.append(
                         f"insufficient evidence: {len(judged)} {kind} writes in {seg.label} "
-                        f"(minimum {self.min_evidence})"
+                        f"(minimum {required})"
                     )
                 elif share > limit:
                     problems.append(
@@ -127,25 +127,6 @@ class WriteAvailabilityChecker:
         thresholds: dict[str, JSON] = {k: dict(v) for k, v in self.limits.items()}
         thresholds["min_evidence"] = self.min_evidence
         return CheckResult(self.name, not problems, summary, details, thresholds)
-
-
-KILL_EDGE_SLACK_S = 0.5
-"""The start edge of a process fault is recorded once the kill was carried out: calls cut
-by it end (unknown, reset) just before the recorded edge."""
-
-
-def _target_down(history: History) -> list[tuple[float, float]]:
-    """Spans when the target process was down: its fault window (from just before its
-    recorded start), until the first answer after the window ended (the restart)."""
-    spans = []
-    for w in history.fault_windows():
-        if w.target not in UNANSWERABLE_TARGETS:
-            continue
-        end = w.end if w.end is not None else history.duration
-        answered = [op.end for op in history.ops() if op.outcome == "ok" and op.start >= end]
-        restarted = min((t for t in answered if t is not None), default=end)
-        spans.append((w.start - KILL_EDGE_SLACK_S, restarted))
-    return spans
 
 
 def _during(op: Op, spans: list[tuple[float, float]]) -> bool:

@@ -78,13 +78,17 @@ def findings(checks: tuple[CheckResult, ...]) -> list[Finding]:
                 if n:
                     limit = check.thresholds.get("max_written_misses") or {}
                     bounded = isinstance(limit, Mapping) and phase in limit
+                    judged = d.get("written_misses_judged_by_phase")
+                    counted = judged.get(phase, 0) if isinstance(judged, Mapping) else n
                     rows.append(
                         Finding(
                             "miss of a written key",
                             check.checker,
                             int(n),
-                            f"{phase} phase" + ("" if bounded else " (reported only)"),
-                            bounded and int(n) > int(limit[phase]),
+                            f"{phase} phase"
+                            + ("" if bounded else " (reported only)")
+                            + ("" if counted == n else f", {counted} written since the last heal"),
+                            bounded and int(counted) > int(limit[phase]),
                         )
                     )
     return sorted(rows, key=lambda r: not r.failing)

@@ -201,6 +201,11 @@ def cmd_property(args: argparse.Namespace) -> int:
         for name in ("examples", "reruns", "max_shrink_runs"):
             if getattr(args, name) < (1 if name == "examples" else 0):
                 raise ValueError(f"--{name.replace('_', '-')} is too small")
+        space = (
+            ScheduleSpace().with_kinds(*DISK_FAULT_KINDS) if args.disk_faults else ScheduleSpace()
+        )
+        if args.faults:
+            space = space.only([p.strip() for p in args.faults.split(",") if p.strip()])
     except ValueError as exc:
         print(f"stormproof: {exc}", file=sys.stderr)
         return 2
@@ -223,9 +228,7 @@ def cmd_property(args: argparse.Namespace) -> int:
         reruns=args.reruns,
         max_shrink_runs=args.max_shrink_runs,
         time_budget_s=budget,
-        space=ScheduleSpace().with_kinds(*DISK_FAULT_KINDS)
-        if args.disk_faults
-        else ScheduleSpace(),
+        space=space,
     )
     options = RunOptions(
         report_dir=args.report,
@@ -309,6 +312,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     prop.add_argument(
         "--disk-faults", action="store_true", help="also draw power-cut and disk faults (FUSE)"
+    )
+    prop.add_argument(
+        "--faults",
+        default=None,
+        help="draw only faults whose name matches these comma-separated patterns "
+        "(e.g. 'postgres-*', 'redis-down,redis-sigkill')",
     )
     prop.add_argument("--provider", default=None, help="local (default) | external | docker")
     prop.add_argument(

@@ -26,7 +26,7 @@ from scenarios.run.generate.expectations import (
     kind_expectations,
     schedule_expectations,
 )
-from scenarios.run.generate.model import TAIL_S, GeneratedSchedule
+from scenarios.run.generate.model import GeneratedSchedule, run_length
 from scenarios.run.generate.report import write_property_report
 from scenarios.run.generate.search import Outcome, Search, SearchResult, SearchSettings
 from scenarios.run.runner import RunOptions, run_scenario
@@ -34,7 +34,6 @@ from scenarios.run.scenario import Scenario, ScheduledFault
 from scenarios.stack import open_stack
 from scenarios.workload import WorkloadSpec
 
-SCHEDULE_TAIL_S = TAIL_S
 PROPERTY_WORKLOAD = WorkloadSpec(rate_per_s=150, concurrency=12)
 """The workload of every schedule run: the default mix (every operation the checkers judge)."""
 
@@ -49,19 +48,19 @@ def schedule_scenario(
     faults: tuple[ScheduledFault, ...], base: Scenario | None, instances: int = 1
 ) -> Scenario:
     """A scenario running `faults`: the named one's, or the schedule default (see above)."""
-    end = max((f.at_s + f.duration_s for f in faults), default=0.0)
+    length = run_length(faults)
     if base is not None:
         return replace(
             base,
             faults=faults,
-            duration_s=max(base.duration_s, end + SCHEDULE_TAIL_S),
+            duration_s=max(base.duration_s, length),
             instances=instances if instances != 1 else base.instances,
         )
     env, table = _derived()
     return Scenario(
         name="schedule",
         description="A fault schedule given on the command line (or found by a property run).",
-        duration_s=end + SCHEDULE_TAIL_S,
+        duration_s=length,
         workload=PROPERTY_WORKLOAD,
         faults=faults,
         expect=schedule_expectations((f.fault for f in faults), table),

@@ -10,6 +10,7 @@ from tests.mutants.variants import (
     MUTANTS,
     OBSERVABILITY_MUTANTS,
     PROPERTY_MUTANTS,
+    SCHEDULE_MUTANTS,
     Mutant,
     PropertyMutant,
 )
@@ -21,6 +22,7 @@ def main(argv: list[str]) -> None:
         **OBSERVABILITY_MUTANTS,
         **DRILL_MUTANTS,
         **PROPERTY_MUTANTS,
+        **SCHEDULE_MUTANTS,
     }
     if len(argv) != 1 or argv[0] not in known:
         sys.exit(f"usage: python -m tests.mutants.serve {{{','.join(known)}}}")

@@ -37,6 +37,8 @@ class Setting:
     seed: int
     max_shrink_runs: int
     reruns: int
+    faults: str | None = None
+    """`--faults`: the patterns of a focused search (None: the whole space)."""
 
     def args(self) -> list[str]:
         return [
@@ -48,6 +50,7 @@ class Setting:
             str(self.max_shrink_runs),
             "--reruns",
             str(self.reruns),
+            *(["--faults", self.faults] if self.faults else []),
         ]
 
 
@@ -58,10 +61,18 @@ REASON = {
 }
 """The checker and finding each variant must be flagged for."""
 QUICK = {
-    # seeds whose second/third drawn schedule is the kind the variant needs (seed 40: two
-    # Redis SIGKILLs; seed 16: 300 ms of PostgreSQL latency), with little shrinking
+    # a seed whose second/third drawn schedule is the kind the variant needs (seed 40: two
+    # Redis SIGKILLs), with little shrinking
     "loses-audit-on-second-outage": Setting(examples=4, seed=40, max_shrink_runs=1, reruns=0),
-    "resends-slow-commits": Setting(examples=4, seed=16, max_shrink_runs=1, reruns=0),
+    # a search focused on PostgreSQL latency (`--faults`): its draws no longer depend on
+    # the rest of the space. The first example is always the mildest (100 ms, under the
+    # variant's 0.25 s); seed 13's second is one 300 ms fault: a transaction still fits
+    # the 1 s database timeout but every commit answers late (109-180 events duplicated;
+    # at 400-1000 ms the transactions time out before the commit and the breaker sends
+    # audit to the queue: 0-5, so a seed drawing those was flaky)
+    "resends-slow-commits": Setting(
+        examples=2, seed=13, max_shrink_runs=1, reruns=0, faults="postgres-latency"
+    ),
 }
 
 
@@ -142,9 +153,10 @@ def _check_found_and_replayed(
     assert not re.search(r"^\s+audit: ", reference.stdout, re.MULTILINE), reference.stdout
 
 
-# resends-slow-commits: its quick seed stopped drawing the slow-commit schedule within a
-# few examples after the catalogue changed (the draw order follows the catalogue), so its
-# quick setting runs nightly until the seed is chosen again (issue 14 stays open for it)
+# resends-slow-commits: its quick setting now finds the variant reliably (3 of 3 runs,
+# focused on PostgreSQL latency), but takes 2.3-2.5 min on this machine (six runs: two
+# examples, a shrink, a confirmation, the replay, the reference), over make test's budget
+# for one test, so it stays nightly
 QUICK_NAMES = [
     pytest.param(name, marks=pytest.mark.nightly) if name == "resends-slow-commits" else name
     for name in sorted(PROPERTY_MUTANTS)

@@ -766,3 +766,51 @@ PROPERTY_MUTANTS: dict[str, PropertyMutant] = {
         ),
     )
 }
+
+
+# -- variants shown by a given schedule (tests/mutants/test_cache_second_outage.py) -------
+
+
+def _forgets_l1_writes_after_reconnect() -> None:
+    from reference.cache import HybridCache
+
+    reconnects: dict[str, int] = {}  # per cache instance id
+    flush_on_reconnect = HybridCache.flush_on_reconnect
+
+    def counting(self: HybridCache, reason: str) -> None:
+        if reason == "redis breaker closed after an outage":
+            reconnects[self.instance_id] = reconnects.get(self.instance_id, 0) + 1
+        flush_on_reconnect(self, reason)
+
+    set_, fill = HybridCache.set, HybridCache._fill
+
+    async def forgetful_set(
+        self: HybridCache, key: str, value: Any, ttl_s: float | None = None
+    ) -> bool:
+        reached_l2 = await set_(self, key, value, ttl_s)
+        if reconnects.get(self.instance_id) and reached_l2:  # L1 no longer keeps it
+            with self._lock:
+                self._touch(key)
+                self._drop(key)
+        return reached_l2
+
+    def forgetful_fill(self: HybridCache, key: str, value: Any, ttl: float, stamp: int) -> bool:
+        return False if reconnects.get(self.instance_id) else fill(self, key, value, ttl, stamp)
+
+    HybridCache.flush_on_reconnect = counting  # type: ignore[method-assign,assignment]
+    HybridCache.set = forgetful_set  # type: ignore[method-assign]
+    HybridCache._fill = forgetful_fill  # type: ignore[method-assign,assignment]
+
+
+SCHEDULE_MUTANTS: dict[str, PropertyMutant] = {
+    m.name: m
+    for m in (
+        PropertyMutant(
+            "forgets-l1-writes-after-reconnect",
+            "after the first reconnect following a Redis outage, L1 no longer keeps what is "
+            "written or read (L2 only): the next outage misses keys written since the heal",
+            "two Redis outages",
+            _forgets_l1_writes_after_reconnect,
+        ),
+    )
+}

@@ -193,3 +193,36 @@ def test_the_disk_fault_extension_is_drawn_and_valid() -> None:
 
     collect()
     assert all(kinds[k.kind] > 0 for k in DISK_FAULT_KINDS), kinds
+
+
+def test_a_focused_space_draws_only_the_matching_faults(capsys: pytest.CaptureFixture[str]) -> None:
+    """`only(["postgres-*"])` (`--faults`) keeps every PostgreSQL fault and nothing else;
+    a list of names keeps those; a pattern matching nothing is a one-line error (exit 2)."""
+    from scenarios.cli import main
+
+    focused = ScheduleSpace().only(["postgres-*"])
+    assert {t for _, t in focused.choices} == {"postgres"}
+    assert {k.kind for k, _ in focused.choices} == {k.kind for k, _ in SPACE.choices}
+    names = ScheduleSpace().only(["postgres-latency", "redis-down"])
+    assert sorted(f"{t}-{k.kind}" for k, t in names.choices) == ["postgres-latency", "redis-down"]
+
+    @settings(
+        max_examples=100,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(schedule=schedules(focused))
+    def drawn(schedule: GeneratedSchedule) -> None:
+        assert schedule.problems() == []
+        assert all(f.fault.target == "postgres" for f in schedule.faults)
+
+    drawn()
+    with pytest.raises(ValueError, match="'mysql-\\*' matches no fault"):
+        ScheduleSpace().only(["mysql-*"])
+    assert main(["property", "--faults", "postgres-*,nope"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "stormproof: fault pattern 'nope' matches no fault (e.g. postgres-*)"
+    )

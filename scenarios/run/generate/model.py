@@ -49,6 +49,13 @@ def _overlap(a: ScheduledFault, b: ScheduledFault) -> bool:
     return a.at_s < _busy_until(b) and b.at_s < _busy_until(a)
 
 
+def run_length(faults: Sequence[ScheduledFault]) -> float:
+    """A schedule's run: until the last fault is over, then the tail. A SIGKILLed process
+    is over once it has restarted (`RESTART_S` at most), so the recovery after it is a
+    whole tail too, with evidence to judge, not what is left of the tail after the restart."""
+    return max((_busy_until(f) for f in faults), default=0.0) + TAIL_S
+
+
 def separate(faults: Sequence[ScheduledFault], gap_s: float) -> tuple[ScheduledFault, ...]:
     """Faults sorted by start; one that overlaps an earlier fault on its resource starts
     `gap_s` after that fault ends instead (so one proxy sees repeated outages, not a fight)."""
@@ -75,8 +82,8 @@ class GeneratedSchedule:
 
     @property
     def duration_s(self) -> float:
-        """The run's length: the last fault's end plus the tail."""
-        return max((_end(f) for f in self.faults), default=0.0) + TAIL_S
+        """The run's length (`run_length`)."""
+        return run_length(self.faults)
 
     def problems(self) -> list[str]:
         """Why this schedule is invalid (empty when it is valid)."""

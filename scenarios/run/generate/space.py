@@ -16,8 +16,9 @@ default direction (both ways) before a one-way stream, the mildest parameter.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from fnmatch import fnmatchcase
 from typing import Any
 
 from hypothesis import strategies as st
@@ -124,6 +125,23 @@ class ScheduleSpace:
     def with_kinds(self, *more: FaultKind) -> ScheduleSpace:
         """This space plus more kinds (e.g. power-cut and disk faults)."""
         return replace(self, kinds=(*self.kinds, *more))
+
+    def only(self, patterns: Sequence[str]) -> ScheduleSpace:
+        """This space with only the faults whose name (e.g. "postgres-latency") matches a
+        shell-style pattern (e.g. "postgres-*"): a search focused on one dependency.
+        ValueError naming a pattern that matches no fault of the space."""
+
+        def matches(kind: FaultKind, target: str) -> bool:
+            return any(fnmatchcase(f"{target}-{kind.kind}", p) for p in patterns)
+
+        for pattern in patterns:
+            if not any(fnmatchcase(f"{t}-{k.kind}", pattern) for k, t in self.choices):
+                raise ValueError(f"fault pattern {pattern!r} matches no fault (e.g. postgres-*)")
+        kinds = (
+            replace(kind, targets=tuple(t for t in kind.targets if matches(kind, t)))
+            for kind in self.kinds
+        )
+        return replace(self, kinds=tuple(k for k in kinds if k.targets))
 
     @property
     def choices(self) -> tuple[tuple[FaultKind, str], ...]:
