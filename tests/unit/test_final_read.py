@@ -182,4 +182,3 @@ def test_the_check_is_on_by_default_where_keys_are_written() -> None:
         parse_scenario({**base, "expect": {"final_read": {"converge_within_s": 0}}})
     with pytest.raises(ScenarioError, match="redis_keys maps"):
         parse_scenario({**base, "expect": {"final_read": {"redis_keys": {"cache": "x"}}}})
-
