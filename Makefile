@@ -8,7 +8,7 @@ bootstrap:
 	@scripts/bootstrap
 
 run: bootstrap
-	@PATH="$(CURDIR)/.tools/bin:$$PATH" $(PY) -m scenarios.cli run --all --quick
+	@PATH="$(CURDIR)/.tools/bin:$$PATH" $(PY) -m scenarios.cli run --all --quick --jobs 2
 
 # --docker: a Docker daemon for the run (started if none answers, stopped at the end) and
 # the local images (built once); see scripts/docker-session and scripts/docker-daemon.

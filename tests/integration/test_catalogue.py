@@ -43,6 +43,8 @@ def catalogue_run(
             "run",
             "--all",
             "--quick",
+            "--jobs",
+            "2",  # as `make run` does: two lanes, each on stacks of its own
             "--report",
             str(report),
             "--provider",
