@@ -3,7 +3,8 @@
 Each mutant test is one scenario run of ~15-25 s that mostly waits (faults, timeouts,
 recovery), so the runs of the selected tests are started up front on a small pool and each
 test waits for its own result. A test module declares its runs with
-`planned_run(item) -> PlannedRun | None`; the pool starts them in collection order.
+`planned_run(item)` (a PlannedRun, a list of them, or None); the pool starts them in
+collection order.
 Every run has its own stack and report directory, and a checker's verdict does not depend
 on a sibling run: the mutant tests assert failures, which load cannot hide.
 """
@@ -15,21 +16,22 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 import pytest
 
-from scenarios.report import ScenarioResult
+R = TypeVar("R")
 
 WORKERS_ENV = "STORMPROOF_MUTANT_WORKERS"
 RESULT_TIMEOUT_S = 900.0  # a queued run waits for the ones before it (~25 s each)
 
 
 @dataclass(frozen=True)
-class PlannedRun:
+class PlannedRun(Generic[R]):
     """One scenario run a test needs: `run(report_dir)` returns its result."""
 
     key: str
-    run: Callable[[Path], ScenarioResult]
+    run: Callable[[Path], R]
 
 
 class RunPool:
@@ -37,10 +39,10 @@ class RunPool:
 
     def __init__(self, workers: int, base_dir: Path) -> None:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mutant")
-        self._futures: dict[str, Future[ScenarioResult]] = {}
+        self._futures: dict[str, Future[Any]] = {}
         self._base_dir = base_dir
 
-    def plan(self, planned: PlannedRun) -> Future[ScenarioResult]:
+    def plan(self, planned: PlannedRun[R]) -> Future[R]:
         """Start `planned` unless it already was; its future."""
         if planned.key not in self._futures:
             report_dir = self._base_dir / planned.key
@@ -48,7 +50,7 @@ class RunPool:
             self._futures[planned.key] = self._executor.submit(planned.run, report_dir)
         return self._futures[planned.key]
 
-    def result(self, planned: PlannedRun) -> ScenarioResult:
+    def result(self, planned: PlannedRun[R]) -> R:
         """The run's result, waiting (bounded) for it to finish."""
         return self.plan(planned).result(timeout=RESULT_TIMEOUT_S)
 
@@ -73,8 +75,9 @@ def run_pool(
     for item in request.session.items:
         planner = getattr(getattr(item, "module", None), "planned_run", None)
         planned = planner(item) if planner is not None else None
-        if planned is not None:
-            pool.plan(planned)
+        for one in planned if isinstance(planned, list | tuple) else [planned]:
+            if one is not None:
+                pool.plan(one)
     try:
         yield pool
     finally:

@@ -24,6 +24,7 @@ from scenarios.run.runner import RunOptions, run_catalogue
 from scenarios.run.scenario import parse_schedule
 from scenarios.run.schedules import schedule_scenario
 from scenarios.target import TargetSpec
+from tests.mutants.conftest import PlannedRun, RunPool
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,20 +60,30 @@ def judged_in(history: History) -> list[int]:
     ]
 
 
+VARIANT = TargetSpec(
+    command=(sys.executable, "-m", "tests.mutants.serve", MUTANT), env={"PYTHONPATH": str(ROOT)}
+)
+REFERENCE_RUN = PlannedRun("second-outage-reference", lambda d: run(d, TargetSpec()))
+VARIANT_RUN = PlannedRun("second-outage-variant", lambda d: run(d, VARIANT))
+
+
+def planned_run(item: pytest.Item) -> list[PlannedRun[tuple[CheckResult, History]]]:
+    """Both runs of this module's test, started early (side by side) by the run pool."""
+    return [REFERENCE_RUN, VARIANT_RUN] if item.name.startswith("test_second_outage") else []
+
+
 def test_second_outage_misses_old_keys_on_the_reference_and_new_ones_on_the_variant(
-    tmp_path: Path,
+    run_pool: RunPool,
 ) -> None:
     """Reference: window 2 misses keys written before the reconnect (reported, not
     counted), and cache-availability passes. Variant: misses of keys written since the
     heal are counted and fail it, for the intended reason."""
-    reference, history = run(tmp_path / "reference", TargetSpec())
+    reference, history = run_pool.result(REFERENCE_RUN)
     assert reference.passed, reference.summary
     assert reference.details["written_misses_by_phase"]["fault"] > 0
     assert judged_in(history) == []
 
-    command = (sys.executable, "-m", "tests.mutants.serve", MUTANT)
-    target = TargetSpec(command=command, env={"PYTHONPATH": str(ROOT)})
-    variant, history = run(tmp_path / "variant", target)
+    variant, history = run_pool.result(VARIANT_RUN)
     assert not variant.passed
     assert re.search(REASON, variant.summary), variant.summary
     windows = judged_in(history)

@@ -47,7 +47,7 @@ def run_reference(scenario_name: str, report_dir: Path, *, quick: bool = True) -
     return result
 
 
-def mutant_run(name: str, *, quick: bool = True) -> PlannedRun:
+def mutant_run(name: str, *, quick: bool = True) -> PlannedRun[ScenarioResult]:
     """The run of mutant `name` on its own scenario."""
     mutant = MUTANTS[name]
     mode = "quick" if quick else "full"
@@ -64,7 +64,7 @@ FULL_MODE_REFERENCE = PlannedRun(
 )
 
 
-def planned_run(item: pytest.Item) -> PlannedRun | None:
+def planned_run(item: pytest.Item) -> PlannedRun[ScenarioResult] | None:
     """The scenario run a test of this module needs (started early by the run pool)."""
     name = getattr(item, "originalname", item.name)
     if name == "test_mutant_is_flagged_by_its_checker":

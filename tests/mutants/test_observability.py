@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from scenarios.report import ScenarioResult
 from tests.mutants.conftest import PlannedRun, RunPool
 from tests.mutants.test_mutants import run_one
 from tests.mutants.variants import OBSERVABILITY_MUTANTS
@@ -18,7 +19,7 @@ REASONS = {
 }
 
 
-def observability_run(name: str) -> PlannedRun:
+def observability_run(name: str) -> PlannedRun[ScenarioResult]:
     """The run of observability mutant `name` on its own scenario."""
     mutant = OBSERVABILITY_MUTANTS[name]
     return PlannedRun(
@@ -26,7 +27,7 @@ def observability_run(name: str) -> PlannedRun:
     )
 
 
-def planned_run(item: pytest.Item) -> PlannedRun | None:
+def planned_run(item: pytest.Item) -> PlannedRun[ScenarioResult] | None:
     """The scenario run a test of this module needs (started early by the run pool)."""
     name = getattr(item, "originalname", item.name)
     if name == "test_observability_mutant_is_flagged_for_its_reason":
