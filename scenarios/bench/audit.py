@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis.asyncio as aioredis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -42,10 +41,9 @@ from reference.audit.resilient import ResilientAudit
 from reference.audit.store import AuditStore
 from reference.clock import SYSTEM_CLOCK
 from reference.config import Settings
-from reference.redis_client import make_redis
 from reference.service.configs import audit_config, breakers, database_config
 from scenarios.bench.drain import SEGMENT_BYTES, DrainPlan, measure_drain
-from scenarios.bench.queue_wait import measure_queue_wait
+from scenarios.bench.queue_wait import compare_queue_with_xadd, measure_queue_wait
 from scenarios.stack import Stack, open_stack
 
 __all__ = ["BenchPlan", "main", "measure"]
@@ -153,22 +151,15 @@ def _audit(settings: Settings, **parts: Any) -> ResilientAudit:
 
 
 async def _queue(settings: Settings, events: Sequence[AuditEvent], plan: BenchPlan) -> Pair:
-    stream = f"bench:audit:{uuid.uuid4().hex[:8]}"
-    client = make_redis(settings.redis_url, settings.redis_op_timeout_s, max_connections=WRITERS)
-    bare = aioredis.Redis.from_url(settings.redis_url, max_connections=WRITERS)
-    audit = _audit(settings, queue=AuditQueue(client, stream))
-    payloads = [e.to_json_bytes() for e in events]
-    try:
-        ours, base = await _compare(
-            plan,
-            len(events),
-            lambda i: audit.record(events[i]),
-            lambda i: bare.xadd(stream + ":raw", {b"e": payloads[i]}),
-        )
-    finally:
-        await bare.delete(stream, stream + ":raw")
-        await client.aclose()
-        await bare.aclose()
+    ours, base = await compare_queue_with_xadd(
+        settings.redis_url,
+        settings.redis_op_timeout_s,
+        events,
+        WRITERS,
+        lambda client, stream: _audit(settings, queue=AuditQueue(client, stream)),
+        lambda n, ours, base: _compare(plan, n, ours, base),
+        stream=f"bench:audit:{uuid.uuid4().hex[:8]}",
+    )
     return Pair(ours, base)
 
 

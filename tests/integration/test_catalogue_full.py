@@ -27,7 +27,17 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_full_catalogue_passes_on_the_reference(tmp_path: Path) -> None:
     """`stormproof run --all` (full mode): every scenario passes, exit code 0."""
     result = subprocess.run(
-        [sys.executable, "-m", "scenarios.cli", "run", "--all", "--report", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "scenarios.cli",
+            "run",
+            "--all",
+            "--jobs",
+            "2",
+            "--report",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         timeout=1700,
