@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import struct
 import time
+from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,16 @@ def wait_breaker(service: Service, state: str, status: str, timeout_s: float) ->
     return found
 
 
+def probe_failed(service: Service) -> Callable[[], dict[str, Any] | None]:
+    """/health once its Redis probe has failed (with an error text), else None."""
+
+    def probe() -> dict[str, Any] | None:
+        body = service.health()
+        return body if body["redis"].get("error") else None
+
+    return probe
+
+
 def test_dashboard_follows_a_redis_outage_in_headless_chromium(
     service_factory: ServiceFactory, tmp_path: Path
 ) -> None:
@@ -154,7 +165,10 @@ def test_dashboard_follows_a_redis_outage_in_headless_chromium(
     redis_proxy = service.stack.redis_proxy
     redis_proxy.disable()
     try:
-        degraded = wait_breaker(service, "OPEN", "DEGRADED", 15.0)
+        wait_breaker(service, "OPEN", "DEGRADED", 15.0)
+        # the breaker alone makes the service DEGRADED; the Redis probe (every health
+        # interval) records its error a moment later on a loaded machine
+        degraded = wait_until(probe_failed(service), 10.0, 0.1, "the Redis probe's error")
         error_text = str(degraded["redis"].get("error") or "")
         assert service.post_audit().json()["path"] == "db"  # the database path, shown
         metrics = service.client.get("/metrics").text
