@@ -179,6 +179,36 @@ def _delete_keeps_l1_in_outage() -> None:
     HybridCache.delete = delete  # type: ignore[method-assign]
 
 
+def _mangles_cached_values() -> None:
+    from reference.cache import HybridCache
+    from reference.cache._common import CacheResult
+
+    original = HybridCache.get
+
+    async def get(self: HybridCache, key: str) -> Any:
+        got = await original(self, key)
+        if got is None or not isinstance(got.value, dict) or "by" not in got.value:
+            return got
+        return CacheResult({**got.value, "by": -1}, got.source)  # `v` kept, the rest not
+
+    HybridCache.get = get  # type: ignore[method-assign]
+
+
+def _refuses_beneficios_in_outage() -> None:
+    from fastapi import HTTPException
+
+    from reference.cache import HybridCache
+
+    original = HybridCache.delete
+
+    async def delete(self: HybridCache, key: str) -> bool:
+        if self._l2_outage and key.startswith("beneficio:"):  # after the commit, alas
+            raise HTTPException(422, "beneficio cache unavailable")
+        return await original(self, key)
+
+    HybridCache.delete = delete  # type: ignore[method-assign]
+
+
 def _stale_after_overwrite() -> None:
     from reference.cache import HybridCache
 
@@ -522,6 +552,23 @@ MUTANTS: dict[str, Mutant] = {
             "staleness",
             patch=_delete_keeps_l1_in_outage,
             reason=r"[1-9]\d* reads during a fault behind the same instance's own",
+        ),
+        Mutant(
+            "mangles-cached-values",
+            "reads keep the version `v` of a cached value and change its other fields",
+            "redis-down",
+            "staleness",
+            patch=_mangles_cached_values,
+            reason=r"[1-9]\d* reads of a never-written version",
+        ),
+        Mutant(
+            "refuses-beneficios-with-422-in-outage",
+            "beneficio updates answer 422 while Redis is out (an independent target's "
+            "refusal, once exempt as 'provoked')",
+            "redis-down",
+            "write-availability",
+            patch=_refuses_beneficios_in_outage,
+            reason=r"beneficio_put: [1-9]\d* refused",
         ),
         Mutant(
             "stale-after-overwrite",
