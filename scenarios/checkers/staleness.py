@@ -141,7 +141,7 @@ class StalenessChecker:
         ]
         late_after = [s for s in behind if not s.during_fault and s.lag_s > self.after_bound]
         failing = late_after + never + ([] if during_bound is None else late_during)
-        failing += [s for s in forgot if s not in failing]
+        failing += forgot  # a kind of its own: never among the others
         judged = [g for g in segments(history) if g.label == "recovery"] or [
             Segment("the run", 0.0, history.duration + 1e-9)
         ]
@@ -386,8 +386,9 @@ def _definitely_failed(op: Op) -> bool:
     return op.status is None or op.status < 500
 
 
-# the fields of a read that must equal what the write of its version sent
-_VALUE_FIELDS = {"cache": None, "beneficio": ("nome", "valor", "v")}
+# a beneficio read must carry these fields as its write sent them (the row adds its id);
+# a cache read, the whole `value`
+_BENEFICIO_FIELDS = ("nome", "valor", "v")
 
 
 def _same_value(read: Op, request: JSON) -> bool:
@@ -396,7 +397,6 @@ def _same_value(read: Op, request: JSON) -> bool:
     response, namespace = read.response, read.f.split("_", 1)[0]
     if not isinstance(response, dict) or not isinstance(request, dict):
         return False
-    fields = _VALUE_FIELDS.get(namespace)
-    if fields is None:
+    if namespace != "beneficio":
         return response.get("value") == request.get("value")
-    return all(response.get(name) == request.get(name) for name in fields)
+    return all(response.get(name) == request.get(name) for name in _BENEFICIO_FIELDS)
