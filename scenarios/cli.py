@@ -21,6 +21,7 @@ from scenarios.load import command as load_command
 from scenarios.run import cli as run_cli
 from scenarios.run.scenario import ScenarioError
 from scenarios.stack import control, open_stack
+from scenarios.stack.base import install_sigterm_cleanup
 from scenarios.stack.errors import StackError
 from scenarios.stack.smoke import smoke_test
 
@@ -157,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler
+    install_sigterm_cleanup()  # a cancelled CI job (SIGTERM) still stops its stacks
     try:
         return handler(args)
     except (StackError, ScenarioError) as exc:

@@ -355,15 +355,31 @@ REDIS_MODES = ("single", "replicated")
 
 
 def _sweep_stale_pg_roots() -> None:
-    """Remove data dirs left by owners that died without cleaning up (SIGKILL)."""
+    """Stop the postmaster and remove the data dir of every owner that died without cleaning
+    up (SIGKILL): a PostgreSQL restarted from a fault thread has no parent-death signal."""
     for owner_file in Path(tempfile.gettempdir()).glob(f"{_PG_ROOT_PREFIX}*/owner.pid"):
         try:
             pid = int(owner_file.read_text())
             os.kill(pid, 0)
         except ProcessLookupError:
+            _kill_orphan_postmaster(owner_file.parent / "pgdata")
             shutil.rmtree(owner_file.parent, ignore_errors=True)
         except (OSError, ValueError):
             continue
+
+
+def _kill_orphan_postmaster(pgdata: Path) -> None:
+    """SIGKILL the postmaster of `pgdata` (its backends exit with it), if one still runs."""
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split()[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError, IndexError):
+        return
+    if str(pgdata).encode() in cmdline:  # that pid is this data dir's postmaster, not a reuse
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def start_local_stack(

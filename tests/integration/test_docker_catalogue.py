@@ -49,7 +49,7 @@ def test_quick_redis_and_postgres_scenarios_pass_on_docker(tmp_path: Path) -> No
     assert "redis-sigkill" in names  # power cuts need the local stack's disks: left out
     before = set(docker_ids("ps"))
     result = run_cli(
-        ["run", *names, "--quick", "--report", str(tmp_path)],
+        ["run", *names, "--quick", "--jobs", "2", "--report", str(tmp_path)],
         {"STORMPROOF_STACK": "docker"},
         timeout_s=60 + 45 * len(names),
     )

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -191,3 +192,67 @@ def test_scenario_file_gets_its_defaults(tmp_path: Path) -> None:
     )
     [scenario] = load_scenarios(path)
     assert scenario.target_env == {"CACHE_TTL": "60", "CACHE_L1_TTL": "5"}
+
+
+def _children(pid: int) -> dict[int, str]:
+    """The processes whose parent is `pid`: pid -> command name."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :]
+        if int(rest.split()[1]) == pid:
+            found[int(entry.name)] = name
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.integration
+def test_sigterm_of_a_local_run_stops_its_stack_and_target(tmp_path: Path) -> None:
+    """SIGTERM (a cancelled CI job) in the middle of a run on its own local stack: the run
+    exits, Redis, PostgreSQL, Toxiproxy and the target it started are all stopped, and the
+    stack's data dirs are removed (a graceful close, not only the parent-death signal)."""
+    child = subprocess.Popen(
+        [*CLI, "run", "postgres-down", "--quick", "--provider", "local", "--report", str(tmp_path)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wanted = {"redis-server", "postgres", "toxiproxy-serve", "python"}
+        deadline = time.monotonic() + 90
+        started: dict[int, str] = {}
+        while not wanted <= set(started.values()):
+            assert child.poll() is None, child.communicate()
+            assert time.monotonic() < deadline, f"the stack and target never ran: {started}"
+            started |= _children(child.pid)
+            time.sleep(0.2)
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert child.returncode != 0, err
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in started) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [started[pid] for pid in started if _alive(pid)] == []
+    left = [
+        owner.parent
+        for owner in Path(tempfile.gettempdir()).glob("stormproof-pg-*/owner.pid")
+        if owner.read_text() == str(child.pid)
+    ]
+    assert left == [], "the PostgreSQL data dir was not removed"

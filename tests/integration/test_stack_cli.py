@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import redis
 
 from scenarios.ports import free_port
 from scenarios.stack.envfile import read_stack_urls
+from scenarios.stack.local import _sweep_stale_pg_roots
 from scenarios.toxiproxy import Toxiproxy
 
 pytestmark = pytest.mark.integration
@@ -121,6 +124,35 @@ def test_sigterm_mid_run_leaves_nothing_behind(tmp_path: Path) -> None:
 def test_sigkill_of_the_owner_still_stops_services(tmp_path: Path) -> None:
     """Even SIGKILL of the owner stops its services (parent-death signal)."""
     assert _kill_owner(tmp_path, signal.SIGKILL) == []
+
+
+def test_the_next_stack_stops_a_dead_owners_postmaster(tmp_path: Path) -> None:
+    """A PostgreSQL left running by an owner that was SIGKILLed (one restarted by a fault
+    thread has no parent-death signal) is killed, and its data dir removed, by the next
+    local stack's start-up sweep; a live owner's is left alone."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait(10)
+    root = Path(tempfile.mkdtemp(prefix="stormproof-pg-"))
+    pgdata = root / "pgdata"
+    pgdata.mkdir()
+    # stands in for the postmaster: a process whose command line names the data dir
+    with subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "-D", str(pgdata)]
+    ) as orphan:
+        (root / "owner.pid").write_text(str(dead.pid))
+        (pgdata / "postmaster.pid").write_text(f"{orphan.pid}\n{pgdata}\n")
+        live = Path(tempfile.mkdtemp(prefix="stormproof-pg-"))
+        (live / "owner.pid").write_text(str(os.getpid()))
+        try:
+            _sweep_stale_pg_roots()
+            assert orphan.wait(10) == -signal.SIGKILL
+            assert not root.exists()
+            assert live.exists()
+        finally:
+            if orphan.poll() is None:
+                orphan.kill()
+            shutil.rmtree(live, ignore_errors=True)
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:

@@ -38,15 +38,6 @@ def run_one(
     return result
 
 
-def run_reference(scenario_name: str, report_dir: Path, *, quick: bool = True) -> ScenarioResult:
-    """One catalogue scenario against the unbroken reference."""
-    [scenario] = select(load_catalogue(), [scenario_name])
-    options = RunOptions(report_dir=report_dir, provider="local", quick=quick)
-    summary, _ = run_catalogue([scenario], options)
-    [result] = summary.scenarios
-    return result
-
-
 def mutant_run(name: str, *, quick: bool = True) -> PlannedRun[ScenarioResult]:
     """The run of mutant `name` on its own scenario."""
     mutant = MUTANTS[name]
@@ -58,10 +49,6 @@ def mutant_run(name: str, *, quick: bool = True) -> PlannedRun[ScenarioResult]:
 
 
 FULL_MODE_MUTANT = mutant_run("no-l1-flush-on-reconnect", quick=False)
-FULL_MODE_REFERENCE = PlannedRun(
-    "reference-two-instances-invalidation-full",
-    lambda report_dir: run_reference("two-instances-invalidation", report_dir, quick=False),
-)
 
 
 def planned_run(item: pytest.Item) -> PlannedRun[ScenarioResult] | None:
@@ -71,8 +58,6 @@ def planned_run(item: pytest.Item) -> PlannedRun[ScenarioResult] | None:
         return mutant_run(item.callspec.params["name"])  # type: ignore[attr-defined]
     if name == "test_stale_l1_after_reconnect_is_flagged_in_full_mode_after_the_heal":
         return FULL_MODE_MUTANT
-    if name == "test_reference_passes_two_instances_invalidation_in_full_mode":
-        return FULL_MODE_REFERENCE
     return None
 
 
@@ -113,17 +98,9 @@ def test_stale_l1_after_reconnect_is_flagged_in_full_mode_after_the_heal(run_poo
     assert failed["staleness"].details["stale_after_heal"]["count"] > 0
 
 
-def test_reference_passes_two_instances_invalidation_in_full_mode(run_pool: RunPool) -> None:
-    """The same full-mode scenario (a 12 s cut-off) passes on the reference in this run:
-    its stale reads during the cut-off are allowed, none after the heal (issue 20: the
-    bound used to be absolute and failed the reference in full mode)."""
-    result = run_pool.result(FULL_MODE_REFERENCE)
-    assert result.error is None, result.error
-    assert result.passed, {c.checker: c.summary for c in result.failed_checks}
-
-
 # The unbroken reference passing these same scenarios is shown by the quick catalogue run
-# (tests/integration/test_catalogue.py), which runs every one of them.
+# (tests/integration/test_catalogue.py), which runs every one of them, and in full mode by
+# tests/integration/test_catalogue_full.py, in the same `make test`.
 
 
 def test_every_mutant_targets_a_catalogue_scenario() -> None:
