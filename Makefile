@@ -16,7 +16,7 @@ test:
 	@scripts/bootstrap --test
 	@PATH="$(CURDIR)/.tools/bin:$$PATH" scripts/bootstrap --docker -- $(PY) -m pytest --durations=25 $(PYTEST_ARGS)
 
-# What a nightly CI job adds: the full catalogue (every time x3), the long property searches.
+# What a nightly CI job adds: the 30-example property searches, the replicated reference runs.
 test-nightly:
 	@$(MAKE) --no-print-directory test PYTEST_ARGS="-m nightly"
 
