@@ -14,7 +14,7 @@ run: bootstrap
 # the local images (built once); see scripts/docker-session and scripts/docker-daemon.
 test:
 	@scripts/bootstrap --test
-	@PATH="$(CURDIR)/.tools/bin:$$PATH" scripts/bootstrap --docker -- $(PY) -m pytest --durations=25 $(PYTEST_ARGS)
+	@PATH="$(CURDIR)/.tools/bin:$$PATH" scripts/bootstrap --docker -- $(PY) -m pytest --durations=60 $(PYTEST_ARGS)
 
 # What a nightly CI job adds: the 30-example property searches, the replicated reference runs.
 test-nightly:

@@ -1,4 +1,4 @@
-"""The mutants' scenario runs, two at a time.
+"""The mutants' scenario runs, three at a time.
 
 Each mutant test is one scenario run of ~15-25 s that mostly waits (faults, timeouts,
 recovery), so the runs of the selected tests are started up front on a small pool and each
@@ -72,7 +72,7 @@ class RunPool:
 
 
 def _workers() -> int:
-    raw = os.environ.get(WORKERS_ENV, "2")
+    raw = os.environ.get(WORKERS_ENV, "3")
     if not raw.isdigit() or int(raw) < 1:
         raise pytest.UsageError(f"{WORKERS_ENV} must be a positive integer, got {raw!r}")
     return int(raw)

@@ -704,7 +704,10 @@ def _resends_slow_commits() -> None:
     INSERT answered), and a COMMIT that failed or answered slowly (over 0.25 s) is taken
     for "not committed": the transaction is sent again in the background. Only a commit
     that landed but answered late or never (a delayed or lost PostgreSQL reply) writes an
-    event twice."""
+    event twice. A commit that only looked slow because the service itself stood still
+    (SIGSTOP, a stall: the event loop stopped ticking) is not resent, so the defect is the
+    database path's alone (a 30-example search otherwise met a SIGSTOP of the target
+    first, which duplicated the one or two commits in flight at the stop: a flaky find)."""
     import asyncio
     import json
     import time
@@ -735,7 +738,26 @@ def _resends_slow_commits() -> None:
         resending.add(task)
         task.add_done_callback(resending.discard)
 
+    ticks = {"last": 0.0, "pause_end": 0.0}
+    ticker: list[asyncio.Task[None]] = []
+
+    async def tick() -> None:
+        while True:
+            now = time.monotonic()
+            if now - ticks["last"] > 0.2:
+                ticks["pause_end"] = now
+            ticks["last"] = now
+            await asyncio.sleep(0.05)
+
+    def stood_still_since(started: float) -> bool:
+        """The loop stopped ticking since `started` (a pause of the process, not of PostgreSQL)."""
+        now = time.monotonic()
+        return now - ticks["last"] > 0.2 or ticks["pause_end"] > started
+
     async def hasty(engine: Any, op: Any, *rest: Any) -> Any:
+        if not ticker:
+            ticks["last"] = time.monotonic()
+            ticker.append(asyncio.get_running_loop().create_task(tick()))
         conn = None
         try:
             conn = await engine.connect()
@@ -745,9 +767,10 @@ def _resends_slow_commits() -> None:
             try:
                 await conn.commit()
             except BaseException:
-                resend(engine, op, *rest)
+                if not stood_still_since(started):
+                    resend(engine, op, *rest)
                 raise
-            if time.monotonic() - started > 0.25:
+            if time.monotonic() - started > 0.25 and not stood_still_since(started):
                 resend(engine, op, *rest)
         except BaseException:
             if conn is not None:

@@ -7,8 +7,11 @@ from __future__ import annotations
 import io
 import json
 import random
+import time
 from pathlib import Path
 from xml.etree import ElementTree
+
+from hypothesis.internal.conjecture import engine as hypothesis_engine
 
 from scenarios.run.generate.model import GeneratedSchedule
 from scenarios.run.generate.report import write_property_report
@@ -136,6 +139,42 @@ def test_a_time_budget_keeps_drawing_in_rounds_and_reports_each_failure(
     assert suite.get("failures") == str(len(result.failures))
     text = html.read_text()
     assert "original" in text and "minimal" in text and "Shrinking steps" in text
+
+
+def test_slow_runs_shrink_until_the_run_budget_not_a_wall_clock_limit(tmp_path: Path) -> None:
+    """Runs that take time (here 20 ms, on the real clock Hypothesis reads) shrink until
+    `max_shrink_runs` is spent: Hypothesis's own wall-clock limit on shrinking (300 s,
+    about eight real runs of ours) is lifted. With a limit (`max_shrink_s`, here 50 ms,
+    the same cut-off scaled down) shrinking stops after a few runs, short of minimal."""
+
+    limits_seen: set[float] = set()
+
+    def slow(schedule: GeneratedSchedule, where: Path) -> Outcome:
+        time.sleep(0.02)
+        return _two_redis_faults(schedule, where)
+
+    def shrink_runs(max_shrink_s: float | None) -> tuple[int, GeneratedSchedule]:
+        config = SearchSettings(
+            examples=30, seed=1, max_shrink_runs=40, reruns=0, max_shrink_s=max_shrink_s
+        )
+        generated: list[str] = []
+
+        def listen(schedule: GeneratedSchedule, outcome: Outcome, phase: str) -> None:
+            generated.append(phase)
+            if phase == "shrink":
+                limits_seen.add(hypothesis_engine.MAX_SHRINKING_SECONDS)
+
+        result = Search(config, slow, tmp_path / str(max_shrink_s), listener=listen).run()
+        [failure] = result.failures
+        return generated.count("shrink"), failure.minimal
+
+    before = hypothesis_engine.MAX_SHRINKING_SECONDS
+    unlimited, minimal = shrink_runs(None)
+    assert limits_seen and min(limits_seen) > 10**6  # not Hypothesis's 300 s while shrinking
+    limited, _ = shrink_runs(0.05)
+    assert before == hypothesis_engine.MAX_SHRINKING_SECONDS  # restored after each round
+    assert unlimited > limited, (unlimited, limited)
+    assert [f.fault.name for f in minimal.faults] == ["redis-down", "redis-down"]
 
 
 def test_the_shrink_budget_bounds_the_real_runs(tmp_path: Path) -> None:

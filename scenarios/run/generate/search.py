@@ -7,6 +7,8 @@
   times and counts as failing if any run failed ("failed at least once" is a failure).
 - Shrinking makes at most `max_shrink_runs` real runs; after that every new candidate
   counts as passing without running, so the smallest failure found so far is the result.
+  That is the bound, not Hypothesis's own wall-clock limit on shrinking (300 s, about
+  eight of our runs: `max_shrink_s` replaces it, unbounded by default).
 - A schedule that failed once is a failure from then on (Hypothesis's candidates that map
   to it are not run again). At the end the minimal schedule is run again, up to
   `1 + reruns` times: if it never fails again, the `Failure` is `flaky=True`; so is a
@@ -18,7 +20,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
@@ -26,6 +29,7 @@ from typing import NoReturn
 from hypothesis import HealthCheck, Phase, given, reject, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis.errors import Flaky
+from hypothesis.internal.conjecture import engine as hypothesis_engine
 
 from scenarios.run.generate.model import GeneratedSchedule
 from scenarios.run.generate.space import ScheduleSpace, schedules
@@ -55,6 +59,8 @@ class SearchSettings:
     shrink: bool = True
     reruns: int = 1
     max_shrink_runs: int = 24
+    max_shrink_s: float | None = None
+    """Hypothesis's wall-clock limit on shrinking (None: none, `max_shrink_runs` bounds it)."""
     time_budget_s: float | None = None
     round_examples: int = 10
     space: ScheduleSpace = field(default_factory=ScheduleSpace)
@@ -94,6 +100,20 @@ class SearchResult:
     def passed(self) -> bool:
         """No failure, flaky or not."""
         return not self.failures
+
+
+@contextmanager
+def _shrink_time_limit(seconds: float | None) -> Iterator[None]:
+    """Hypothesis stops shrinking after `MAX_SHRINKING_SECONDS` (300 s) of wall time, which
+    is written to be patched by "users who need to keep on shrinking": a run here takes
+    20-50 s, so shrinking would stop after about eight runs, long before `max_shrink_runs`
+    (a 30-example search kept a SIGSTOP the failure did not need). Set for one round."""
+    saved = hypothesis_engine.MAX_SHRINKING_SECONDS
+    hypothesis_engine.MAX_SHRINKING_SECONDS = 10**9 if seconds is None else seconds  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        hypothesis_engine.MAX_SHRINKING_SECONDS = saved
 
 
 class _PropertyFailed(AssertionError):
@@ -223,7 +243,8 @@ class Search:
                     _fail(outcome.why)
 
         try:
-            hypothesis_seed(seed)(prop)()
+            with _shrink_time_limit(config.max_shrink_s):
+                hypothesis_seed(seed)(prop)()
         except _PropertyFailed:
             return self._failure(state, flaky=not self._reproduces(state))
         except Flaky:
