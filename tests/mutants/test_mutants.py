@@ -45,6 +45,7 @@ def mutant_run(name: str, *, quick: bool = True) -> PlannedRun[ScenarioResult]:
     return PlannedRun(
         f"{name}-{mode}",
         lambda report_dir: run_one(mutant, mutant.scenario, report_dir, quick=quick),
+        expected_s=25.0 if quick else 70.0,
     )
 
 
