@@ -705,9 +705,11 @@ def _resends_slow_commits() -> None:
     for "not committed": the transaction is sent again in the background. Only a commit
     that landed but answered late or never (a delayed or lost PostgreSQL reply) writes an
     event twice. A commit that only looked slow because the service itself stood still
-    (SIGSTOP, a stall: the event loop stopped ticking) is not resent, so the defect is the
-    database path's alone (a 30-example search otherwise met a SIGSTOP of the target
-    first, which duplicated the one or two commits in flight at the stop: a flaky find)."""
+    (SIGSTOP, a stall: the event loop stopped ticking) is not resent, and an insert skips
+    the ids already stored (an XADD that landed although its reply came too late, then
+    written by the database path and by the queue worker), so the defect is the database
+    reply's alone: a 30-example search otherwise met a Redis reply delayed at the start
+    of its first multi-fault example, which duplicated one or two events: a flaky find."""
     import asyncio
     import json
     import time
@@ -779,8 +781,20 @@ def _resends_slow_commits() -> None:
         await db._close(conn)
         return result
 
+    async def stored(self: AuditStore, ids: list[str]) -> set[str]:
+        """The ids already in the table, whoever wrote them: a queue entry redelivered to
+        another instance (its first reader paused) is not written twice, so only the
+        variant's own resends duplicate."""
+        from sqlalchemy import text
+
+        if not ids:
+            return set()
+        async with asyncio.timeout(self.op_timeout_s), self.engine.connect() as conn:
+            sql = f"SELECT event_id::text FROM {self.table} WHERE event_id::text = ANY(:ids)"
+            return {row[0] for row in await conn.execute(text(sql), {"ids": ids})}
+
     async def one(self: AuditStore, event: Any, path: str, **kw: Any) -> int:
-        if str(event.event_id) in written:
+        if str(event.event_id) in written or await stored(self, [str(event.event_id)]):
             return 0
         done = await insert_one(self, event, path, **kw)
         written.add(str(event.event_id))
@@ -788,6 +802,8 @@ def _resends_slow_commits() -> None:
 
     async def many(self: AuditStore, events: Any, path: str, **kw: Any) -> int:
         fresh = [e for e in events if str(e.event_id) not in written]
+        known = await stored(self, [str(e.event_id) for e in fresh])
+        fresh = [e for e in fresh if str(e.event_id) not in known]
         done = await insert_many(self, fresh, path, **kw)
         written.update(str(e.event_id) for e in fresh)
         return done
