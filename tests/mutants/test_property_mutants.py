@@ -55,7 +55,17 @@ class Setting:
         ]
 
 
-FULL = Setting(examples=30, seed=1, max_shrink_runs=24, reruns=1)
+FULL = {
+    # the whole space: two Redis outages are drawn often enough (seed 1: the seventh
+    # example, shrunk to exactly two `redis-down`)
+    "loses-audit-on-second-outage": Setting(examples=30, seed=1, max_shrink_runs=24, reruns=1),
+    # focused on PostgreSQL latency: the defect needs a commit that lands and answers late
+    # (latency ~250-450 ms per round trip under the 1 s transaction timeout); seed 1's 30
+    # draws of the whole space (or of `postgres-*`) hold no such fault (docs/DECISIONS.md)
+    "resends-slow-commits": Setting(
+        examples=30, seed=1, max_shrink_runs=24, reruns=1, faults="postgres-latency"
+    ),
+}
 REASON = {
     "loses-audit-on-second-outage": r"audit: \d+ acknowledged, \d+ lost",
     "resends-slow-commits": r"audit: \d+ acknowledged, .*\d+ duplicated",
@@ -159,7 +169,7 @@ def search_and_replay(name: str, setting: Setting, report: Path) -> SearchRuns:
 
 def planned_search(name: str, mode: str) -> PlannedRun[SearchRuns]:
     """The pool's run of one search; the searches are the longest runs, started first."""
-    setting, expected_s = (QUICK[name], 150.0) if mode == "quick" else (FULL, 1500.0)
+    setting, expected_s = (QUICK[name], 150.0) if mode == "quick" else (FULL[name], 1500.0)
     return PlannedRun(
         f"property-{mode}-{name}",
         lambda report: search_and_replay(name, setting, report),
