@@ -4,9 +4,10 @@ outage on, and one that writes an event twice when a PostgreSQL reply is lost af
 commit. Each prints a shrunk schedule and a replay command, and that command, run on its
 own, exits 1. The same replay against the reference passes the checker that flagged the variant.
 
-The full setting (`--examples 30 --seed 1`, default shrinking) is marked nightly; the quick
-one, run in CI, uses a seed whose search meets a failing schedule within a few examples
-and a small shrinking budget.
+The full setting (`--examples 30 --seed 1`, 24 shrinking runs; the slow-commit variant's
+focused on PostgreSQL latency) is marked nightly; the quick one, in `make test`, focuses
+the search and uses a seed that meets a failing schedule at the second example, with a
+small shrinking budget. The searches run in the mutant run pool.
 """
 
 from __future__ import annotations
