@@ -177,6 +177,25 @@ def test_slow_runs_shrink_until_the_run_budget_not_a_wall_clock_limit(tmp_path: 
     assert [f.fault.name for f in minimal.faults] == ["redis-down", "redis-down"]
 
 
+def test_faults_the_failure_does_not_need_are_dropped_after_shrinking(tmp_path: Path) -> None:
+    """When Hypothesis's shrinking budget is spent on other things (here none at all), each
+    fault of the result is tried away once: the minimal keeps exactly the two Redis faults
+    the rule needs, and the removals cost at most one run per fault of the original."""
+    phases: list[str] = []
+    config = SearchSettings(examples=30, seed=1, max_shrink_runs=0, reruns=0)
+    result = Search(
+        config, _two_redis_faults, tmp_path, listener=lambda s, o, p: phases.append(p)
+    ).run()
+    [failure] = result.failures
+    original, minimal = failure.steps[0].schedule, failure.minimal
+    assert len(original.faults) > 2, original.describe()
+    assert [f.fault.target for f in minimal.faults] == ["redis", "redis"]
+    kept = [f.to_json() for f in minimal.faults]
+    assert all(f in [g.to_json() for g in original.faults] for f in kept)  # only removals
+    assert phases.count("shrink") <= len(original.faults)
+    assert not failure.flaky
+
+
 def test_the_shrink_budget_bounds_the_real_runs(tmp_path: Path) -> None:
     """With `max_shrink_runs`, shrinking makes at most that many real runs (plus the
     generation's), and still reports a schedule that really failed."""

@@ -9,6 +9,9 @@
   counts as passing without running, so the smallest failure found so far is the result.
   That is the bound, not Hypothesis's own wall-clock limit on shrinking (300 s, about
   eight of our runs: `max_shrink_s` replaces it, unbounded by default).
+- Then each fault of the result is tried away once (`1 + reruns` runs each): a removal
+  that still fails is kept. Hypothesis may spend its runs on parameters and leave faults
+  the failure does not need; this costs at most one try per fault (at most 6).
 - A schedule that failed once is a failure from then on (Hypothesis's candidates that map
   to it are not run again). At the end the minimal schedule is run again, up to
   `1 + reruns` times: if it never fails again, the `Failure` is `flaky=True`; so is a
@@ -107,7 +110,8 @@ def _shrink_time_limit(seconds: float | None) -> Iterator[None]:
     """Hypothesis stops shrinking after `MAX_SHRINKING_SECONDS` (300 s) of wall time, which
     is written to be patched by "users who need to keep on shrinking": a run here takes
     20-50 s, so shrinking would stop after about eight runs, long before `max_shrink_runs`
-    (a 30-example search kept a SIGSTOP the failure did not need). Set for one round."""
+    (a 30-example search kept a SIGSTOP the failure did not need). Set for one round (its
+    fault removals and confirmation runs included)."""
     saved = hypothesis_engine.MAX_SHRINKING_SECONDS
     hypothesis_engine.MAX_SHRINKING_SECONDS = 10**9 if seconds is None else seconds  # type: ignore[assignment]
     try:
@@ -242,14 +246,40 @@ class Search:
                     state.last_failed = key
                     _fail(outcome.why)
 
-        try:
-            with _shrink_time_limit(config.max_shrink_s):
+        with _shrink_time_limit(config.max_shrink_s):
+            try:
                 hypothesis_seed(seed)(prop)()
-        except _PropertyFailed:
-            return self._failure(state, flaky=not self._reproduces(state))
-        except Flaky:
-            return self._failure(state, flaky=True)
+            except _PropertyFailed:
+                if config.shrink:
+                    self._drop_unneeded_faults(state)
+                return self._failure(state, flaky=not self._reproduces(state))
+            except Flaky:
+                return self._failure(state, flaky=True)
         return None
+
+    def _drop_unneeded_faults(self, state: _Round) -> None:
+        """Try the minimal schedule without each of its faults in turn; keep each removal
+        that still fails (failed at least once in `1 + reruns` runs)."""
+        current = state.failed[state.last_failed].schedule
+        i = 0
+        while len(current.faults) > 1 and i < len(current.faults):
+            candidate = GeneratedSchedule(
+                current.faults[:i] + current.faults[i + 1 :], current.instances, current.seed
+            )
+            key = _key(candidate)
+            step = state.failed.get(key)
+            known = step is not None or key in state.ran or key in self._earlier
+            for _ in range(0 if known else 1 + self._config.reruns):
+                outcome = self._run_once(candidate, state, "shrink")
+                if not outcome.passed:
+                    step = Step(candidate, outcome.why, outcome.where)
+                    state.steps.append(step)
+                    state.failed[key] = step
+                    break
+            if step is None:
+                i += 1  # this fault is needed
+            else:
+                state.last_failed, current = key, candidate
 
     def _reproduces(self, state: _Round) -> bool:
         """Run the minimal schedule again (up to 1 + reruns times): does it fail again?"""
