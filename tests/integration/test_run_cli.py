@@ -135,6 +135,9 @@ def test_ctrl_c_reverts_faults_and_stops_processes(stormproof_stack: Stack, tmp_
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # a shell without job control starts background jobs with SIGINT ignored, and a
+        # child inherits that: give the run Python's Ctrl-C handling whoever started pytest
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 60
     while stormproof_stack.redis_proxy.refresh().enabled:
