@@ -124,16 +124,26 @@ def l1_emptied_at(read: Op, windows: Sequence[FaultWindow], reads: Sequence[Op])
     return min(began, min(answered, default=began))
 
 
+def answered_after_heal(read: Op, windows: Sequence[FaultWindow]) -> bool:
+    """The read began inside an outage and answered after that outage's heal: the
+    reconnect (which empties L1) is concurrent with it, so either answer is right."""
+    end = read.end if read.end is not None else read.start
+    return any(w.contains(read.start) and w.end is not None and w.end < end for w in windows)
+
+
 def bounded_written_misses(
     history: History, reads: Sequence[Op], windows: Sequence[FaultWindow]
 ) -> list[Op]:
     """The written misses a `max_written_misses` bound judges: outside fault windows all
     of them; inside, only those of keys written after the reading instance last emptied
     its L1 (`l1_emptied_at`: the reconnect after the previous heal of the faulted
-    dependency; the run start for its first outage)."""
+    dependency; the run start for its first outage), and not a read that answered after
+    the heal (`answered_after_heal`)."""
     out = []
     for read, write in written_miss_pairs(history, reads):
         inside = phase_of(read.start, windows) == "fault"
+        if inside and answered_after_heal(read, windows):
+            continue
         emptied = l1_emptied_at(read, windows, reads) if inside else None
         if emptied is None or write.start >= emptied:
             out.append(read)
