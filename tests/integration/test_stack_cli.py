@@ -139,6 +139,11 @@ def test_the_next_stack_stops_a_dead_owners_postmaster(tmp_path: Path) -> None:
     with subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(60)", "-D", str(pgdata)]
     ) as orphan:
+        cmdline = Path(f"/proc/{orphan.pid}/cmdline")
+        deadline = time.monotonic() + 10
+        while str(pgdata).encode() not in cmdline.read_bytes().split(b"\0"):
+            assert time.monotonic() < deadline, "the stand-in never showed its command line"
+            time.sleep(0.01)  # a process just started may not show its arguments yet
         (root / "owner.pid").write_text(str(dead.pid))
         (pgdata / "postmaster.pid").write_text(f"{orphan.pid}\n{pgdata}\n")
         live = Path(tempfile.mkdtemp(prefix="stormproof-pg-"))
