@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from scenarios.stack import Stack
+from tests.integration.test_stack_cli import alive
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "scenarios.cli"]
@@ -213,14 +214,6 @@ def _children(pid: int) -> dict[int, str]:
     return found
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 @pytest.mark.integration
 def test_sigterm_of_a_local_run_stops_its_stack_and_target(tmp_path: Path) -> None:
     """SIGTERM (a cancelled CI job) in the middle of a run on its own local stack: the run
@@ -250,9 +243,9 @@ def test_sigterm_of_a_local_run_stops_its_stack_and_target(tmp_path: Path) -> No
             child.communicate()
     assert child.returncode != 0, err
     deadline = time.monotonic() + 10
-    while any(_alive(pid) for pid in started) and time.monotonic() < deadline:
+    while any(alive(pid) for pid in started) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert [started[pid] for pid in started if _alive(pid)] == []
+    assert [started[pid] for pid in started if alive(pid)] == []
     left = [
         owner.parent
         for owner in Path(tempfile.gettempdir()).glob("stormproof-pg-*/owner.pid")

@@ -38,12 +38,13 @@ def run_cli(
 
 
 def alive(pid: int) -> bool:
+    """`pid` runs and is not a zombie (gone between the two looks: not alive)."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ", 1)[1][:1] != "Z"
+    except (ProcessLookupError, FileNotFoundError):
         return False
-    with open(f"/proc/{pid}/stat") as stat:
-        return stat.read().split(") ", 1)[1][:1] != "Z"
 
 
 def test_up_status_down(tmp_path: Path) -> None:

@@ -103,8 +103,9 @@ def run_pool(
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that waits on the pool may wait behind the runs planned before its own (the
-    pool's own bound applies): no pytest-timeout shorter than that, unless the test sets one."""
+    """A test that waits on the pool may wait behind the runs planned before its own: it
+    gets POOL_TEST_TIMEOUT_S (make test's pool takes ~6 min) unless it sets a timeout of its
+    own (the nightly searches do); the pool's `wait_bound_s` bounds the wait itself."""
     for item in items:
         if "run_pool" in getattr(item, "fixturenames", ()) and not item.get_closest_marker(
             "timeout"
