@@ -156,8 +156,9 @@ def _check_all(service: Service, cases: list[Case]) -> None:
 
 
 def _still_healthy(service: Service) -> None:
-    health = service.health()
-    assert health["status"] == "HEALTHY", health
+    # One health probe (150 ms timeout here) can miss on a loaded machine and show
+    # DEGRADED until the next one; the claims are the breakers and the failure count.
+    health = service.wait_status("HEALTHY")
     assert health["circuits"] == {"redis": "CLOSED", "database": "CLOSED"}, health
     resilience = service.client.get("/resilience").json()
     assert resilience["redis"]["failures"] == 0, resilience
