@@ -179,8 +179,8 @@ def test_slow_runs_shrink_until_the_run_budget_not_a_wall_clock_limit(tmp_path: 
 
 def test_faults_the_failure_does_not_need_are_dropped_after_shrinking(tmp_path: Path) -> None:
     """When Hypothesis's shrinking budget is spent on other things (here none at all), each
-    fault of the result is tried away once: the minimal keeps exactly the two Redis faults
-    the rule needs, and the removals cost at most one run per fault of the original."""
+    fault of the result is tried alone, then away: the minimal keeps exactly the two Redis
+    faults the rule needs, and this costs at most two runs per fault of the original."""
     phases: list[str] = []
     config = SearchSettings(examples=30, seed=1, max_shrink_runs=0, reruns=0)
     result = Search(
@@ -192,7 +192,27 @@ def test_faults_the_failure_does_not_need_are_dropped_after_shrinking(tmp_path: 
     assert [f.fault.target for f in minimal.faults] == ["redis", "redis"]
     kept = [f.to_json() for f in minimal.faults]
     assert all(f in [g.to_json() for g in original.faults] for f in kept)  # only removals
-    assert phases.count("shrink") <= len(original.faults)
+    assert phases.count("shrink") <= 2 * len(original.faults)  # alone, then away
+    assert not failure.flaky
+
+
+def test_a_fault_that_fails_alone_is_tried_before_removals(tmp_path: Path) -> None:
+    """Any PostgreSQL fault fails the rule here; so do any two faults (a stand-in for the
+    weak chance failures that a real search meets: one duplicate instead of dozens).
+    Removing faults one by one from seed 26's first failure (a PostgreSQL fault first,
+    then five Redis faults) keeps failing all the way down to two Redis faults, which
+    drops the PostgreSQL fault; trying each fault alone first ends at that fault, as it
+    was drawn."""
+
+    def postgres_or_two(schedule: GeneratedSchedule, where: Path) -> Outcome:
+        postgres = any(f.fault.target == "postgres" for f in schedule.faults)
+        return Outcome(not (postgres or len(schedule.faults) >= 2), "audit: dup", str(where))
+
+    config = SearchSettings(examples=30, seed=26, max_shrink_runs=0, reruns=0)
+    [failure] = Search(config, postgres_or_two, tmp_path).run().failures
+    original = failure.steps[0].schedule
+    assert [f.fault.target for f in original.faults] == ["postgres"] + ["redis"] * 5
+    assert failure.minimal.faults == original.faults[:1]
     assert not failure.flaky
 
 

@@ -9,9 +9,13 @@
   counts as passing without running, so the smallest failure found so far is the result.
   That is the bound, not Hypothesis's own wall-clock limit on shrinking (300 s, about
   eight of our runs: `max_shrink_s` replaces it, unbounded by default).
-- Then each fault of the result is tried away once (`1 + reruns` runs each): a removal
-  that still fails is kept. Hypothesis may spend its runs on parameters and leave faults
-  the failure does not need; this costs at most one try per fault (at most 6).
+- Then, as delta debugging does at its finest grain, each fault of the result is tried
+  alone, and failing that, tried away (`1 + reruns` runs each): the first fault that fails
+  alone is the result; otherwise each removal that still fails is kept. Hypothesis may
+  spend its runs on parameters and leave faults the failure does not need, and a removal
+  judged by pass/fail alone can keep chance failures of the faults that remain and drop
+  the fault that causes most of it (a single fault that fails is tried first). At most two
+  tries per fault (at most 6); with two faults the two passes are the same candidates.
 - A schedule that failed once is a failure from then on (Hypothesis's candidates that map
   to it are not run again). At the end the minimal schedule is run again, up to
   `1 + reruns` times: if it never fails again, the `Failure` is `flaky=True`; so is a
@@ -250,12 +254,42 @@ class Search:
             try:
                 hypothesis_seed(seed)(prop)()
             except _PropertyFailed:
-                if config.shrink:
+                if config.shrink and not self._one_fault_alone(state):
                     self._drop_unneeded_faults(state)
                 return self._failure(state, flaky=not self._reproduces(state))
             except Flaky:
                 return self._failure(state, flaky=True)
         return None
+
+    def _fails(self, candidate: GeneratedSchedule, state: _Round) -> bool:
+        """Does `candidate` fail (already known, or at least once in `1 + reruns` runs)?
+        A schedule run before that passed is not run again."""
+        key = _key(candidate)
+        if key in state.failed:
+            return True
+        if key in state.ran or key in self._earlier:
+            return False
+        for _ in range(1 + self._config.reruns):
+            outcome = self._run_once(candidate, state, "shrink")
+            if not outcome.passed:
+                step = Step(candidate, outcome.why, outcome.where)
+                state.steps.append(step)
+                state.failed[key] = step
+                return True
+        return False
+
+    def _one_fault_alone(self, state: _Round) -> bool:
+        """Try each fault of the minimal schedule alone (three faults or more: with two,
+        the removals are the same candidates); the first that fails becomes the minimal."""
+        current = state.failed[state.last_failed].schedule
+        if len(current.faults) < 3:
+            return False
+        for fault in current.faults:
+            candidate = GeneratedSchedule((fault,), current.instances, current.seed)
+            if self._fails(candidate, state):
+                state.last_failed = _key(candidate)
+                return True
+        return False
 
     def _drop_unneeded_faults(self, state: _Round) -> None:
         """Try the minimal schedule without each of its faults in turn; keep each removal
@@ -266,20 +300,10 @@ class Search:
             candidate = GeneratedSchedule(
                 current.faults[:i] + current.faults[i + 1 :], current.instances, current.seed
             )
-            key = _key(candidate)
-            step = state.failed.get(key)
-            known = step is not None or key in state.ran or key in self._earlier
-            for _ in range(0 if known else 1 + self._config.reruns):
-                outcome = self._run_once(candidate, state, "shrink")
-                if not outcome.passed:
-                    step = Step(candidate, outcome.why, outcome.where)
-                    state.steps.append(step)
-                    state.failed[key] = step
-                    break
-            if step is None:
-                i += 1  # this fault is needed
+            if self._fails(candidate, state):
+                state.last_failed, current = _key(candidate), candidate
             else:
-                state.last_failed, current = key, candidate
+                i += 1  # this fault is needed
 
     def _reproduces(self, state: _Round) -> bool:
         """Run the minimal schedule again (up to 1 + reruns times): does it fail again?"""
