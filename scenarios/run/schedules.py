@@ -14,11 +14,12 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
+from scenarios.checkers.base import CheckResult
 from scenarios.report import RunSummary, write_html_report, write_results_json
 from scenarios.run.catalogue import load_catalogue
 from scenarios.run.generate.expectations import (
@@ -98,6 +99,23 @@ class PropertyCli:
     replay_args: tuple[str, ...] = ()
 
 
+def failure_strength(failed: Sequence[CheckResult]) -> float:
+    """How much the failing checks failed by: the findings a checker counts against a
+    threshold (events lost, written twice, corrupted...) over that threshold, at least 1
+    per failing check (a count without a threshold, like events recovered, is no finding)."""
+    total = 0.0
+    for check in failed:
+        counts = check.details.get("counts")
+        over = 0.0
+        if isinstance(counts, Mapping):
+            for name, value in counts.items():
+                limit = check.thresholds.get(name)
+                if isinstance(value, int | float) and isinstance(limit, int | float):
+                    over += max(float(value) - float(limit), 0.0)
+        total += max(over, 1.0)
+    return total
+
+
 def run_property_cli(cli: PropertyCli) -> int:
     """`stormproof property`: generated schedules on one stack; 0 when none failed."""
     options = cli.options
@@ -121,7 +139,7 @@ def run_property_cli(cli: PropertyCli) -> int:
             why = result.error or "; ".join(
                 f"{c.checker}: {c.summary}" for c in result.failed_checks
             )
-            return Outcome(result.passed, why, str(where))
+            return Outcome(result.passed, why, str(where), failure_strength(result.failed_checks))
 
         def listener(schedule: GeneratedSchedule, outcome: Outcome, phase: str) -> None:
             verdict = "pass" if outcome.passed else "FAIL"

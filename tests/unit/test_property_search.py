@@ -13,15 +13,20 @@ from xml.etree import ElementTree
 
 from hypothesis.internal.conjecture import engine as hypothesis_engine
 
+from scenarios.checkers.base import CheckResult
 from scenarios.run.generate.model import GeneratedSchedule
 from scenarios.run.generate.report import write_property_report
 from scenarios.run.generate.search import Outcome, Search, SearchSettings
-from scenarios.run.schedules import report_outcome
+from scenarios.run.schedules import failure_strength, report_outcome
 
 
 def _two_redis_faults(schedule: GeneratedSchedule, where: Path) -> Outcome:
     redis = [f for f in schedule.faults if f.fault.target == "redis"]
     return Outcome(len(redis) < 2, "audit: 3 acknowledged events lost", str(where))
+
+
+def _two_or_more(schedule: GeneratedSchedule, where: Path) -> Outcome:
+    return Outcome(len(schedule.faults) < 2, "audit: dup", str(where))
 
 
 def test_a_failure_shrinks_to_fewer_shorter_later_faults_and_one_instance(
@@ -214,6 +219,77 @@ def test_a_fault_that_fails_alone_is_tried_before_removals(tmp_path: Path) -> No
     assert [f.fault.target for f in original.faults] == ["postgres"] + ["redis"] * 5
     assert failure.minimal.faults == original.faults[:1]
     assert not failure.flaky
+
+
+def test_of_faults_that_fail_alone_the_one_failing_most_often_then_most_is_kept(
+    tmp_path: Path,
+) -> None:
+    """Any two faults fail here (the chance failures). Alone, a fault of the first failure
+    fails too, the way a threshold defect does: the PostgreSQL fault in every run by 2
+    findings, a Redis fault that Hypothesis shrank to the edge of the defect by 100 in
+    its first run and not in the next. The PostgreSQL fault is kept: it replays."""
+
+    config = SearchSettings(examples=30, seed=26, max_shrink_runs=0, reruns=1)
+    [first] = Search(config, _two_or_more, tmp_path / "first").run().failures
+    original = first.steps[0].schedule.faults
+    alone_runs: dict[str, int] = {}
+
+    def threshold_defect(schedule: GeneratedSchedule, where: Path) -> Outcome:
+        if len(schedule.faults) != 1 or schedule.faults[0] not in original:
+            return _two_or_more(schedule, where)
+        key = schedule.schedule_json()
+        alone_runs[key] = alone_runs.get(key, 0) + 1
+        if schedule.faults[0].fault.target == "postgres":
+            return Outcome(False, "audit: 2 duplicated", str(where), strength=2.0)
+        first_run = alone_runs[key] == 1
+        return Outcome(not first_run, "audit: 100 duplicated", str(where), strength=100.0)
+
+    [failure] = Search(config, threshold_defect, tmp_path / "second").run().failures
+    assert failure.steps[0].schedule.faults == original
+    assert [f.fault.target for f in original].count("postgres") == 1
+    assert [f.fault.target for f in failure.minimal.faults] == ["postgres"]
+    assert set(alone_runs.values()) >= {2}  # every fault alone ran 1 + reruns times
+    assert len(alone_runs) == len(original)
+
+
+def test_of_faults_that_fail_alone_as_often_the_strongest_is_kept(tmp_path: Path) -> None:
+    """Any two faults fail; every fault of the first failure fails alone in every run too,
+    by as many findings as it lasts seconds: the longest is kept, not the first."""
+
+    config = SearchSettings(examples=30, seed=26, max_shrink_runs=0, reruns=0)
+    [first] = Search(config, _two_or_more, tmp_path / "first").run().failures
+    original = first.steps[0].schedule.faults
+
+    def longest_wins(schedule: GeneratedSchedule, where: Path) -> Outcome:
+        if len(schedule.faults) != 1 or schedule.faults[0] not in original:
+            return _two_or_more(schedule, where)
+        strength = schedule.faults[0].duration_s
+        return Outcome(False, "audit: dup", str(where), strength=strength)
+
+    [failure] = Search(config, longest_wins, tmp_path / "second").run().failures
+    [kept] = failure.minimal.faults
+    assert failure.steps[0].schedule.faults == original and kept in original
+    longest = max(f.duration_s for f in original)
+    assert kept.duration_s == longest and original[0].duration_s < longest
+
+
+def test_the_strength_of_a_failure_is_its_findings_over_their_thresholds() -> None:
+    """Counted findings over their thresholds (45 written twice); a count without a
+    threshold (events recovered) is no finding; a failing check without counts is 1."""
+    audit = CheckResult(
+        "audit",
+        False,
+        "45 duplicated",
+        {"counts": {"lost": 0, "duplicated": 45, "recovered_after_fail": 224}},
+        {"lost": 0, "duplicated": 0, "min_evidence": 20},
+    )
+    latency = CheckResult("latency", False, "p99 900 ms", {}, {"p99_ms": 500})
+    within = CheckResult(
+        "audit", False, "insufficient evidence", {"counts": {"lost": 0}}, {"lost": 0}
+    )
+    assert failure_strength([audit]) == 45.0
+    assert failure_strength([audit, latency, within]) == 47.0
+    assert failure_strength([]) == 0.0
 
 
 def test_the_shrink_budget_bounds_the_real_runs(tmp_path: Path) -> None:

@@ -10,12 +10,15 @@
   That is the bound, not Hypothesis's own wall-clock limit on shrinking (300 s, about
   eight of our runs: `max_shrink_s` replaces it, unbounded by default).
 - Then, as delta debugging does at its finest grain, each fault of the result is tried
-  alone, and failing that, tried away (`1 + reruns` runs each): the first fault that fails
-  alone is the result; otherwise each removal that still fails is kept. Hypothesis may
-  spend its runs on parameters and leave faults the failure does not need, and a removal
-  judged by pass/fail alone can keep chance failures of the faults that remain and drop
-  the fault that causes most of it (a single fault that fails is tried first). At most two
-  tries per fault (at most 6); with two faults the two passes are the same candidates.
+  alone (`1 + reruns` runs each, all of them): of those that fail, the one that failed in
+  most runs, then by most (`Outcome.strength`), is the result. If none fails alone, each
+  fault is tried away (`1 + reruns` runs at most) and a removal that still fails is kept.
+  Hypothesis may spend its runs on parameters and leave faults the failure does not
+  need, and it shrinks a fault toward where the failure turns into a chance (a latency
+  just over a timeout): so a removal judged by pass/fail alone can keep chance failures
+  and drop the fault that causes most of it, and the first fault that fails alone may
+  replay as a pass. At most two tries per fault (at most 6); with two faults the two
+  passes are the same candidates.
 - A schedule that failed once is a failure from then on (Hypothesis's candidates that map
   to it are not run again). At the end the minimal schedule is run again, up to
   `1 + reruns` times: if it never fails again, the `Failure` is `flaky=True`; so is a
@@ -49,6 +52,9 @@ class Outcome:
     passed: bool
     why: str = ""
     where: str = ""
+    strength: float = 1.0
+    """How much a failing run failed by (e.g. events lost or written twice): of faults that
+    each fail alone, the search keeps the one that fails most often and by most."""
 
 
 Runner = Callable[[GeneratedSchedule, Path], Outcome]
@@ -80,6 +86,7 @@ class Step:
     schedule: GeneratedSchedule
     why: str
     where: str
+    strength: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -243,7 +250,7 @@ class Search:
                     state.shrink_runs += 1
                 outcome = self._run_once(schedule, state, phase)
                 if not outcome.passed:
-                    step = Step(schedule, outcome.why, outcome.where)
+                    step = Step(schedule, outcome.why, outcome.where, outcome.strength)
                     if key not in state.failed:
                         state.steps.append(step)
                     state.failed[key] = step
@@ -272,24 +279,48 @@ class Search:
         for _ in range(1 + self._config.reruns):
             outcome = self._run_once(candidate, state, "shrink")
             if not outcome.passed:
-                step = Step(candidate, outcome.why, outcome.where)
+                step = Step(candidate, outcome.why, outcome.where, outcome.strength)
                 state.steps.append(step)
                 state.failed[key] = step
                 return True
         return False
 
+    def _tally(self, candidate: GeneratedSchedule, state: _Round) -> tuple[int, float]:
+        """Run `candidate` `1 + reruns` times: how many runs failed, by how much in all.
+        A schedule run before is not run again (a known failure counts once)."""
+        key = _key(candidate)
+        if key in state.failed:
+            return 1, state.failed[key].strength
+        if key in state.ran or key in self._earlier:
+            return 0, 0.0
+        failures, strength = 0, 0.0
+        for _ in range(1 + self._config.reruns):
+            outcome = self._run_once(candidate, state, "shrink")
+            if not outcome.passed:
+                failures, strength = failures + 1, strength + outcome.strength
+                if key not in state.failed:
+                    step = Step(candidate, outcome.why, outcome.where, outcome.strength)
+                    state.steps.append(step)
+                    state.failed[key] = step
+        return failures, strength
+
     def _one_fault_alone(self, state: _Round) -> bool:
         """Try each fault of the minimal schedule alone (three faults or more: with two,
-        the removals are the same candidates); the first that fails becomes the minimal."""
+        the removals are the same candidates); the one that failed most often, then by
+        most, becomes the minimal. False if none failed alone."""
         current = state.failed[state.last_failed].schedule
         if len(current.faults) < 3:
             return False
+        best: tuple[int, float, str] | None = None
         for fault in current.faults:
             candidate = GeneratedSchedule((fault,), current.instances, current.seed)
-            if self._fails(candidate, state):
-                state.last_failed = _key(candidate)
-                return True
-        return False
+            failures, strength = self._tally(candidate, state)
+            if failures and (best is None or (failures, strength) > best[:2]):
+                best = (failures, strength, _key(candidate))
+        if best is None:
+            return False
+        state.last_failed = best[2]
+        return True
 
     def _drop_unneeded_faults(self, state: _Round) -> None:
         """Try the minimal schedule without each of its faults in turn; keep each removal
