@@ -250,6 +250,8 @@ def test_of_faults_that_fail_alone_the_one_failing_most_often_then_most_is_kept(
     assert [f.fault.target for f in failure.minimal.faults] == ["postgres"]
     assert set(alone_runs.values()) >= {2}  # every fault alone ran 1 + reruns times
     assert len(alone_runs) == len(original)
+    # the report's steps lead to the fault kept, not through the ones left behind
+    assert [len(s.schedule.faults) for s in failure.steps] == [len(original), 1]
 
 
 def test_of_faults_that_fail_alone_as_often_the_strongest_is_kept(tmp_path: Path) -> None:

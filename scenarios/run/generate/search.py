@@ -298,10 +298,10 @@ class Search:
             outcome = self._run_once(candidate, state, "shrink")
             if not outcome.passed:
                 failures, strength = failures + 1, strength + outcome.strength
-                if key not in state.failed:
-                    step = Step(candidate, outcome.why, outcome.where, outcome.strength)
-                    state.steps.append(step)
-                    state.failed[key] = step
+                if key not in state.failed:  # a step of the report only if it is kept
+                    state.failed[key] = Step(
+                        candidate, outcome.why, outcome.where, outcome.strength
+                    )
         return failures, strength
 
     def _one_fault_alone(self, state: _Round) -> bool:
