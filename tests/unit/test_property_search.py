@@ -213,12 +213,18 @@ def test_a_fault_that_fails_alone_is_tried_before_removals(tmp_path: Path) -> No
         postgres = any(f.fault.target == "postgres" for f in schedule.faults)
         return Outcome(not (postgres or len(schedule.faults) >= 2), "audit: dup", str(where))
 
+    class RemovalsOnly(Search):
+        def _one_fault_alone(self, state: object) -> bool:
+            return False
+
     config = SearchSettings(examples=30, seed=26, max_shrink_runs=0, reruns=0)
-    [failure] = Search(config, postgres_or_two, tmp_path).run().failures
+    [failure] = Search(config, postgres_or_two, tmp_path / "alone").run().failures
     original = failure.steps[0].schedule
     assert [f.fault.target for f in original.faults] == ["postgres"] + ["redis"] * 5
     assert failure.minimal.faults == original.faults[:1]
     assert not failure.flaky
+    [removed] = RemovalsOnly(config, postgres_or_two, tmp_path / "removals").run().failures
+    assert [f.fault.target for f in removed.minimal.faults] == ["redis", "redis"]
 
 
 def test_of_faults_that_fail_alone_the_one_failing_most_often_then_most_is_kept(

@@ -268,26 +268,12 @@ class Search:
                 return self._failure(state, flaky=True)
         return None
 
-    def _fails(self, candidate: GeneratedSchedule, state: _Round) -> bool:
-        """Does `candidate` fail (already known, or at least once in `1 + reruns` runs)?
-        A schedule run before that passed is not run again."""
-        key = _key(candidate)
-        if key in state.failed:
-            return True
-        if key in state.ran or key in self._earlier:
-            return False
-        for _ in range(1 + self._config.reruns):
-            outcome = self._run_once(candidate, state, "shrink")
-            if not outcome.passed:
-                step = Step(candidate, outcome.why, outcome.where, outcome.strength)
-                state.steps.append(step)
-                state.failed[key] = step
-                return True
-        return False
-
-    def _tally(self, candidate: GeneratedSchedule, state: _Round) -> tuple[int, float]:
-        """Run `candidate` `1 + reruns` times: how many runs failed, by how much in all.
-        A schedule run before is not run again (a known failure counts once)."""
+    def _tally(
+        self, candidate: GeneratedSchedule, state: _Round, *, until_failure: bool = False
+    ) -> tuple[int, float]:
+        """Run `candidate` `1 + reruns` times (`until_failure`: stop at the first failure):
+        how many runs failed, by how much in all. A schedule run before is not run again
+        (a known failure counts once). A failure is recorded, not yet a step of the report."""
         key = _key(candidate)
         if key in state.failed:
             return 1, state.failed[key].strength
@@ -298,10 +284,11 @@ class Search:
             outcome = self._run_once(candidate, state, "shrink")
             if not outcome.passed:
                 failures, strength = failures + 1, strength + outcome.strength
-                if key not in state.failed:  # a step of the report only if it is kept
-                    state.failed[key] = Step(
-                        candidate, outcome.why, outcome.where, outcome.strength
-                    )
+                state.failed.setdefault(
+                    key, Step(candidate, outcome.why, outcome.where, outcome.strength)
+                )
+                if until_failure:
+                    break
         return failures, strength
 
     def _one_fault_alone(self, state: _Round) -> bool:
@@ -331,10 +318,13 @@ class Search:
             candidate = GeneratedSchedule(
                 current.faults[:i] + current.faults[i + 1 :], current.instances, current.seed
             )
-            if self._fails(candidate, state):
-                state.last_failed, current = _key(candidate), candidate
-            else:
+            failures, _ = self._tally(candidate, state, until_failure=True)
+            if not failures:
                 i += 1  # this fault is needed
+                continue
+            state.last_failed, current = _key(candidate), candidate
+            if state.failed[state.last_failed] not in state.steps:
+                state.steps.append(state.failed[state.last_failed])
 
     def _reproduces(self, state: _Round) -> bool:
         """Run the minimal schedule again (up to 1 + reruns times): does it fail again?"""
