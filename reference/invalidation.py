@@ -11,7 +11,10 @@ gets a message, when the subscription is (re)established and when it is lost. Ru
   timeout; in HALF_OPEN they are trial calls, so an idle instance still recovers;
 - an idle subscription is PINGed every `ping_interval_s` (a black hole shows up only as
   a missing PONG); while HALF_OPEN, every `probe_interval_s`;
-- failed attempts back off exponentially, from `backoff_initial_s` to `backoff_max_s`.
+- failed attempts back off exponentially, from `backoff_initial_s` to `backoff_max_s`;
+- behind Sentinel, a subscription left on a node that is no longer the primary the client
+  knows of (its other connections learned of a failover) is dropped and made again on
+  the new primary, where the other instances now publish; the owner flushes L1 then.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import redis.asyncio as aioredis
 from reference.breaker import CircuitBreaker, CircuitState, Permit
 from reference.clock import Clock
 from reference.errors import describe
+from reference.sentinel import off_primary
 
 __all__ = ["Subscriber", "SubscriberTiming", "decode_message", "encode_message"]
 
@@ -219,7 +223,8 @@ class Subscriber:
         return result
 
     async def _listen(self, pubsub: aioredis.client.PubSub) -> None:
-        """Deliver messages; PING when idle (trial calls while HALF_OPEN)."""
+        """Deliver messages; PING when idle (trial calls while HALF_OPEN); end when the
+        primary moved (behind Sentinel)."""
         loop = asyncio.get_running_loop()
         op_timeout = self._op_timeout_s
         pending: Permit | None = None
@@ -230,6 +235,8 @@ class Subscriber:
                 state = self._breaker.state
                 if state is _OPEN:
                     return
+                if pending is None and off_primary(self._redis, pubsub.connection):
+                    raise _Lost("the primary moved")  # not a failure: no permit taken
                 interval = (
                     self._timing.probe_interval_s
                     if state is _HALF_OPEN

@@ -12,7 +12,8 @@ primary the Sentinels name, without a restart:
 - WAIT short of replicas (reference/audit/stream.py, the cache): the Sentinels are asked
   again (`recheck_primary`); when they name another primary, idle connections are closed;
 - a connection released while the Sentinels name another primary is closed, so no pooled
-  connection keeps reading from the old one.
+  connection keeps reading from the old one; a connection held outside the pool (the L1
+  invalidation subscription) is dropped by its holder when `off_primary` says so.
 
 `REDIS_SENTINEL_ADDRESS_MAP` (`host:port=host:port,...`) maps the address a Sentinel
 announces to the one this service must dial (NAT, a proxy, a container network): the
@@ -37,8 +38,10 @@ from redis.exceptions import RedisError, ResponseError
 __all__ = [
     "Address",
     "FollowingConnection",
+    "FollowingPool",
     "SentinelConfig",
     "make_sentinel_redis",
+    "off_primary",
     "parse_address_map",
     "parse_sentinel_urls",
     "recheck_primary",
@@ -189,11 +192,27 @@ class FollowingPool(SentinelConnectionPool):
     (a connection busy during the switch would otherwise keep serving the old node)."""
 
     async def release(self, connection: AbstractConnection) -> None:
-        current = self.master_address
-        here = (getattr(connection, "host", None), getattr(connection, "port", None))
-        if self.is_master and current is not None and here != tuple(current):
+        if _elsewhere(self, connection):
             await connection.disconnect()
         await super().release(connection)
+
+
+def off_primary(client: aioredis.Redis, connection: AbstractConnection | None) -> bool:
+    """Whether `connection`, held outside the pool (a subscription's), is on another node
+    than the primary the Sentinels last named to `client` (False when not behind Sentinel
+    or not known yet). Its holder drops it: the Sentinels are asked again on reconnect."""
+    pool = client.connection_pool
+    return (
+        connection is not None
+        and isinstance(pool, SentinelConnectionPool)
+        and _elsewhere(pool, connection)
+    )
+
+
+def _elsewhere(pool: SentinelConnectionPool, connection: AbstractConnection) -> bool:
+    current = pool.master_address
+    here = (getattr(connection, "host", None), getattr(connection, "port", None))
+    return bool(pool.is_master) and current is not None and here != tuple(current)
 
 
 async def recheck_primary(client: aioredis.Redis) -> None:

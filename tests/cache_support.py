@@ -3,7 +3,9 @@ its own network attempts (a real connection subclass, not a mock)."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import time
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -14,7 +16,7 @@ from reference.cache import HybridCache
 from reference.clock import SYSTEM_CLOCK, Clock
 from reference.config import Settings
 from reference.redis_client import make_redis
-from reference.service.configs import cache_config
+from reference.service.configs import cache_config, redis_client
 
 OP_TIMEOUT_S = 0.2
 
@@ -44,11 +46,11 @@ def make_cache(
     **options: Any,
 ) -> HybridCache:
     """A cache built as the service builds it: its config from `settings`, and a Redis
-    client of its own (closed with the cache) unless `redis` is given or Redis is off."""
+    client of its own (closed with the cache; behind Sentinel with `redis_sentinels`)
+    unless `redis` is given or Redis is off."""
     owns = redis is None and not settings.disable_redis
     if owns:
-        password = settings.redis_password.reveal() if settings.redis_password else None
-        redis = make_redis(settings.redis_url, settings.redis_op_timeout_s, password=password)
+        redis = redis_client(settings, settings.redis_op_timeout_s)
     return kind(cache_config(settings), breaker, redis=redis, owns_redis=owns, **options)
 
 
@@ -94,3 +96,16 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def read_into_l1(cache: HybridCache, key: str, value: object) -> None:
+    """`get` until the value sits in L1: the invalidation of the write that made it may
+    arrive while the first read is in flight, and then that read does not fill L1."""
+    started = time.monotonic()
+    while True:
+        found = await cache.get(key)
+        assert found is not None and found.value == value
+        if cache.in_l1(key):
+            return
+        assert time.monotonic() - started < 1.0, "the value never reached L1"
+        await asyncio.sleep(0.01)

@@ -20,7 +20,7 @@ from reference.warmup import warm_up
 from scenarios.ports import free_port
 from scenarios.stack import Stack
 from scenarios.toxiproxy import Proxy, ProxySpec, ToxiproxyError
-from tests.cache_support import cache_settings, redis_breaker
+from tests.cache_support import cache_settings, read_into_l1, redis_breaker
 from tests.cache_support import make_cache as build_cache
 
 pytestmark = pytest.mark.integration
@@ -73,19 +73,6 @@ async def wait_for(condition: object, bound_s: float) -> float:
         assert elapsed < bound_s, f"condition not met within {bound_s} s"
         await asyncio.sleep(0.005)
     return time.monotonic() - started
-
-
-async def read_into_l1(cache: HybridCache, key: str, value: object) -> None:
-    """`get` until the value sits in L1: the invalidation of the write that made it may
-    arrive while the first read is in flight, and then that read does not fill L1."""
-    started = time.monotonic()
-    while True:
-        found = await cache.get(key)
-        assert found is not None and found.value == value
-        if cache.in_l1(key):
-            return
-        assert time.monotonic() - started < 1.0, "the value never reached L1"
-        await asyncio.sleep(0.01)
 
 
 async def test_set_on_one_instance_evicts_the_other(

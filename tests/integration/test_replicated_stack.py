@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,15 +20,22 @@ import redis
 
 from reference.audit.event import AuditEvent
 from reference.audit.stream import AuditQueue, NotReplicated
+from reference.cache import JSON, CacheResult, HybridCache
 from reference.config import Settings
+from reference.invalidation import SubscriberTiming
 from reference.redis_client import make_redis
 from scenarios.pytest_plugin import unavailable
 from scenarios.stack import Stack, StackError, open_stack
 from scenarios.stack.base import install_sigterm_cleanup
 from scenarios.stack.envfile import read_env_file
 from scenarios.stack.local import LocalStack
+from tests.cache_support import cache_settings, read_into_l1, redis_breaker
+from tests.cache_support import make_cache as build_cache
 
 pytestmark = pytest.mark.integration
+
+STALENESS_BOUND_S = 3.0
+"""The redis-partition scenario's bound on stale reads after a heal."""
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +145,71 @@ async def test_the_queue_waits_for_a_replica_and_follows_a_failover(replicated: 
     assert replicated.redis_set.settled() is None
     await asyncio.to_thread(replicated.redis_set.reset)
     assert replicated.redis_set.primary_index() == 0
+
+
+async def _written_within(cache: HybridCache, key: str, value: JSON, seconds: float) -> None:
+    """`cache.set` until L2 (and a replica) took it."""
+    deadline = time.monotonic() + seconds
+    while not await cache.set(key, value):
+        assert time.monotonic() < deadline, f"{key} not written to L2 within {seconds} s"
+        await asyncio.sleep(0.1)
+
+
+async def test_an_instance_l1_follows_a_failover_after_its_last_subscribe(
+    replicated: Stack,
+) -> None:
+    """Both instances subscribe on the primary; then it is cut from the Sentinels and the
+    replicas but not from the service, and a replica is promoted (the redis-partition
+    scenario's failover landing after the subscribers' last resubscribe). Once B's client
+    has learned the new primary (its write is refused by the old one), B's subscription
+    follows within the bound, so A's write on the new primary is not served from B's L1.
+    Before the fix B stayed subscribed to the old primary, which still answers, and kept
+    its stale L1 entry until the heal (docs/DECISIONS.md, replicated Redis)."""
+    replicated.heal()
+    assert replicated.redis_set is not None
+    sentinels = Settings.from_env(replicated.urls.as_env()).redis_sentinels
+    settings = cache_settings(
+        redis_sentinels=sentinels,
+        cache_min_replicas=1,
+        breaker_failure_threshold=1000,  # no breaker recovery (it would flush L1 as well)
+    )
+    timing = SubscriberTiming(ping_interval_s=0.2, backoff_max_s=0.2)
+
+    def cache(name: str) -> HybridCache:
+        return build_cache(settings, redis_breaker(settings), timing=timing, instance_id=name)
+
+    key = f"k-{uuid.uuid4().hex[:6]}"
+    try:
+        async with cache("a") as cache_a, cache("b") as cache_b:
+            for each in (cache_a, cache_b):
+                assert await each.wait_subscribed(5.0)
+            await _written_within(cache_a, key, {"v": 1}, 5.0)
+            await read_into_l1(cache_b, key, {"v": 1})
+
+            peer = replicated.proxy("redis.peer")
+            with (
+                peer.toxic("timeout", stream="upstream", timeout=0),
+                peer.toxic("timeout", stream="downstream", timeout=0),
+            ):
+                deadline = time.monotonic() + 30.0
+                while await asyncio.to_thread(replicated.redis_set.primary_index) in (0, None):
+                    assert time.monotonic() < deadline, "no replica promoted within 30 s"
+                    await asyncio.sleep(0.2)
+                # B learns the new primary from its own write (NOREPLICAS, or WAIT short of
+                # a replica: the Sentinels asked again); A too, before it writes `key`
+                await _written_within(cache_b, f"{key}-b", {"v": 0}, 15.0)
+                await _written_within(cache_a, f"{key}-a", {"v": 0}, 15.0)
+                await _written_within(cache_a, key, {"v": 2}, 5.0)
+                deadline = time.monotonic() + STALENESS_BOUND_S
+                while (found := await cache_b.get(key)) != CacheResult({"v": 2}, "l2"):
+                    assert time.monotonic() < deadline, (
+                        f"B still serves {found} {STALENESS_BOUND_S} s after A's write "
+                        "on the new primary"
+                    )
+                    await asyncio.sleep(0.05)
+    finally:
+        await asyncio.to_thread(replicated.heal)
+        await asyncio.to_thread(replicated.redis_set.reset)
 
 
 def test_close_stops_every_process(

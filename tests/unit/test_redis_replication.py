@@ -6,7 +6,16 @@ from __future__ import annotations
 import pytest
 
 from reference.config import ConfigError, Settings
-from reference.sentinel import MappedSentinel, parse_address_map, parse_sentinel_urls
+from reference.redis_client import make_redis
+from reference.sentinel import (
+    FollowingConnection,
+    FollowingPool,
+    MappedSentinel,
+    SentinelConfig,
+    off_primary,
+    parse_address_map,
+    parse_sentinel_urls,
+)
 from scenarios.checkers.queue_failover import queue_failover
 from scenarios.faults import FaultError, FaultSpec
 from scenarios.history import FaultWindow, Op
@@ -110,6 +119,29 @@ def test_announced_addresses_are_mapped_and_unknown_ones_kept() -> None:
     sentinel = MappedSentinel([("127.0.0.1", 1)], {("10.0.0.5", 6379): ("127.0.0.1", 7001)})
     assert sentinel.mapped((b"10.0.0.5", "6379")) == ("127.0.0.1", 7001)
     assert sentinel.mapped(("10.0.0.9", 6379)) == ("10.0.0.9", 6379)
+
+
+async def test_a_held_connection_is_off_primary_once_the_pool_learned_another() -> None:
+    """A subscription's connection is "off primary" only behind Sentinel and once the
+    client's pool was told of a primary other than the node it is on (issue 18's
+    redis-partition defect: the subscription stayed on the old primary)."""
+    config = SentinelConfig((("127.0.0.1", 1),), "m")
+    client = make_redis("redis://unused:1/0", 0.1, sentinel=config)
+    single = make_redis("redis://127.0.0.1:1/0", 0.1)
+    pool = client.connection_pool
+    assert isinstance(pool, FollowingPool)
+    try:
+        held = FollowingConnection(connection_pool=pool, host="127.0.0.1", port=7001)  # type: ignore[no-untyped-call]
+        assert not off_primary(client, held)  # no primary named yet
+        pool.master_address = ("127.0.0.1", 7001)
+        assert not off_primary(client, held)
+        assert not off_primary(client, None)
+        pool.master_address = ("127.0.0.1", 7002)
+        assert off_primary(client, held)
+        assert not off_primary(single, held)
+    finally:
+        await client.aclose()
+        await single.aclose()
 
 
 def _op(start: float, path: str | None, outcome: str = "ok") -> Op:
