@@ -96,6 +96,10 @@ class PhaseThresholds:
     p99_s: float | None = None
     max_s: float | None = None
     min_throughput: float | None = None
+    p95_over_baseline_s: float | None = None
+    """p95 at most this many seconds above the baseline's p95 (what the fault adds, on
+    whatever load the machine carries: the same workload before the fault is the
+    yardstick)."""
     p99_vs_baseline: float | None = None
     """p99 at most this many times the baseline's p99."""
     min_throughput_vs_baseline: float | None = None
@@ -109,6 +113,7 @@ class PhaseThresholds:
             "p99_s": self.p99_s,
             "max_s": self.max_s,
             "min_throughput": self.min_throughput,
+            "p95_over_baseline_s": self.p95_over_baseline_s,
             "p99_vs_baseline": self.p99_vs_baseline,
             "min_throughput_vs_baseline": self.min_throughput_vs_baseline,
         }
@@ -116,7 +121,10 @@ class PhaseThresholds:
     @property
     def bounds_latency(self) -> bool:
         """True when any latency bound is set."""
-        return any(v is not None for v in (self.p50_s, self.p95_s, self.p99_s, self.max_s))
+        return any(
+            v is not None
+            for v in (self.p50_s, self.p95_s, self.p99_s, self.max_s, self.p95_over_baseline_s)
+        )
 
 
 @dataclass(frozen=True)
@@ -233,6 +241,14 @@ class LatencyChecker:
 def _relative(st: PhaseStats, bounds: PhaseThresholds, base: PhaseStats) -> list[str]:
     """Bounds against the baseline (the same workload before any fault)."""
     out: list[str] = []
+    if bounds.p95_over_baseline_s is not None:
+        if base.latency.p95 is None or st.latency.p95 is None:
+            out.append(f"{st.phase}: no p95 to compare with the baseline's")
+        elif st.latency.p95 > base.latency.p95 + bounds.p95_over_baseline_s:
+            out.append(
+                f"{st.phase}: p95 {st.latency.p95:.3f}s > baseline {base.latency.p95:.3f}s "
+                f"+ {bounds.p95_over_baseline_s:.3f}s"
+            )
     if bounds.p99_vs_baseline is not None:
         if base.latency.p99 is None or st.latency.p99 is None:
             out.append(f"{st.phase}: no p99 to compare with the baseline's")

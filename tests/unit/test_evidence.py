@@ -357,6 +357,35 @@ def test_recovery_bounded_against_the_baseline() -> None:
     assert LatencyChecker({"recovery": loose}).check(s.history(WINDOW), NO_TRUTH).passed
 
 
+def _timed_reads(s: Synth, start: float, end: float, took: list[float]) -> None:
+    """One read every 0.1 s in [start, end), taking the durations of `took` in turn."""
+    t, i = start, 0
+    while t < end:
+        s.op("cache_get", t, t + took[i % len(took)], key="k", status=200, response={"v": 1})
+        t, i = t + 0.1, i + 1
+
+
+def test_fault_p95_is_bounded_over_the_baseline_p95() -> None:
+    """A loaded machine (every call ~80-120 ms, before and during the fault) passes 0.1 s
+    over the baseline's p95 though its p95 is over an absolute 0.1 s; a herd (a fifth of
+    the fault's calls wait 0.5 s) on a quiet baseline fails it, naming both figures."""
+    loaded = Synth()
+    _timed_reads(loaded, 0, 10, [0.08])
+    _timed_reads(loaded, 10, 20, [0.08, 0.09, 0.10, 0.11, 0.12])
+    _timed_reads(loaded, 20, 30, [0.08])
+    over = PhaseThresholds(p95_over_baseline_s=0.1)
+    assert LatencyChecker({"fault": over}).check(loaded.history(WINDOW), NO_TRUTH).passed
+    absolute = PhaseThresholds(p95_s=0.1)
+    assert not LatencyChecker({"fault": absolute}).check(loaded.history(WINDOW), NO_TRUTH).passed
+    herd = Synth()
+    _timed_reads(herd, 0, 10, [0.03])
+    _timed_reads(herd, 10, 20, [0.01, 0.01, 0.01, 0.01, 0.5])
+    _timed_reads(herd, 20, 30, [0.03])
+    result = LatencyChecker({"fault": over}).check(herd.history(WINDOW), NO_TRUTH)
+    assert not result.passed
+    assert "fault: p95 0.500s > baseline 0.030s + 0.100s" in result.summary
+
+
 def test_a_window_of_a_few_milliseconds_is_not_judged_for_evidence() -> None:
     """A fault whose recorded window lasted 20 ms (applying it took the time) cannot hold
     20 acknowledgements: it is not judged, while a 1 s window with none fails."""
