@@ -15,10 +15,13 @@ from reference.breaker import BreakerConfig, CircuitBreaker
 from reference.cache import HybridCache
 from reference.clock import SYSTEM_CLOCK, Clock
 from reference.config import Settings
+from reference.invalidation import SubscriberTiming
 from reference.redis_client import make_redis
 from reference.service.configs import cache_config, redis_client
 
 OP_TIMEOUT_S = 0.2
+FAST_SUBSCRIBER = SubscriberTiming(ping_interval_s=0.2, backoff_max_s=0.2)
+"""A subscriber that notices a lost or moved subscription within 0.2 s."""
 
 
 def cache_settings(**overrides: Any) -> Settings:

@@ -15,19 +15,17 @@ import pytest
 
 from reference.breaker import CircuitState
 from reference.cache import JSON, CacheResult, HybridCache
-from reference.invalidation import SubscriberTiming
 from reference.warmup import warm_up
 from scenarios.ports import free_port
 from scenarios.stack import Stack
 from scenarios.toxiproxy import Proxy, ProxySpec, ToxiproxyError
-from tests.cache_support import cache_settings, read_into_l1, redis_breaker
+from tests.cache_support import FAST_SUBSCRIBER, cache_settings, read_into_l1, redis_breaker
 from tests.cache_support import make_cache as build_cache
 
 pytestmark = pytest.mark.integration
 
 EVICTION_BOUND_S = 0.5
 RECONNECT_BOUND_S = 5.0
-TIMING = SubscriberTiming(ping_interval_s=0.2, backoff_max_s=0.2)
 
 
 class NoFlushOnReconnect(HybridCache):
@@ -54,7 +52,9 @@ def side_proxy(stormproof_stack: Stack) -> Iterator[Proxy]:
 
 def make_cache(url: str, kind: type[HybridCache] = HybridCache, name: str = "a") -> HybridCache:
     settings = cache_settings(redis_url=url, breaker_reset_timeout_s=0.5)
-    return build_cache(settings, redis_breaker(settings), kind, timing=TIMING, instance_id=name)
+    return build_cache(
+        settings, redis_breaker(settings), kind, timing=FAST_SUBSCRIBER, instance_id=name
+    )
 
 
 @pytest.fixture

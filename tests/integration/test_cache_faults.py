@@ -27,6 +27,7 @@ from reference.redis_client import make_redis
 from scenarios.faults import FaultInjector, FaultSpec
 from scenarios.stack import Stack
 from tests.cache_support import (
+    FAST_SUBSCRIBER,
     OP_TIMEOUT_S,
     NetworkCounter,
     cache_settings,
@@ -221,8 +222,7 @@ async def test_idle_cache_opens_and_closes_its_breaker_without_traffic(
     breaker = redis_breaker(settings)
     states = [CircuitState.CLOSED]
     breaker.add_listener(lambda name, old, new: states.append(new))
-    timing = SubscriberTiming(ping_interval_s=0.2, backoff_max_s=0.2)
-    async with make_cache(settings, breaker, timing=timing) as cache:
+    async with make_cache(settings, breaker, timing=FAST_SUBSCRIBER) as cache:
         assert await cache.wait_subscribed(5.0)
         proxy = stormproof_stack.redis_proxy
         await asyncio.to_thread(proxy.disable)

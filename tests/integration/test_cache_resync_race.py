@@ -21,16 +21,14 @@ import pytest
 from reference.breaker import CircuitState
 from reference.cache import JSON, CacheResult, HybridCache
 from reference.cache._l2 import _L2
-from reference.invalidation import SubscriberTiming
 from scenarios.ports import free_port
 from scenarios.stack import Stack
 from scenarios.toxiproxy import Proxy, ProxySpec, ToxiproxyError
-from tests.cache_support import cache_settings, make_cache, redis_breaker
+from tests.cache_support import FAST_SUBSCRIBER, cache_settings, make_cache, redis_breaker
 
 pytestmark = pytest.mark.integration
 
 RECONNECT_BOUND_S = 5.0
-TIMING = SubscriberTiming(ping_interval_s=0.2, backoff_max_s=0.2)
 V1: JSON = {"v": 1}
 V2: JSON = {"v": 2}
 
@@ -90,7 +88,7 @@ async def open_cache(
     stack: AsyncExitStack, proxy: Proxy, name: str, kind: type[GatedResync]
 ) -> GatedResync:
     settings = cache_settings(redis_url=f"redis://{proxy.listen}/0", instance_id=name)
-    cache = make_cache(settings, redis_breaker(settings), kind, timing=TIMING)
+    cache = make_cache(settings, redis_breaker(settings), kind, timing=FAST_SUBSCRIBER)
     assert isinstance(cache, GatedResync)
     stack.push_async_callback(cache.aclose)
     stack.callback(cache.release.set)  # the gated resync must not hold up aclose

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,14 +22,13 @@ from reference.audit.event import AuditEvent
 from reference.audit.stream import AuditQueue, NotReplicated
 from reference.cache import JSON, CacheResult, HybridCache
 from reference.config import Settings
-from reference.invalidation import SubscriberTiming
 from reference.redis_client import make_redis
 from scenarios.pytest_plugin import unavailable
 from scenarios.stack import Stack, StackError, open_stack
 from scenarios.stack.base import install_sigterm_cleanup
 from scenarios.stack.envfile import read_env_file
 from scenarios.stack.local import LocalStack
-from tests.cache_support import cache_settings, read_into_l1, redis_breaker
+from tests.cache_support import FAST_SUBSCRIBER, cache_settings, read_into_l1, redis_breaker
 from tests.cache_support import make_cache as build_cache
 
 pytestmark = pytest.mark.integration
@@ -81,15 +80,23 @@ def _event() -> AuditEvent:
     return AuditEvent.new("t", "a", "e", "1", {})
 
 
-async def _published_within(queue: AuditQueue, seconds: float) -> None:
+async def _within(seconds: float, what: str, attempt: Callable[[], Awaitable[bool]]) -> None:
+    """`attempt()` every 0.1 s until it is true; fails naming `what` after `seconds`."""
     deadline = time.monotonic() + seconds
-    while True:
+    while not await attempt():
+        assert time.monotonic() < deadline, f"{what} not within {seconds} s"
+        await asyncio.sleep(0.1)
+
+
+async def _published_within(queue: AuditQueue, seconds: float) -> None:
+    async def published() -> bool:
         try:
             await queue.publish(_event())
-            return
         except Exception:
-            assert time.monotonic() < deadline, f"no acknowledged write within {seconds} s"
-            await asyncio.sleep(0.1)
+            return False
+        return True
+
+    await _within(seconds, "an acknowledged write", published)
 
 
 def _client(stack: Stack, timeout_s: float = 0.5) -> redis.asyncio.Redis:
@@ -149,10 +156,7 @@ async def test_the_queue_waits_for_a_replica_and_follows_a_failover(replicated: 
 
 async def _written_within(cache: HybridCache, key: str, value: JSON, seconds: float) -> None:
     """`cache.set` until L2 (and a replica) took it."""
-    deadline = time.monotonic() + seconds
-    while not await cache.set(key, value):
-        assert time.monotonic() < deadline, f"{key} not written to L2 within {seconds} s"
-        await asyncio.sleep(0.1)
+    await _within(seconds, f"{key} written to L2", lambda: cache.set(key, value))
 
 
 async def test_an_instance_l1_follows_a_failover_after_its_last_subscribe(
@@ -166,17 +170,22 @@ async def test_an_instance_l1_follows_a_failover_after_its_last_subscribe(
     Before the fix B stayed subscribed to the old primary, which still answers, and kept
     its stale L1 entry until the heal (docs/DECISIONS.md, replicated Redis)."""
     replicated.heal()
-    assert replicated.redis_set is not None
+    redis_set = replicated.redis_set
+    assert redis_set is not None
     sentinels = Settings.from_env(replicated.urls.as_env()).redis_sentinels
     settings = cache_settings(
         redis_sentinels=sentinels,
         cache_min_replicas=1,
         breaker_failure_threshold=1000,  # no breaker recovery (it would flush L1 as well)
     )
-    timing = SubscriberTiming(ping_interval_s=0.2, backoff_max_s=0.2)
 
     def cache(name: str) -> HybridCache:
-        return build_cache(settings, redis_breaker(settings), timing=timing, instance_id=name)
+        return build_cache(
+            settings, redis_breaker(settings), timing=FAST_SUBSCRIBER, instance_id=name
+        )
+
+    async def promoted() -> bool:
+        return await asyncio.to_thread(redis_set.primary_index) not in (0, None)
 
     key = f"k-{uuid.uuid4().hex[:6]}"
     try:
@@ -191,10 +200,7 @@ async def test_an_instance_l1_follows_a_failover_after_its_last_subscribe(
                 peer.toxic("timeout", stream="upstream", timeout=0),
                 peer.toxic("timeout", stream="downstream", timeout=0),
             ):
-                deadline = time.monotonic() + 30.0
-                while await asyncio.to_thread(replicated.redis_set.primary_index) in (0, None):
-                    assert time.monotonic() < deadline, "no replica promoted within 30 s"
-                    await asyncio.sleep(0.2)
+                await _within(30.0, "a replica promoted", promoted)
                 # B learns the new primary from its own write (NOREPLICAS, or WAIT short of
                 # a replica: the Sentinels asked again); A too, before it writes `key`
                 await _written_within(cache_b, f"{key}-b", {"v": 0}, 15.0)
@@ -209,7 +215,7 @@ async def test_an_instance_l1_follows_a_failover_after_its_last_subscribe(
                     await asyncio.sleep(0.05)
     finally:
         await asyncio.to_thread(replicated.heal)
-        await asyncio.to_thread(replicated.redis_set.reset)
+        await asyncio.to_thread(redis_set.reset)
 
 
 def test_close_stops_every_process(
